@@ -1,0 +1,180 @@
+"""The attention core shared by relpos_bert and relpos_t5: scheme hooks + backend dispatch.
+
+The models own their projections (BERT's ``query/key/value``, T5's ``q/k/v``) and call
+:func:`relpos_attention` with projected heads. It applies the scheme's hooks and runs the backend
+named by ``config._attn_implementation``:
+
+- ``eager``: plain matmul/softmax; carries every hook, returns attention probabilities.
+- ``sdpa``: transformers' sdpa function; the scheme's bias and content terms travel as
+  ``position_bias`` (folded into sdpa's float mask).
+- ``flex_attention``: torch flex attention. A scheme whose bias depends only on j − i (t5, alibi,
+  kerple, bidirectional fire) is computed inside ``score_mod`` from an (H, Lq + Lk − 1) table, so
+  no (B, H, Lq, Lk) bias tensor exists. Compiled on GPU, eager (unfused) on CPU.
+
+Shaw's value side (``relative_value=True``) needs the probabilities, which sdpa and flex never
+expose: under those backends the layer falls back to eager with one warning.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+
+import torch
+from torch.nn import functional as F
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
+
+SUPPORTED_IMPLEMENTATIONS = ("eager", "sdpa", "flex_attention")
+
+
+def build_attention_mask(padding_mask, q_len, k_len, causal=False, dtype=torch.float32, device=None):
+    """Additive float mask (B or 1, 1, Lq, Lk) from a (B, Lk) 1/0 padding mask, or None when no
+    position is masked. Queries are the last ``q_len`` of ``k_len`` positions (decoder caches)."""
+    allowed = None
+    if padding_mask is not None:
+        if padding_mask.dim() != 2 or padding_mask.shape[-1] != k_len:
+            raise ValueError(
+                f"attention_mask must have shape (batch, {k_len}) (key length), got {tuple(padding_mask.shape)}"
+            )
+        if not bool(padding_mask.all()):
+            allowed = padding_mask[:, None, None, :].bool()
+    if causal and q_len > 1:  # a single (last) query may see every key
+        q_pos = torch.arange(k_len - q_len, k_len, device=device)
+        causal_allowed = (torch.arange(k_len, device=device)[None, :] <= q_pos[:, None])[None, None]
+        allowed = causal_allowed if allowed is None else allowed & causal_allowed
+    if allowed is None:
+        return None
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=device)
+    return mask.masked_fill(~allowed, torch.finfo(dtype).min)
+
+
+def eager_relpos_attention(query, key, value, attention_mask, scaling, dropout=0.0, position_bias=None, scheme=None):
+    """q (B, H, Lq, d), k/v (B, H, Lk, d) → ((B, Lq, H, d), probs (B, H, Lq, Lk))."""
+    scores = torch.matmul(query, key.transpose(-1, -2)) * scaling
+    if position_bias is not None:
+        scores = scores + position_bias
+    if attention_mask is not None:
+        scores = scores + attention_mask
+    probs = F.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    probs = F.dropout(probs, p=dropout, training=dropout > 0)
+    output = torch.matmul(probs, value)
+    if scheme is not None and scheme.uses_values:
+        output = output + scheme.values(probs)
+    return output.transpose(1, 2).contiguous(), probs
+
+
+@functools.lru_cache(maxsize=1)
+def _compiled_flex():
+    from torch.nn.attention.flex_attention import flex_attention
+
+    return torch.compile(flex_attention)
+
+
+def flex_relpos_attention(query, key, value, attention_mask, scaling, position_bias=None, bias_1d=None):
+    """Flex attention with the bias computed in ``score_mod``: from ``bias_1d`` (H, Lq + Lk − 1)
+    indexed by j − i + Lk − 1 when given, else from a dense ``position_bias`` (B or 1, H, Lq, Lk)."""
+    from torch.nn.attention.flex_attention import flex_attention
+
+    q_len, k_len = query.shape[-2], key.shape[-2]
+    offset = k_len - q_len  # query i sits at position offset + i
+    mask_batched = attention_mask is not None and attention_mask.shape[0] > 1
+    if attention_mask is not None:  # a padding-only mask is (B, 1, 1, Lk): give it its query axis
+        attention_mask = attention_mask.expand(attention_mask.shape[0], 1, q_len, k_len)
+    bias_batched = position_bias is not None and position_bias.shape[0] > 1
+
+    def score_mod(score, b, h, q_idx, kv_idx):
+        if attention_mask is not None:
+            score = score + attention_mask[b if mask_batched else 0, 0, q_idx, kv_idx]
+        if bias_1d is not None:
+            score = score + bias_1d[h, kv_idx - q_idx - offset + k_len - 1]
+        elif position_bias is not None:
+            score = score + position_bias[b if bias_batched else 0, h, q_idx, kv_idx]
+        return score
+
+    if query.device.type == "cuda":
+        output = _compiled_flex()(query, key, value, score_mod=score_mod, scale=scaling)
+    else:
+        # compiled flex on CPU is inference-only; the unfused path is exact and differentiable
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*flex_attention called without torch.compile.*")
+            output = flex_attention(query, key, value, score_mod=score_mod, scale=scaling)
+    return output.transpose(1, 2).contiguous(), None
+
+
+def relpos_attention(
+    module,
+    query,
+    key,
+    value,
+    attention_mask,
+    *,
+    scheme,
+    scaling,
+    dropout=0.0,
+    memo=None,
+    projections=None,
+    implementation="sdpa",
+):
+    """Attention with a relative position scheme.
+
+    Args:
+        module: the calling attention module (for transformers' sdpa function).
+        query: (B, H, Lq, d); key, value: (B, H, Lk, d). Queries are the last Lq positions.
+        attention_mask: additive float mask (B or 1, 1, Lq, Lk) or None (see build_attention_mask).
+        scheme: a RelativePositionScheme or None.
+        scaling: the model's score scale (1/√d BERT, 1.0 T5); divided by √scheme.scale_factor.
+        memo: per-forward dict, so a scheme shared by all layers computes its bias once.
+        projections: the layer's (query, key) Linear pair (DeBERTa projects its table with them).
+        implementation: "eager", "sdpa" or "flex_attention".
+
+    Returns: (output (B, Lq, H, d), attention probabilities (B, H, Lq, Lk) or None).
+    """
+    if implementation not in SUPPORTED_IMPLEMENTATIONS:
+        raise ValueError(
+            f"attn_implementation={implementation!r} is not supported; choose one of: {', '.join(SUPPORTED_IMPLEMENTATIONS)}"
+        )
+    q_len, k_len = query.shape[-2], key.shape[-2]
+    if scheme is not None:
+        scaling = scaling / scheme.scale_factor**0.5
+        if scheme.uses_rotate:
+            query, key = scheme.rotate(query, key)
+    if scheme is not None and scheme.uses_values and implementation != "eager":
+        logger.warning_once(
+            f"relative_value=True (Shaw value side) needs the attention probabilities, which "
+            f"{implementation} does not expose; these layers run eager attention instead."
+        )
+        implementation = "eager"
+
+    bias_1d = None
+    position_bias = None
+    if scheme is not None and scheme.uses_content:
+        position_bias = scheme.content(query, key, projections=projections, memo=memo) * scaling
+    if scheme is not None and scheme.uses_bias:
+        if implementation == "flex_attention" and position_bias is None:
+            bias_1d = scheme.bias_1d(q_len, k_len)
+        if bias_1d is None:
+            bias = scheme.cached_bias(q_len, k_len, memo)[None]
+            position_bias = bias if position_bias is None else position_bias + bias
+    if position_bias is not None:
+        position_bias = position_bias.to(query.dtype)
+    if bias_1d is not None:
+        bias_1d = bias_1d.to(query.dtype)
+
+    if implementation == "eager":
+        return eager_relpos_attention(
+            query, key, value, attention_mask, scaling, dropout=dropout, position_bias=position_bias, scheme=scheme
+        )
+    if implementation == "sdpa":
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, is_causal=False,
+            position_bias=position_bias,
+        )
+    if dropout > 0:
+        raise ValueError(
+            "attn_implementation='flex_attention' does not support attention dropout; set the attention dropout "
+            "probability to 0 or call model.eval()"
+        )
+    return flex_relpos_attention(query, key, value, attention_mask, scaling, position_bias=position_bias, bias_1d=bias_1d)
