@@ -13,7 +13,7 @@ A scheme contributes through the hooks it declares and nothing else:
 - ``values(probs)``          value-side term Σ_j p_ij u_ij, (B, H, Lq, d) (eager only).
 
 Queries are always the LAST ``q_len`` of the ``k_len`` positions, so a decoder with a cache needs
-no offset argument. Everything here imports only torch (this file travels as remote code).
+no offset argument. This file travels as remote code: it imports only torch and transformers.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import math
 import torch
 from torch import nn
 from torch.nn import functional as F
+from transformers import initialization as init  # init.* skips tensors loaded from a checkpoint
 
 ABSOLUTE_POSITIONS = ("none", "learned", "sinusoidal")
 
@@ -237,7 +238,7 @@ class T5RelativePosition(_DistanceBias):
         self.reset_parameters()
 
     def reset_parameters(self, std=0.02):
-        nn.init.normal_(self.relative_attention_bias.weight, std=std)
+        init.normal_(self.relative_attention_bias.weight, std=std)
 
     def distance_bias(self, distances):
         buckets = t5_relative_position_bucket(
@@ -258,7 +259,7 @@ class ALiBi(_DistanceBias):
         self.register_buffer("slopes", alibi_slopes(num_heads), persistent=False)
 
     def reset_parameters(self, std=0.02):
-        self.slopes.copy_(alibi_slopes(self.num_heads).to(self.slopes.device))
+        init.copy_(self.slopes, alibi_slopes(self.num_heads))
 
     def distance_bias(self, distances):
         return -self.slopes.to(distances.device)[:, None] * distances.abs().float()[None, :]
@@ -278,9 +279,8 @@ class KERPLE(_DistanceBias):
 
     def reset_parameters(self, std=0.02):
         # r1 = 1 and r2 = ALiBi's geometric slopes: distinct heads from a deterministic start
-        with torch.no_grad():
-            self.r1.fill_(math.log(math.expm1(1.0)))
-            self.r2.copy_(torch.log(torch.expm1(alibi_slopes(self.num_heads))).to(self.r2.device))
+        init.constant_(self.r1, math.log(math.expm1(1.0)))
+        init.copy_(self.r2, torch.log(torch.expm1(alibi_slopes(self.num_heads))))
 
     def distance_bias(self, distances):
         r1, r2 = F.softplus(self.r1), F.softplus(self.r2)
@@ -310,10 +310,10 @@ class FIRE(RelativePositionScheme):
 
     def reset_parameters(self, std=0.02):
         for layer in (self.mlp[0], self.mlp[2]):
-            layer.reset_parameters()
-        with torch.no_grad():
-            self.c.fill_(self.init_c)
-            self.L_multiplier.fill_(1.0)
+            init.normal_(layer.weight, std=max(std, 0.2))  # f_θ must start non-flat to rank distances
+            init.zeros_(layer.bias)
+        init.constant_(self.c, self.init_c)
+        init.constant_(self.L_multiplier, 1.0)
 
     def _psi(self, x):
         return torch.log(torch.abs(self.c * x) + 1)
@@ -409,9 +409,9 @@ class Shaw(RelativePositionScheme):
         self.reset_parameters()
 
     def reset_parameters(self, std=0.02):
-        nn.init.normal_(self.relative_key.weight, std=std)
+        init.normal_(self.relative_key.weight, std=std)
         if self.relative_value is not None:
-            nn.init.normal_(self.relative_value.weight, std=std)
+            init.normal_(self.relative_value.weight, std=std)
 
     def _index(self, q_len, k_len, device):
         d = relative_distance(q_len, k_len, device)
@@ -446,7 +446,7 @@ class ShawKeyQuery(RelativePositionScheme):
         self.reset_parameters()
 
     def reset_parameters(self, std=0.02):
-        nn.init.normal_(self.distance_embedding.weight, std=std)
+        init.normal_(self.distance_embedding.weight, std=std)
 
     def content(self, q, k, projections=None, memo=None):
         q_len, k_len = q.shape[-2], k.shape[-2]
@@ -476,9 +476,9 @@ class TransformerXL(RelativePositionScheme):
         self.reset_parameters()
 
     def reset_parameters(self, std=0.02):
-        nn.init.normal_(self.r_net.weight, std=std)
-        nn.init.normal_(self.u, std=std)
-        nn.init.normal_(self.v, std=std)
+        init.normal_(self.r_net.weight, std=std)
+        init.normal_(self.u, std=std)
+        init.normal_(self.v, std=std)
 
     def content(self, q, k, projections=None, memo=None):
         q_len, k_len = q.shape[-2], k.shape[-2]
@@ -511,8 +511,9 @@ class DeBERTa(RelativePositionScheme):
         self.reset_parameters()
 
     def reset_parameters(self, std=0.02):
-        nn.init.normal_(self.rel_embeddings.weight, std=std)
-        self.LayerNorm.reset_parameters()
+        init.normal_(self.rel_embeddings.weight, std=std)
+        init.ones_(self.LayerNorm.weight)
+        init.zeros_(self.LayerNorm.bias)
 
     def relative_index(self, q_len, k_len, device):
         d = -relative_distance(q_len, k_len, device)  # i − j
@@ -617,6 +618,16 @@ def build_relative_position(config, num_heads, head_dim, hidden_size, causal=Fal
     """Instantiate the scheme named by ``config.relative_position``."""
     validate_scheme_config(config)
     return SCHEMES[config.relative_position](config, num_heads, head_dim, hidden_size, causal=causal)
+
+
+def scheme_fields(config, **overrides) -> "SchemeFields":
+    """The scheme fields of ``config`` (missing ones at their defaults), with ``overrides`` applied:
+    e.g. the T5 decoder's scheme is ``scheme_fields(config, relative_position=decoder_choice)``."""
+    fields = {name: getattr(config, name, default) for name, default in SCHEME_DEFAULTS.items()}
+    fields["max_position_embeddings"] = getattr(config, "max_position_embeddings", 512)
+    fields["layer_norm_eps"] = getattr(config, "layer_norm_eps", 1e-7)
+    fields.update(overrides)
+    return SchemeFields(**fields)
 
 
 class SchemeFields:
