@@ -1,0 +1,379 @@
+"""The RPE engine against naive references written plainly from SCHEMES.md.
+
+Each reference builds explicit per-pair terms (loops over i, j or (Lq, Lk, d) tensors); the
+library computes the same through tables, gathers and backends. float32, max abs diff ≤ 1e-5.
+"""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from hf_relpos.relative_positions import (
+    SCHEMES,
+    SchemeFields,
+    alibi_slopes,
+    build_relative_position,
+    scheme_is_shared,
+)
+from hf_relpos.relpos_attention import build_attention_mask, relpos_attention
+
+H, D = 4, 8
+HIDDEN = H * D
+TOL = 1e-5
+
+# Small hyper-parameters so clipping, log buckets and thresholds are all reached at L ≤ 24.
+SMALL = dict(
+    max_position_embeddings=10,
+    max_relative_position=3,
+    relative_attention_num_buckets=8,
+    relative_attention_max_distance=12,
+    position_buckets=6,
+    max_relative_positions=20,
+    fire_init_threshold=5.0,
+    rope_theta=100.0,
+)
+CASES = [(name, False) for name in SCHEMES] + [("shaw", True)]
+
+
+def make_scheme(name, causal=False, value=False, seed=0):
+    torch.manual_seed(seed)
+    cfg = SchemeFields(relative_position=name, relative_value=value, **SMALL)
+    scheme = build_relative_position(cfg, H, D, HIDDEN, causal=causal)
+    with torch.no_grad():  # large random weights, so every term matters
+        for p in scheme.parameters():
+            p.copy_(torch.randn_like(p) * 0.5)
+    projections = (nn.Linear(HIDDEN, HIDDEN), nn.Linear(HIDDEN, HIDDEN))
+    return cfg, scheme, projections
+
+
+# ----------------------------------------------------------------------------------------------
+# naive references: one function per scheme, (Lq, Lk) loops, positions written out
+# ----------------------------------------------------------------------------------------------
+
+
+def hf_t5_bucket(rel, bidirectional, num_buckets, max_distance):
+    from transformers.models.t5.modeling_t5 import T5Attention
+
+    return T5Attention._relative_position_bucket(
+        torch.tensor(rel), bidirectional=bidirectional, num_buckets=num_buckets, max_distance=max_distance
+    ).item()
+
+
+def hf_deberta_bucket(rel, bucket_size, max_position):
+    from transformers.models.deberta_v2.modeling_deberta_v2 import make_log_bucket_position
+
+    return int(make_log_bucket_position(torch.tensor([rel]), bucket_size, max_position).item())
+
+
+def sin_vec(r, dim):
+    """Interleaved sinusoid of one scalar position r: [sin(r/10000^(0/d)), cos(...), sin(r/10000^(2/d)), ...]."""
+    out = torch.zeros(dim)
+    for t in range(dim // 2):
+        out[2 * t] = math.sin(r / 10000 ** (2 * t / dim))
+        out[2 * t + 1] = math.cos(r / 10000 ** (2 * t / dim))
+    return out
+
+
+def xl_vec(r, dim):
+    """Transformer-XL's [sin | cos] sinusoid of one scalar position r."""
+    freqs = [r / 10000 ** (2 * t / dim) for t in range(dim // 2)]
+    return torch.tensor([math.sin(f) for f in freqs] + [math.cos(f) for f in freqs])
+
+
+def rotate_naive(x, positions, theta):
+    """RoPE per position and per (t, t + d/2) pair, written out."""
+    out = x.clone()
+    half = x.shape[-1] // 2
+    for n, p in enumerate(positions):
+        for t in range(half):
+            a = p * theta ** (-2 * t / x.shape[-1])
+            x1, x2 = x[..., n, t], x[..., n, t + half]
+            out[..., n, t] = x1 * math.cos(a) - x2 * math.sin(a)
+            out[..., n, t + half] = x2 * math.cos(a) + x1 * math.sin(a)
+    return out
+
+
+def naive_attention(name, cfg, scheme, projections, q, k, v, padding, causal, base_scale):
+    B, _, Lq, d = q.shape
+    Lk = k.shape[2]
+    q_pos = [Lk - Lq + i for i in range(Lq)]  # queries are the last positions
+    scale = base_scale
+    if name == "rotary":
+        q = rotate_naive(q, q_pos, cfg.rope_theta)
+        k = rotate_naive(k, list(range(Lk)), cfg.rope_theta)
+    if name == "deberta":
+        scale = base_scale / math.sqrt(3)
+    c = torch.zeros(B, H, Lq, Lk)
+    b = torch.zeros(B, H, Lq, Lk)
+    u = torch.zeros(Lq, Lk, d)  # Shaw value side
+    kclip = cfg.max_relative_position
+    if name == "deberta":
+        rel_table = F.layer_norm(scheme.rel_embeddings.weight, (HIDDEN,), scheme.LayerNorm.weight, scheme.LayerNorm.bias, 1e-7)
+    if name == "xl":
+        Wr = scheme.r_net.weight
+    for i in range(Lq):
+        I = q_pos[i]
+        for j in range(Lk):
+            if name == "sinusoidal":
+                r = min(max(I - j, -kclip), kclip)
+                c[:, :, i, j] = q[:, :, i] @ sin_vec(r, d)
+            elif name == "shaw":
+                r = min(max(j - I, -kclip), kclip) + kclip
+                c[:, :, i, j] = q[:, :, i] @ scheme.relative_key.weight[r]
+                if scheme.relative_value is not None:
+                    u[i, j] = scheme.relative_value.weight[r]
+            elif name == "shaw_kq":
+                P = cfg.max_position_embeddings
+                e = scheme.distance_embedding.weight[min(max(I - j, -(P - 1)), P - 1) + P - 1]
+                c[:, :, i, j] = q[:, :, i] @ e + k[:, :, j] @ e
+            elif name == "t5":
+                bucket = hf_t5_bucket(j - I, not causal, cfg.relative_attention_num_buckets, cfg.relative_attention_max_distance)
+                b[:, :, i, j] = scheme.relative_attention_bias.weight[bucket]
+            elif name == "alibi":
+                b[:, :, i, j] = -alibi_slopes(H) * abs(I - j)
+            elif name == "kerple":
+                r1, r2 = F.softplus(scheme.r1), F.softplus(scheme.r2)
+                b[:, :, i, j] = -r1 * torch.log(1 + r2 * abs(I - j))
+            elif name == "fire":
+                cc = scheme.c
+                thr = abs(scheme.L_multiplier * cfg.fire_init_threshold)
+                n = I if causal else Lk
+                psi = lambda x: torch.log(torch.abs(cc * x) + 1)  # noqa: E731
+                x = psi(torch.tensor(float(abs(I - j)))) / (psi(torch.maximum(torch.tensor(float(n)), thr)) + 1e-6)
+                b[:, :, i, j] = scheme.mlp(x.reshape(1, 1)).reshape(H)
+            elif name == "xl":
+                r = (Wr @ xl_vec(I - j, HIDDEN)).view(H, d)
+                for h in range(H):
+                    c[:, h, i, j] = (q[:, h, i] + scheme.v[h]) @ r[h] + k[:, h, j] @ scheme.u[h]
+            elif name == "deberta":
+                bsz = cfg.position_buckets
+                delta = min(max(hf_deberta_bucket(I - j, bsz, cfg.max_relative_positions) + bsz, 0), 2 * bsz - 1)
+                kr = projections[1](rel_table[delta]).view(H, d)
+                qr = projections[0](rel_table[delta]).view(H, d)
+                for h in range(H):
+                    c[:, h, i, j] = q[:, h, i] @ kr[h] + k[:, h, j] @ qr[h]
+    scores = (q @ k.transpose(-1, -2) + c) * scale + b
+    allowed = torch.ones(B, 1, Lq, Lk, dtype=torch.bool)
+    if padding is not None:
+        allowed &= padding[:, None, None, :].bool()
+    if causal:
+        for i in range(Lq):
+            allowed[:, :, i, q_pos[i] + 1 :] = False
+    scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
+    p = scores.softmax(-1)
+    out = p @ v + torch.einsum("bhij,ijd->bhid", p, u)
+    return out.transpose(1, 2)
+
+
+def run(scheme, projections, q, k, v, padding, causal, impl, scale, memo=None):
+    mask = build_attention_mask(padding, q.shape[2], k.shape[2], causal=causal, dtype=q.dtype)
+    out, _ = relpos_attention(
+        nn.Module(), q, k, v, mask, scheme=scheme, scaling=scale, memo={} if memo is None else memo,
+        projections=projections, implementation=impl,
+    )
+    return out
+
+
+def inputs(Lq, Lk, seed=1, B=2):
+    g = torch.Generator().manual_seed(seed)
+    q, k, v = (torch.randn(B, H, L, D, generator=g) for L in (Lq, Lk, Lk))
+    padding = torch.ones(B, Lk)
+    if B > 1:
+        padding[1, : max(1, Lk // 4)] = 0  # left-padded second row
+    return q, k, v, padding
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name,value", CASES)
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("Lq,Lk", [(7, 7), (15, 15), (24, 24), (5, 13), (1, 9)])
+def test_scheme_equals_naive_reference(name, value, causal, Lq, Lk):
+    cfg, scheme, projections = make_scheme(name, causal=causal, value=value)
+    q, k, v, padding = inputs(Lq, Lk)
+    with torch.no_grad():
+        got = run(scheme, projections, q, k, v, padding, causal, "eager", D**-0.5)
+        want = naive_attention(name, cfg, scheme, projections, q, k, v, padding, causal, D**-0.5)
+    assert (got - want).abs().max().item() <= TOL
+
+
+@pytest.mark.parametrize("name,value", CASES)
+@pytest.mark.parametrize("causal", [False, True])
+def test_backends_agree(name, value, causal):
+    """eager == sdpa == flex (unfused flex on CPU), also with q_len < k_len and T5's scale 1."""
+    _, scheme, projections = make_scheme(name, causal=causal, value=value)
+    for Lq, Lk, scale in [(11, 11, D**-0.5), (4, 10, 1.0)]:
+        q, k, v, padding = inputs(Lq, Lk, seed=3)
+        with torch.no_grad():
+            outs = {impl: run(scheme, projections, q, k, v, padding, causal, impl, scale) for impl in ("eager", "sdpa", "flex_attention")}
+        assert (outs["eager"] - outs["sdpa"]).abs().max().item() <= TOL
+        assert (outs["eager"] - outs["flex_attention"]).abs().max().item() <= TOL
+
+
+def test_flex_uses_score_mod_table_for_distance_biases():
+    """Pure distance biases reach flex as an (H, Lq + Lk − 1) table, not an (H, Lq, Lk) tensor."""
+    for name in ("t5", "alibi", "kerple", "fire"):
+        _, scheme, _ = make_scheme(name)
+        table = scheme.bias_1d(6, 9)
+        assert table.shape == (H, 6 + 9 - 1)
+        full = scheme.bias(6, 9)
+        index = torch.arange(9)[None, :] - torch.arange(3, 9)[:, None] + 8
+        assert torch.allclose(full, table[:, index])
+    _, causal_fire, _ = make_scheme("fire", causal=True)
+    assert causal_fire.bias_1d(6, 9) is None  # depends on the query position too
+
+
+@pytest.mark.parametrize("name,value", [c for c in CASES if c[0] != "none"])
+def test_gradients_reach_every_scheme_parameter(name, value):
+    _, scheme, projections = make_scheme(name, value=value)
+    q, k, v, padding = inputs(9, 9)
+    q.requires_grad_(True)
+    out = run(scheme, projections, q, k, v, padding, False, "eager", D**-0.5)
+    (out**2).sum().backward()
+    params = dict(scheme.named_parameters())
+    if name in ("alibi", "rotary", "sinusoidal"):
+        assert not params  # fixed schemes have nothing to learn
+    for pname, p in params.items():
+        if pname == "L_multiplier":  # FIRE's threshold only matters once n exceeds it
+            continue
+        assert p.grad is not None and p.grad.abs().sum() > 0, pname
+    assert q.grad.abs().sum() > 0
+    if name == "deberta":  # the shared table is projected by the layer's own q/k projections
+        assert projections[0].weight.grad.abs().sum() > 0 and projections[1].weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("impl", ["eager", "sdpa"])
+def test_gradients_match_across_backends(impl):
+    for name in ("shaw_kq", "t5", "xl"):
+        grads = {}
+        for backend in ("eager", impl):
+            _, scheme, projections = make_scheme(name, seed=5)
+            q, k, v, padding = inputs(8, 8)
+            out = run(scheme, projections, q, k, v, padding, False, backend, D**-0.5)
+            out.sum().backward()
+            grads[backend] = [p.grad.clone() for p in scheme.parameters()]
+        for a, b in zip(grads["eager"], grads[impl]):
+            assert (a - b).abs().max() <= TOL
+
+
+SHIFT_INVARIANT = [c for c in CASES if SCHEMES[c[0]].shift_invariant]
+
+
+@pytest.mark.parametrize("name,value", SHIFT_INVARIANT)
+@pytest.mark.parametrize("impl", ["eager", "sdpa"])
+def test_left_padding_shift_does_not_change_real_tokens(name, value, impl):
+    """Prepending masked positions moves every real token's absolute index; j − i is unchanged."""
+    _, scheme, projections = make_scheme(name, value=value)
+    q, k, v, _ = inputs(10, 10, B=1)
+    pad = 5
+    q2, k2, v2 = (torch.cat([torch.randn(1, H, pad, D), t], dim=2) for t in (q, k, v))
+    padding = torch.cat([torch.zeros(1, pad), torch.ones(1, 10)], dim=1)
+    with torch.no_grad():
+        base = run(scheme, projections, q, k, v, None, False, impl, D**-0.5)
+        shifted = run(scheme, projections, q2, k2, v2, padding, False, impl, D**-0.5)[:, pad:]
+    assert (base - shifted).abs().max().item() <= TOL
+
+
+@pytest.mark.parametrize("name,value", CASES)
+def test_right_padding_does_not_change_real_tokens(name, value):
+    """FIRE normalises by max(threshold, key length): below the threshold padding is invisible."""
+    cfg, scheme, projections = make_scheme(name, value=value)
+    if name == "fire":
+        with torch.no_grad():
+            scheme.L_multiplier.fill_(4.0)  # threshold 20 ≥ padded length
+    q, k, v, _ = inputs(10, 10, B=1)
+    q2, k2, v2 = (torch.cat([t, torch.randn(1, H, 6, D)], dim=2) for t in (q, k, v))
+    padding = torch.cat([torch.ones(1, 10), torch.zeros(1, 6)], dim=1)
+    with torch.no_grad():
+        base = run(scheme, projections, q, k, v, None, False, "eager", D**-0.5)
+        padded = run(scheme, projections, q2, k2, v2, padding, False, "eager", D**-0.5)[:, :10]
+    assert (base - padded).abs().max().item() <= TOL
+
+
+@pytest.mark.parametrize("name", [n for n in SCHEMES if n != "none"])
+def test_sequences_longer_than_every_table(name):
+    """No index errors past max_position_embeddings, clip or bucket ranges (HF issue #17026)."""
+    _, scheme, projections = make_scheme(name)
+    q, k, v, padding = inputs(60, 60)  # max_position_embeddings=10, clip 3, max distance 12/20
+    with torch.no_grad():
+        out = run(scheme, projections, q, k, v, padding, False, "sdpa", D**-0.5)
+    assert out.shape == (2, 60, H, D) and torch.isfinite(out).all()
+
+
+def test_shared_bias_is_computed_once_per_forward():
+    _, scheme, _ = make_scheme("t5")
+    calls = []
+    original = scheme.bias
+    scheme.bias = lambda *a: calls.append(a) or original(*a)
+    memo = {}
+    q, k, v, padding = inputs(8, 8)
+    for _ in range(3):  # three layers sharing one scheme
+        run(scheme, None, q, k, v, padding, False, "sdpa", D**-0.5, memo=memo)
+    assert len(calls) == 1
+
+
+def test_shaw_kq_equals_v4_formula_inside_range():
+    """transformers 4.x relative_key_query: einsum over an explicit (L, L, d) distance tensor."""
+    cfg, scheme, _ = make_scheme("shaw_kq")
+    L = 9  # < max_position_embeddings = 10, where 4.x runs
+    q, k, _, _ = inputs(L, L)
+    pos = torch.arange(L)
+    distance = pos[:, None] - pos[None, :]
+    emb = scheme.distance_embedding(distance + cfg.max_position_embeddings - 1)
+    want = torch.einsum("bhld,lrd->bhlr", q, emb) + torch.einsum("bhrd,lrd->bhlr", k, emb)
+    assert (scheme.content(q, k) - want).abs().max() <= TOL
+
+
+def test_alibi_slopes_non_power_of_two():
+    # H = 6: slopes of 4 heads, then every other slope of 8 heads (Press et al.'s reference code)
+    want = [2**-2, 2**-4, 2**-6, 2**-8, 2**-1, 2**-3]
+    assert torch.allclose(alibi_slopes(6), torch.tensor(want))
+    assert torch.allclose(alibi_slopes(8), torch.tensor([2.0 ** (-(h + 1)) for h in range(8)]))
+
+
+def test_shared_by_default_and_override():
+    assert scheme_is_shared(SchemeFields(relative_position="t5"))
+    assert not scheme_is_shared(SchemeFields(relative_position="t5", relative_position_per_layer=True))
+    assert not scheme_is_shared(SchemeFields(relative_position="shaw"))
+
+
+@pytest.mark.parametrize(
+    "fields,needle",
+    [
+        (dict(relative_position="relative_key"), "relative_position='relative_key'"),
+        (dict(absolute_position="rope"), "absolute_position='rope'"),
+        (dict(relative_position="t5", relative_attention_num_buckets=-4), "relative_attention_num_buckets=-4"),
+        (dict(relative_position="t5", relative_attention_num_buckets=7), "relative_attention_num_buckets=7"),
+        (dict(relative_position="shaw", max_relative_position=0), "max_relative_position=0"),
+        (dict(relative_position="rotary", rope_theta=0), "rope_theta=0"),
+        (dict(relative_position="t5", relative_value=True), "relative_value=True"),
+        (dict(relative_position_per_layer="yes"), "relative_position_per_layer='yes'"),
+    ],
+)
+def test_bad_configuration_names_field_value_and_choices(fields, needle):
+    with pytest.raises(ValueError) as err:
+        build_relative_position(SchemeFields(**fields), H, D, HIDDEN)
+    message = str(err.value)
+    assert needle in message
+    if needle.startswith("relative_position="):
+        assert "shaw_kq" in message and "alibi" in message  # lists the valid choices
+
+
+def test_unknown_backend_is_rejected():
+    _, scheme, _ = make_scheme("t5")
+    q, k, v, _ = inputs(4, 4)
+    with pytest.raises(ValueError, match="attn_implementation='flash'.*eager, sdpa, flex_attention"):
+        relpos_attention(nn.Module(), q, k, v, None, scheme=scheme, scaling=1.0, implementation="flash")
+
+
+def test_value_side_under_sdpa_falls_back_to_eager_with_same_numbers():
+    _, scheme, projections = make_scheme("shaw", value=True)
+    q, k, v, padding = inputs(8, 8)
+    with torch.no_grad():
+        eager = run(scheme, projections, q, k, v, padding, False, "eager", D**-0.5)
+        sdpa = run(scheme, projections, q, k, v, padding, False, "sdpa", D**-0.5)
+    assert torch.equal(eager, sdpa)
