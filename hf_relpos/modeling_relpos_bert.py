@@ -1,0 +1,645 @@
+"""PyTorch ``relpos_bert``: a BERT encoder with any relative position scheme, plus BERT's task heads.
+
+Parameter names follow transformers' ``modeling_bert.py`` exactly (``embeddings.word_embeddings``,
+``encoder.layer.N.attention.self.query`` …, ``cls.predictions.decoder``), so a HF ``BertModel``
+state dict loads by name and PEFT target modules ``query``/``value`` work. The relative scheme
+lives at ``encoder.layer.N.attention.self.relative_position`` (per layer) or at
+``encoder.relative_position`` (one scheme shared by every layer, e.g. T5 buckets, ALiBi); a shared
+scheme is handed to the layers at call time, never registered in them.
+
+Attention (see ``relpos_attention.py``): eager, sdpa and flex_attention all carry every scheme.
+``output_attentions=True`` returns the per-layer probabilities; since sdpa and flex never expose
+them, a forward that asks for them runs its attention eagerly (one warning).
+
+This file travels as remote code with every ``save_pretrained`` folder: it imports only torch,
+transformers and its flat sibling modules (``from .x import y``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import (
+    BaseModelOutput,
+    BaseModelOutputWithPoolingAndCrossAttentions,
+    MaskedLMOutput,
+    MultipleChoiceModelOutput,
+    QuestionAnsweringModelOutput,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+)
+from transformers.modeling_utils import PreTrainedModel
+from transformers.utils import logging
+from transformers.utils.generic import can_return_tuple
+
+try:  # transformers >= 5.23
+    from transformers.utils.output_capturing import capture_outputs
+except ImportError:  # older 5.x: the same hooks lived in check_model_inputs
+    from transformers.utils.generic import check_model_inputs as capture_outputs
+
+from .configuration_relpos_bert import RelPosBertConfig
+from .relative_positions import RelativePositionScheme, build_relative_position, scheme_is_shared, sinusoid_table
+from .relpos_attention import build_attention_mask, relpos_attention
+
+logger = logging.get_logger(__name__)
+
+
+class RelPosBertEmbeddings(nn.Module):
+    """Word + token type (+ absolute position, per ``config.absolute_position``) embeddings, LayerNorm, dropout."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.absolute_position = config.absolute_position
+        self.max_position_embeddings = config.max_position_embeddings
+        self.hidden_size = config.hidden_size
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        if config.absolute_position == "learned":
+            self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, input_ids=None, token_type_ids=None, position_ids=None, inputs_embeds=None):
+        if inputs_embeds is None:
+            inputs_embeds = self.word_embeddings(input_ids)
+        batch_size, seq_length = inputs_embeds.shape[:2]
+        device = inputs_embeds.device
+        if token_type_ids is None:
+            token_type_ids = torch.zeros((batch_size, seq_length), dtype=torch.long, device=device)
+        embeddings = inputs_embeds + self.token_type_embeddings(token_type_ids)
+
+        if self.absolute_position != "none":
+            given = position_ids is not None
+            if not given:
+                position_ids = torch.arange(seq_length, device=device)[None, :]
+            if self.absolute_position == "learned":
+                if seq_length > self.max_position_embeddings:
+                    raise ValueError(
+                        f"input length {seq_length} exceeds max_position_embeddings={self.max_position_embeddings} "
+                        "(absolute_position='learned' has one embedding per position); truncate the input, or use "
+                        "absolute_position='none' or 'sinusoidal' with a relative scheme for longer inputs"
+                    )
+                if given and (int(position_ids.max()) >= self.max_position_embeddings or int(position_ids.min()) < 0):
+                    raise ValueError(
+                        f"position_ids must lie in [0, max_position_embeddings={self.max_position_embeddings}), got "
+                        f"[{int(position_ids.min())}, {int(position_ids.max())}]"
+                    )
+                embeddings = embeddings + self.position_embeddings(position_ids)
+            else:  # fixed sinusoids of any length
+                table = sinusoid_table(position_ids.reshape(-1), self.hidden_size)
+                embeddings = embeddings + table.view(*position_ids.shape, self.hidden_size).to(embeddings.dtype)
+
+        embeddings = self.LayerNorm(embeddings)
+        return self.dropout(embeddings)
+
+
+class RelPosBertSelfAttention(nn.Module):
+    """BERT self-attention (``query``/``key``/``value``) with the relative scheme's hooks.
+
+    Returns ``(context (B, L, hidden), probabilities (B, H, L, L) or None)``."""
+
+    def __init__(self, config, layer_idx=None):
+        super().__init__()
+        self.config = config
+        self.num_attention_heads = config.num_attention_heads
+        self.attention_head_size = config.hidden_size // config.num_attention_heads
+        self.all_head_size = self.num_attention_heads * self.attention_head_size
+        self.scaling = self.attention_head_size**-0.5
+        self.is_causal = False
+        self.layer_idx = layer_idx
+
+        self.query = nn.Linear(config.hidden_size, self.all_head_size)
+        self.key = nn.Linear(config.hidden_size, self.all_head_size)
+        self.value = nn.Linear(config.hidden_size, self.all_head_size)
+        self.dropout_prob = config.attention_probs_dropout_prob
+
+        # a per-layer scheme lives here; a shared one is owned by the encoder and passed at call time
+        if not scheme_is_shared(config):
+            self.relative_position = build_relative_position(
+                config, self.num_attention_heads, self.attention_head_size, config.hidden_size, causal=False
+            )
+        else:
+            self.relative_position = None
+
+    def forward(self, hidden_states, attention_mask=None, relative_position=None, memo=None, **kwargs):
+        scheme = self.relative_position if self.relative_position is not None else relative_position
+        input_shape = hidden_states.shape[:-1]
+        hidden_shape = (*input_shape, -1, self.attention_head_size)
+        query = self.query(hidden_states).view(hidden_shape).transpose(1, 2)
+        key = self.key(hidden_states).view(hidden_shape).transpose(1, 2)
+        value = self.value(hidden_states).view(hidden_shape).transpose(1, 2)
+
+        implementation = self.config._attn_implementation or "sdpa"
+        if kwargs.get("output_attentions") and implementation != "eager":
+            logger.warning_once(
+                f"output_attentions=True needs the attention probabilities, which {implementation} does not expose; "
+                "the attention of this forward runs eagerly."
+            )
+            implementation = "eager"
+
+        context, probs = relpos_attention(
+            self,
+            query,
+            key,
+            value,
+            attention_mask,
+            scheme=scheme,
+            scaling=self.scaling,
+            dropout=self.dropout_prob if self.training else 0.0,
+            memo=memo,
+            projections=(self.query, self.key),
+            implementation=implementation,
+        )
+        context = context.reshape(*input_shape, -1).contiguous()
+        return context, probs
+
+
+class RelPosBertSelfOutput(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states, input_tensor):
+        hidden_states = self.dropout(self.dense(hidden_states))
+        return self.LayerNorm(hidden_states + input_tensor)
+
+
+class RelPosBertAttention(nn.Module):
+    def __init__(self, config, layer_idx=None):
+        super().__init__()
+        self.self = RelPosBertSelfAttention(config, layer_idx=layer_idx)
+        self.output = RelPosBertSelfOutput(config)
+
+    def forward(self, hidden_states, attention_mask=None, relative_position=None, memo=None, **kwargs):
+        context, probs = self.self(
+            hidden_states, attention_mask, relative_position=relative_position, memo=memo, **kwargs
+        )
+        return self.output(context, hidden_states), probs
+
+
+class RelPosBertIntermediate(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.intermediate_act_fn = ACT2FN[config.hidden_act] if isinstance(config.hidden_act, str) else config.hidden_act
+
+    def forward(self, hidden_states):
+        return self.intermediate_act_fn(self.dense(hidden_states))
+
+
+class RelPosBertOutput(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states, input_tensor):
+        hidden_states = self.dropout(self.dense(hidden_states))
+        return self.LayerNorm(hidden_states + input_tensor)
+
+
+class RelPosBertLayer(GradientCheckpointingLayer):
+    def __init__(self, config, layer_idx=None):
+        super().__init__()
+        self.attention = RelPosBertAttention(config, layer_idx=layer_idx)
+        self.intermediate = RelPosBertIntermediate(config)
+        self.output = RelPosBertOutput(config)
+
+    def forward(self, hidden_states, attention_mask=None, relative_position=None, memo=None, **kwargs):
+        attention_output, _ = self.attention(
+            hidden_states, attention_mask, relative_position=relative_position, memo=memo, **kwargs
+        )
+        return self.output(self.intermediate(attention_output), attention_output)
+
+
+class RelPosBertEncoder(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.layer = nn.ModuleList([RelPosBertLayer(config, layer_idx=i) for i in range(config.num_hidden_layers)])
+        if scheme_is_shared(config):
+            head_dim = config.hidden_size // config.num_attention_heads
+            self.relative_position = build_relative_position(
+                config, config.num_attention_heads, head_dim, config.hidden_size, causal=False
+            )
+        else:
+            self.relative_position = None
+
+    def forward(self, hidden_states, attention_mask=None, **kwargs):
+        # One memo per forward: a shared scheme computes its bias once for all layers. Under gradient
+        # checkpointing each layer must rebuild what it uses inside its own checkpointed region (a value
+        # made inside layer 0's region and reused by layer 1 cannot be replayed), so no memo then.
+        checkpointing = self.training and torch.is_grad_enabled() and any(
+            layer.gradient_checkpointing for layer in self.layer
+        )
+        memo = None if checkpointing else {}
+        for layer in self.layer:
+            hidden_states = layer(
+                hidden_states, attention_mask, relative_position=self.relative_position, memo=memo, **kwargs
+            )
+        return BaseModelOutput(last_hidden_state=hidden_states)
+
+
+class RelPosBertPooler(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.activation = nn.Tanh()
+
+    def forward(self, hidden_states):
+        return self.activation(self.dense(hidden_states[:, 0]))
+
+
+class RelPosBertPredictionHeadTransform(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.transform_act_fn = ACT2FN[config.hidden_act] if isinstance(config.hidden_act, str) else config.hidden_act
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(self, hidden_states):
+        return self.LayerNorm(self.transform_act_fn(self.dense(hidden_states)))
+
+
+class RelPosBertLMPredictionHead(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.transform = RelPosBertPredictionHeadTransform(config)
+        # weights tied to the input embeddings; an output-only bias per token
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=True)
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+
+    def forward(self, hidden_states):
+        return self.decoder(self.transform(hidden_states))
+
+
+class RelPosBertOnlyMLMHead(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.predictions = RelPosBertLMPredictionHead(config)
+
+    def forward(self, sequence_output):
+        return self.predictions(sequence_output)
+
+
+class RelPosBertPreTrainedModel(PreTrainedModel):
+    config_class = RelPosBertConfig
+    config: RelPosBertConfig
+    base_model_prefix = "bert"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_flex_attn = True
+    _no_split_modules = ["RelPosBertEmbeddings", "RelPosBertLayer"]
+    # losses are plain means; let the Trainer handle gradient-accumulation averaging
+    accepts_loss_kwargs = False
+    _can_record_outputs = {
+        "hidden_states": RelPosBertLayer,
+        "attentions": RelPosBertSelfAttention,
+    }
+
+    @classmethod
+    def _can_set_attn_implementation(cls) -> bool:
+        # transformers guesses this from the source text; the attention reads config._attn_implementation
+        # at every call, so model.set_attn_implementation("eager" | "sdpa" | "flex_attention") works
+        return True
+
+    def _init_weights(self, module):
+        """BERT's initialisation; schemes initialise their own parameters and buffers (ALiBi slopes are
+        non-persistent: recreated here after meta-device loading). ``init.*`` skips loaded tensors."""
+        super()._init_weights(module)
+        if isinstance(module, RelativePositionScheme):
+            module.reset_parameters(self.config.initializer_range)
+        elif isinstance(module, RelPosBertLMPredictionHead):
+            init.zeros_(module.bias)
+
+
+class RelPosBertModel(RelPosBertPreTrainedModel):
+    """The bare encoder: embeddings → N layers (with the relative scheme) → optional pooler."""
+
+    def __init__(self, config, add_pooling_layer=True):
+        super().__init__(config)
+        self.config = config
+        self.embeddings = RelPosBertEmbeddings(config)
+        self.encoder = RelPosBertEncoder(config)
+        self.pooler = RelPosBertPooler(config) if add_pooling_layer else None
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.embeddings.word_embeddings
+
+    def set_input_embeddings(self, value):
+        self.embeddings.word_embeddings = value
+
+    @capture_outputs
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        inputs_embeds=None,
+        **kwargs,
+    ):
+        r"""
+        input_ids (B, L), attention_mask (B, L) with 1 for real tokens and 0 for padding, token_type_ids (B, L),
+        position_ids (B or 1, L): absolute positions, used by ``absolute_position`` "learned"/"sinusoidal" only
+        (relative schemes see the distances j − i of the input as given). Also accepts ``output_attentions``,
+        ``output_hidden_states`` and ``return_dict``.
+        """
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
+        embedding_output = self.embeddings(
+            input_ids=input_ids, token_type_ids=token_type_ids, position_ids=position_ids, inputs_embeds=inputs_embeds
+        )
+        seq_length = embedding_output.shape[1]
+        mask = build_attention_mask(
+            attention_mask,
+            seq_length,
+            seq_length,
+            causal=False,
+            dtype=embedding_output.dtype,
+            device=embedding_output.device,
+        )
+        encoder_outputs = self.encoder(embedding_output, mask, **kwargs)
+        sequence_output = encoder_outputs.last_hidden_state
+        pooled_output = self.pooler(sequence_output) if self.pooler is not None else None
+        return BaseModelOutputWithPoolingAndCrossAttentions(
+            last_hidden_state=sequence_output, pooler_output=pooled_output
+        )
+
+
+class RelPosBertForMaskedLM(RelPosBertPreTrainedModel):
+    _tied_weights_keys = {
+        "cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight",
+        "cls.predictions.decoder.bias": "cls.predictions.bias",
+    }
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.bert = RelPosBertModel(config, add_pooling_layer=False)
+        self.cls = RelPosBertOnlyMLMHead(config)
+        self.post_init()
+
+    def get_output_embeddings(self):
+        return self.cls.predictions.decoder
+
+    def set_output_embeddings(self, new_embeddings):
+        self.cls.predictions.decoder = new_embeddings
+        self.cls.predictions.bias = new_embeddings.bias
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        inputs_embeds=None,
+        labels=None,
+        **kwargs,
+    ):
+        r"""labels (B, L): token ids to predict, -100 where no loss is taken."""
+        outputs = self.bert(
+            input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            return_dict=True,
+            **kwargs,
+        )
+        prediction_scores = self.cls(outputs.last_hidden_state)
+        loss = None
+        if labels is not None:
+            loss = CrossEntropyLoss()(prediction_scores.view(-1, self.config.vocab_size), labels.view(-1))
+        return MaskedLMOutput(
+            loss=loss, logits=prediction_scores, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+class RelPosBertForSequenceClassification(RelPosBertPreTrainedModel):
+    def __init__(self, config):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.config = config
+        self.bert = RelPosBertModel(config)
+        classifier_dropout = (
+            config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        )
+        self.dropout = nn.Dropout(classifier_dropout)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        inputs_embeds=None,
+        labels=None,
+        **kwargs,
+    ):
+        r"""labels (B,) class ids (single label), (B, num_labels) floats (multi-label), or (B,) floats when
+        num_labels == 1 (regression); ``config.problem_type`` is inferred as in BERT when not set."""
+        outputs = self.bert(
+            input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            return_dict=True,
+            **kwargs,
+        )
+        logits = self.classifier(self.dropout(outputs.pooler_output))
+
+        loss = None
+        if labels is not None:
+            if self.config.problem_type is None:
+                if self.num_labels == 1:
+                    self.config.problem_type = "regression"
+                elif self.num_labels > 1 and labels.dtype in (torch.long, torch.int):
+                    self.config.problem_type = "single_label_classification"
+                else:
+                    self.config.problem_type = "multi_label_classification"
+            if self.config.problem_type == "regression":
+                if self.num_labels == 1:
+                    loss = MSELoss()(logits.squeeze(), labels.squeeze().to(logits.dtype))
+                else:
+                    loss = MSELoss()(logits, labels.to(logits.dtype))
+            elif self.config.problem_type == "single_label_classification":
+                loss = CrossEntropyLoss()(logits.view(-1, self.num_labels), labels.view(-1))
+            elif self.config.problem_type == "multi_label_classification":
+                loss = BCEWithLogitsLoss()(logits, labels.to(logits.dtype))
+
+        return SequenceClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+class RelPosBertForMultipleChoice(RelPosBertPreTrainedModel):
+    def __init__(self, config):
+        super().__init__(config)
+        self.bert = RelPosBertModel(config)
+        classifier_dropout = (
+            config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        )
+        self.dropout = nn.Dropout(classifier_dropout)
+        self.classifier = nn.Linear(config.hidden_size, 1)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        inputs_embeds=None,
+        labels=None,
+        **kwargs,
+    ):
+        r"""input_ids / attention_mask / token_type_ids (B, C, L) for C choices; labels (B,) the right choice."""
+        num_choices = input_ids.shape[1] if input_ids is not None else inputs_embeds.shape[1]
+
+        def flat(x):
+            return x.view(-1, x.size(-1)) if x is not None else None
+
+        inputs_embeds = (
+            inputs_embeds.view(-1, inputs_embeds.size(-2), inputs_embeds.size(-1)) if inputs_embeds is not None else None
+        )
+        outputs = self.bert(
+            flat(input_ids),
+            attention_mask=flat(attention_mask),
+            token_type_ids=flat(token_type_ids),
+            position_ids=flat(position_ids),
+            inputs_embeds=inputs_embeds,
+            return_dict=True,
+            **kwargs,
+        )
+        logits = self.classifier(self.dropout(outputs.pooler_output))
+        reshaped_logits = logits.view(-1, num_choices)
+        loss = None
+        if labels is not None:
+            loss = CrossEntropyLoss()(reshaped_logits, labels)
+        return MultipleChoiceModelOutput(
+            loss=loss, logits=reshaped_logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+class RelPosBertForTokenClassification(RelPosBertPreTrainedModel):
+    def __init__(self, config):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.bert = RelPosBertModel(config, add_pooling_layer=False)
+        classifier_dropout = (
+            config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        )
+        self.dropout = nn.Dropout(classifier_dropout)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        inputs_embeds=None,
+        labels=None,
+        **kwargs,
+    ):
+        r"""labels (B, L): class id per token, -100 where no loss is taken."""
+        outputs = self.bert(
+            input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            return_dict=True,
+            **kwargs,
+        )
+        logits = self.classifier(self.dropout(outputs.last_hidden_state))
+        loss = None
+        if labels is not None:
+            loss = CrossEntropyLoss()(logits.view(-1, self.num_labels), labels.view(-1))
+        return TokenClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+class RelPosBertForQuestionAnswering(RelPosBertPreTrainedModel):
+    def __init__(self, config):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.bert = RelPosBertModel(config, add_pooling_layer=False)
+        self.qa_outputs = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        inputs_embeds=None,
+        start_positions=None,
+        end_positions=None,
+        **kwargs,
+    ):
+        r"""start_positions / end_positions (B,): answer span token indices; out-of-range ones are ignored."""
+        outputs = self.bert(
+            input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            return_dict=True,
+            **kwargs,
+        )
+        logits = self.qa_outputs(outputs.last_hidden_state)
+        start_logits, end_logits = logits.split(1, dim=-1)
+        start_logits = start_logits.squeeze(-1).contiguous()
+        end_logits = end_logits.squeeze(-1).contiguous()
+
+        total_loss = None
+        if start_positions is not None and end_positions is not None:
+            if start_positions.dim() > 1:
+                start_positions = start_positions.squeeze(-1)
+            if end_positions.dim() > 1:
+                end_positions = end_positions.squeeze(-1)
+            ignored_index = start_logits.size(1)
+            start_positions = start_positions.clamp(0, ignored_index)
+            end_positions = end_positions.clamp(0, ignored_index)
+            loss_fct = CrossEntropyLoss(ignore_index=ignored_index)
+            total_loss = (loss_fct(start_logits, start_positions) + loss_fct(end_logits, end_positions)) / 2
+
+        return QuestionAnsweringModelOutput(
+            loss=total_loss,
+            start_logits=start_logits,
+            end_logits=end_logits,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
+
+
+__all__ = [
+    "RelPosBertForMaskedLM",
+    "RelPosBertForMultipleChoice",
+    "RelPosBertForQuestionAnswering",
+    "RelPosBertForSequenceClassification",
+    "RelPosBertForTokenClassification",
+    "RelPosBertLayer",
+    "RelPosBertModel",
+    "RelPosBertPreTrainedModel",
+]
