@@ -1,0 +1,95 @@
+"""`hf-relpos` command line (also `python -m hf_relpos.cli`).
+
+    hf-relpos train recipes/classification_demo.yaml [--key value ...]
+    hf-relpos compare recipes/classification_demo.yaml --schemes t5,alibi,shaw_kq,rotary,none [--key value ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _train(args, overrides):
+    from .training.run import train
+
+    result = train(args.recipe, overrides)
+    print(json.dumps({"output_dir": result["output_dir"], "eval": result["eval"]}, indent=2, default=str))
+    return result
+
+
+def compare(recipe, schemes, overrides=(), output_dir=None):
+    """Run ``recipe`` once per scheme; return rows of (scheme, metrics, time) and write JSON + PNG."""
+    from .relative_positions import SCHEMES
+    from .training.arguments import parse_recipe
+    from .training.run import run
+
+    for scheme in schemes:
+        if scheme not in SCHEMES:
+            raise ValueError(f"--schemes: {scheme!r} is not valid; choose from: {', '.join(SCHEMES)}")
+    base_args = parse_recipe(recipe, list(overrides))
+    base = Path(output_dir or base_args[2].output_dir) / "compare"
+    rows = []
+    for scheme in schemes:
+        model_args, data_args, training_args = parse_recipe(
+            recipe, [*overrides, "--relative_position", scheme, "--output_dir", str(base / scheme)]
+        )
+        result = run(model_args, data_args, training_args)
+        rows.append({"scheme": scheme, "main_metric": result["main_metric"],
+                     "value": result["eval"].get("eval_" + result["main_metric"]), "eval": result["eval"],
+                     "train_seconds": result["train_seconds"]})
+    base.mkdir(parents=True, exist_ok=True)
+    (base / "compare.json").write_text(json.dumps(rows, indent=2, default=str))
+    metric_names = sorted({k for r in rows for k in r["eval"] if k.startswith("eval_") and isinstance(r["eval"][k], float)
+                           and not k.endswith(("runtime", "per_second", "epoch"))})
+    header = f"{'scheme':<12}" + "".join(f"{m.removeprefix('eval_'):>14}" for m in metric_names) + f"{'train s':>10}"
+    print(header)
+    for r in rows:
+        print(f"{r['scheme']:<12}" + "".join(f"{r['eval'].get(m, float('nan')):>14.4f}" for m in metric_names)
+              + f"{r['train_seconds']:>10.1f}")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no chart (pip install matplotlib)")
+        return rows
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    names = [r["scheme"] for r in rows]
+    axes[0].bar(names, [r["value"] or 0 for r in rows], color="tab:blue")
+    axes[0].set_title(f"eval {rows[0]['main_metric']}")
+    axes[1].bar(names, [r["train_seconds"] for r in rows], color="tab:orange")
+    axes[1].set_title("training time (s)")
+    for ax in axes:
+        ax.tick_params(axis="x", rotation=30)
+    fig.tight_layout()
+    fig.savefig(base / "compare.png", dpi=100)
+    print(f"wrote {base / 'compare.png'} and {base / 'compare.json'}")
+    return rows
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="hf-relpos", description="Relative position encodings for Transformers.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_train = sub.add_parser("train", help="fine-tune with a recipe; any recipe field can be overridden with --field value")
+    p_train.add_argument("recipe", help="YAML recipe (see recipes/)")
+    p_compare = sub.add_parser("compare", help="run a recipe once per scheme and compare metrics and time")
+    p_compare.add_argument("recipe")
+    p_compare.add_argument("--schemes", required=True, help="comma-separated, e.g. t5,alibi,shaw_kq,rotary,none")
+    args, overrides = parser.parse_known_args(argv)
+    try:
+        if args.command == "train":
+            _train(args, overrides)
+        elif args.command == "compare":
+            compare(args.recipe, [s.strip() for s in args.schemes.split(",") if s.strip()], overrides)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"hf-relpos {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

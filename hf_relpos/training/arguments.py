@@ -1,0 +1,156 @@
+"""Recipe arguments: YAML files and command-line overrides, parsed by transformers' HfArgumentParser
+into the dataclasses of HF's example scripts (run_glue.py, run_qa.py, run_summarization.py) plus
+`Seq2SeqTrainingArguments`, so field names and habits carry over."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import yaml
+from transformers import HfArgumentParser, Seq2SeqTrainingArguments
+
+from ..relative_positions import ABSOLUTE_POSITIONS, SCHEMES
+
+TASKS = ("classification", "qa", "summarization")
+PRESETS = ("tiny", "small", "base")
+
+
+@dataclass
+class ModelArguments:
+    """Which model to fine-tune: a pretrained/converted checkpoint, or a fresh preset × scheme."""
+
+    model_name_or_path: str | None = field(default=None, metadata={"help": "Checkpoint dir or Hub id; empty: build from `preset`."})
+    preset: str = field(default="tiny", metadata={"help": f"Size of a fresh model: {', '.join(PRESETS)}."})
+    relative_position: str = field(default="t5", metadata={"help": f"Scheme of a fresh model: {', '.join(SCHEMES)}."})
+    absolute_position: str = field(default="none", metadata={"help": f"Absolute embeddings: {', '.join(ABSOLUTE_POSITIONS)}."})
+    decoder_relative_position: str | None = field(default=None, metadata={"help": "Summarization: decoder scheme (default: same)."})
+    model_overrides: str | None = field(default=None, metadata={"help": 'JSON of config fields, e.g. {"num_hidden_layers": 4}.'})
+    tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer dir or Hub id; default: the model's, or one trained on the training text."})
+    tokenizer_vocab_size: int = field(default=2000, metadata={"help": "Vocabulary of a tokenizer trained on the fly."})
+    trust_remote_code: bool = field(default=True, metadata={"help": "Load checkpoints that carry their modeling code."})
+
+
+@dataclass
+class DataTrainingArguments:
+    """What to train on: a Hub dataset, local csv/json/jsonl files, or the built-in synthetic data."""
+
+    task: str = field(default="classification", metadata={"help": f"One of: {', '.join(TASKS)}."})
+    dataset_name: str | None = field(default=None, metadata={"help": "Hub dataset (load_dataset(name, config)), or `synthetic`."})
+    dataset_config_name: str | None = field(default=None)
+    train_file: str | None = field(default=None, metadata={"help": "csv/json/jsonl training file."})
+    validation_file: str | None = field(default=None)
+    test_file: str | None = field(default=None)
+    synthetic_train_size: int = field(default=2000, metadata={"help": "Rows of the built-in synthetic training split."})
+    synthetic_eval_size: int = field(default=300)
+    seed_data: int = field(default=1234, metadata={"help": "Seed of the synthetic data (deterministic)."})
+    max_train_samples: int | None = field(default=None)
+    max_eval_samples: int | None = field(default=None)
+    max_seq_length: int = field(default=128)
+    preprocessing_num_workers: int | None = field(default=None)
+    # classification
+    text_column: str | None = field(default=None, metadata={"help": "classification: `text`; summarization: `document`."})
+    text_pair_column: str | None = field(default=None, metadata={"help": "classification: second sentence of a pair."})
+    label_column: str = field(default="label")
+    # extractive QA (SQuAD layout)
+    question_column: str = field(default="question")
+    context_column: str = field(default="context")
+    answer_column: str = field(default="answers")
+    doc_stride: int = field(default=32)
+    version_2_with_negative: bool = field(default=False)
+    n_best_size: int = field(default=20)
+    max_answer_length: int = field(default=30)
+    null_score_diff_threshold: float = field(default=0.0)
+    # summarization
+    summary_column: str | None = field(default=None, metadata={"help": "summarization: `summary`."})
+    source_prefix: str = field(default="")
+    max_source_length: int = field(default=256)
+    max_target_length: int = field(default=64)
+    num_beams: int | None = field(default=None)
+
+
+RECIPE_DATACLASSES = (ModelArguments, DataTrainingArguments, Seq2SeqTrainingArguments)
+
+
+def _to_argv(config: dict) -> list[str]:
+    argv = []
+    for key, value in config.items():
+        if value is None:
+            continue
+        if isinstance(value, (list, tuple)):
+            argv += [f"--{key}", *map(str, value)]
+        elif isinstance(value, dict):
+            argv += [f"--{key}", json.dumps(value)]
+        else:
+            argv += [f"--{key}", str(value)]
+    return argv
+
+
+def load_recipe_file(path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"recipe file {str(path)!r} does not exist")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"recipe {str(path)!r} must be a YAML mapping of field: value, got {type(data).__name__}")
+    return data
+
+
+def parse_recipe(recipe: str | dict | None = None, overrides: list[str] | None = None):
+    """(ModelArguments, DataTrainingArguments, Seq2SeqTrainingArguments) from a YAML path or dict,
+    then ``--key value`` overrides (command-line flags, which win)."""
+    config = load_recipe_file(recipe) if isinstance(recipe, (str, Path)) else dict(recipe or {})
+    known = {f.name for cls in RECIPE_DATACLASSES for f in fields(cls)}
+    unknown = sorted(k for k in config if k not in known)
+    if unknown:
+        raise ValueError(f"unknown recipe field(s): {', '.join(unknown)} (see `hf-relpos train --help` for the valid ones)")
+    config.setdefault("output_dir", "runs/" + str(config.get("task", "classification")))
+    parser = HfArgumentParser(RECIPE_DATACLASSES)
+    model_args, data_args, training_args, rest = parser.parse_args_into_dataclasses(
+        args=_to_argv(config) + list(overrides or []), return_remaining_strings=True
+    )
+    if rest:
+        raise ValueError(f"unknown command-line argument(s): {' '.join(rest)}")
+    validate(model_args, data_args)
+    return model_args, data_args, training_args
+
+
+def validate(model_args: ModelArguments, data_args: DataTrainingArguments) -> None:
+    """Fail before any download or training with the field, the value and the valid choices."""
+    if data_args.task not in TASKS:
+        raise ValueError(f"task={data_args.task!r} is not valid; choose one of: {', '.join(TASKS)}")
+    if model_args.model_name_or_path is None:
+        if model_args.preset not in PRESETS:
+            raise ValueError(f"preset={model_args.preset!r} is not valid; choose one of: {', '.join(PRESETS)}")
+        for name in ("relative_position", "decoder_relative_position"):
+            value = getattr(model_args, name)
+            if value is not None and value not in SCHEMES:
+                raise ValueError(f"{name}={value!r} is not valid; choose one of: {', '.join(SCHEMES)}")
+        if model_args.absolute_position not in ABSOLUTE_POSITIONS:
+            raise ValueError(
+                f"absolute_position={model_args.absolute_position!r} is not valid; choose one of: {', '.join(ABSOLUTE_POSITIONS)}"
+            )
+    if model_args.model_overrides:
+        try:
+            overrides = json.loads(model_args.model_overrides)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"model_overrides={model_args.model_overrides!r} is not valid JSON: {err}") from None
+        if not isinstance(overrides, dict):
+            raise ValueError(f"model_overrides={model_args.model_overrides!r} must be a JSON object of config fields")
+    for name in ("max_seq_length", "doc_stride", "n_best_size", "max_answer_length", "max_source_length",
+                 "max_target_length", "synthetic_train_size", "synthetic_eval_size"):
+        value = getattr(data_args, name)
+        if value < 1:
+            raise ValueError(f"{name}={value} is not valid; choose a positive integer")
+    if data_args.task == "qa" and data_args.doc_stride >= data_args.max_seq_length:
+        raise ValueError(
+            f"doc_stride={data_args.doc_stride} must be smaller than max_seq_length={data_args.max_seq_length}"
+        )
+    for name in ("train_file", "validation_file", "test_file"):
+        path = getattr(data_args, name)
+        if path is not None:
+            if not Path(path).is_file():
+                raise ValueError(f"{name}={path!r} does not exist")
+            if Path(path).suffix.lower() not in (".csv", ".json", ".jsonl"):
+                raise ValueError(f"{name}={path!r} has an unsupported extension; choose one of: .csv, .json, .jsonl")

@@ -1,0 +1,82 @@
+"""Sequence classification (single sentences or pairs, any number of labels): accuracy, macro F1."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import evaluate
+import numpy as np
+from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer
+
+from .data import DEFAULT_COLUMNS, require_columns
+from .modeling import build_config, load_model, load_tokenizer
+from .task import TaskSetup
+
+METRIC_DIR = Path(__file__).parent / "metrics" / "classification"
+
+
+def _label_names(dataset, column):
+    feature = dataset.features[column]
+    if hasattr(feature, "names"):
+        return list(feature.names)
+    values = sorted(set(dataset[column]))
+    return [str(v) for v in values]
+
+
+def setup(model_args, data_args, training_args, raw) -> TaskSetup:
+    text_column = data_args.text_column or DEFAULT_COLUMNS["classification"]["text_column"]
+    columns = {"text_column": text_column, "text_pair_column": data_args.text_pair_column, "label_column": data_args.label_column}
+    for split in ("train", "validation"):
+        require_columns(raw[split], columns, split)
+    labels = _label_names(raw["train"], data_args.label_column)
+    feature = raw["train"].features[data_args.label_column]
+    if not hasattr(feature, "names"):  # map raw values (ints or strings) to ids, in sorted order
+        to_id = {v: i for i, v in enumerate(sorted(set(raw["train"][data_args.label_column])))}
+    else:
+        to_id = None
+    for split in ("train", "validation"):
+        values = raw[split][data_args.label_column]
+        if to_id is None:
+            bad = [v for v in values if not 0 <= v < len(labels)]
+        else:
+            bad = [v for v in values if v not in to_id]
+        if bad:
+            raise ValueError(
+                f"label_column={data_args.label_column!r}: the {split} split has label {bad[0]!r} outside the "
+                f"training labels ({', '.join(map(str, labels))})"
+            )
+
+    seq2seq = False
+    tokenizer = load_tokenizer(model_args, raw["train"][text_column], seq2seq)
+    config = build_config(
+        model_args, tokenizer, seq2seq, num_labels=len(labels),
+        id2label=dict(enumerate(labels)), label2id={name: i for i, name in enumerate(labels)},
+    )
+    model = load_model(AutoModelForSequenceClassification, model_args, config)
+
+    def preprocess(batch):
+        pair = batch[data_args.text_pair_column] if data_args.text_pair_column else None
+        out = tokenizer(batch[text_column], pair, truncation=True, max_length=data_args.max_seq_length)
+        values = batch[data_args.label_column]
+        out["labels"] = [to_id[v] for v in values] if to_id else values
+        return out
+
+    with training_args.main_process_first(desc="tokenizing"):
+        train, evals = (
+            raw[split].map(preprocess, batched=True, remove_columns=raw[split].column_names,
+                           num_proc=data_args.preprocessing_num_workers)
+            for split in ("train", "validation")
+        )
+
+    metric = evaluate.load(str(METRIC_DIR))
+
+    def compute_metrics(prediction):
+        logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+        return metric.compute(predictions=np.argmax(logits, axis=-1), references=prediction.label_ids)
+
+    trainer = Trainer(
+        model=model, args=training_args, train_dataset=train, eval_dataset=evals, processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_metrics,
+    )
+    return TaskSetup(trainer=trainer, evaluate=lambda: trainer.evaluate(), main_metric="accuracy",
+                     dataset_name=data_args.dataset_name or "synthetic", text_column=text_column)
