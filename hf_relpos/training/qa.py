@@ -1,0 +1,160 @@
+"""Extractive question answering, SQuAD v1.1 / v2 layout: long contexts split into windows with a
+stride, offset mapping back to characters, the standard n-best post-processing (max answer length,
+null answer for v2), exact match and F1 with SQuAD normalisation."""
+
+from __future__ import annotations
+
+import collections
+from pathlib import Path
+
+import evaluate
+import numpy as np
+from transformers import AutoModelForQuestionAnswering, Trainer, default_data_collator
+
+from .data import require_columns
+from .modeling import build_config, load_model, load_tokenizer
+from .task import TaskSetup
+
+METRIC_DIR = Path(__file__).parent / "metrics" / "squad"
+
+
+def check_answers(dataset, data_args, split):
+    """Every gold answer must be the context's text at answer_start (v1.1: and present)."""
+    for row in dataset:
+        answers = row[data_args.answer_column]
+        texts, starts = answers.get("text", []), answers.get("answer_start", [])
+        if not texts and not data_args.version_2_with_negative:
+            raise ValueError(
+                f"{split} example id={row.get('id')!r} has no answer; set version_2_with_negative=true for SQuAD v2 data"
+            )
+        context = row[data_args.context_column]
+        for text, start in zip(texts, starts):
+            if context[start : start + len(text)] != text:
+                raise ValueError(
+                    f"{split} example id={row.get('id')!r}: answer {text!r} is not found in the context at "
+                    f"answer_start={start} (column {data_args.answer_column!r})"
+                )
+
+
+def postprocess_predictions(examples, features, start_logits, end_logits, data_args):
+    """Map feature logits back to answer strings per example id (HF run_qa's post-processing)."""
+    by_example = collections.defaultdict(list)
+    for i, example_id in enumerate(features["example_id"]):
+        by_example[example_id].append(i)
+    predictions = {}
+    for example in examples:
+        best, min_null = None, None
+        context = example[data_args.context_column]
+        for fi in by_example[example["id"]]:
+            starts, ends, offsets = start_logits[fi], end_logits[fi], features[fi]["offset_mapping"]
+            null = starts[0] + ends[0]
+            if min_null is None or null < min_null:
+                min_null = null
+            for s in np.argsort(starts)[-1 : -data_args.n_best_size - 1 : -1]:
+                for e in np.argsort(ends)[-1 : -data_args.n_best_size - 1 : -1]:
+                    if s >= len(offsets) or e >= len(offsets) or offsets[s] is None or offsets[e] is None:
+                        continue
+                    if e < s or e - s + 1 > data_args.max_answer_length:
+                        continue
+                    score = starts[s] + ends[e]
+                    if best is None or score > best[0]:
+                        best = (score, context[offsets[s][0] : offsets[e][1]])
+        if data_args.version_2_with_negative and (best is None or min_null - best[0] > data_args.null_score_diff_threshold):
+            predictions[example["id"]] = ""
+        else:
+            predictions[example["id"]] = best[1] if best else ""
+    return predictions
+
+
+def setup(model_args, data_args, training_args, raw) -> TaskSetup:
+    columns = {"question_column": data_args.question_column, "context_column": data_args.context_column,
+               "answer_column": data_args.answer_column}
+    for split in ("train", "validation"):
+        require_columns(raw[split], {**columns, "id": "id"}, split)
+        check_answers(raw[split], data_args, split)
+
+    texts = list(raw["train"][data_args.context_column]) + list(raw["train"][data_args.question_column])
+    tokenizer = load_tokenizer(model_args, texts, False)
+    if not tokenizer.is_fast:
+        raise ValueError(f"tokenizer_name={model_args.tokenizer_name!r}: extractive QA needs a fast tokenizer (offset mapping)")
+    config = build_config(model_args, tokenizer, False)
+    model = load_model(AutoModelForQuestionAnswering, model_args, config)
+    pad_right = tokenizer.padding_side == "right"
+    q_col, c_col, a_col = data_args.question_column, data_args.context_column, data_args.answer_column
+
+    def tokenize(batch):
+        questions = [q.lstrip() for q in batch[q_col]]
+        return tokenizer(
+            questions if pad_right else batch[c_col], batch[c_col] if pad_right else questions,
+            truncation="only_second" if pad_right else "only_first", max_length=data_args.max_seq_length,
+            stride=data_args.doc_stride, return_overflowing_tokens=True, return_offsets_mapping=True, padding="max_length",
+        )
+
+    context_index = 1 if pad_right else 0
+
+    def prepare_train(batch):
+        enc = tokenize(batch)
+        sample_map = enc.pop("overflow_to_sample_mapping")
+        offsets_all = enc.pop("offset_mapping")
+        enc["start_positions"], enc["end_positions"] = [], []
+        for i, offsets in enumerate(offsets_all):
+            cls_index = enc["input_ids"][i].index(tokenizer.cls_token_id) if tokenizer.cls_token_id in enc["input_ids"][i] else 0
+            seq_ids = enc.sequence_ids(i)
+            answers = batch[a_col][sample_map[i]]
+            if not answers["answer_start"]:
+                enc["start_positions"].append(cls_index)
+                enc["end_positions"].append(cls_index)
+                continue
+            start_char = answers["answer_start"][0]
+            end_char = start_char + len(answers["text"][0])
+            token_start = 0
+            while seq_ids[token_start] != context_index:
+                token_start += 1
+            token_end = len(enc["input_ids"][i]) - 1
+            while seq_ids[token_end] != context_index:
+                token_end -= 1
+            if not (offsets[token_start][0] <= start_char and offsets[token_end][1] >= end_char):
+                enc["start_positions"].append(cls_index)  # answer outside this window
+                enc["end_positions"].append(cls_index)
+                continue
+            while token_start < len(offsets) and offsets[token_start][0] <= start_char:
+                token_start += 1
+            enc["start_positions"].append(token_start - 1)
+            while offsets[token_end][1] >= end_char:
+                token_end -= 1
+            enc["end_positions"].append(token_end + 1)
+        return enc
+
+    def prepare_eval(batch):
+        enc = tokenize(batch)
+        sample_map = enc.pop("overflow_to_sample_mapping")
+        enc["example_id"] = []
+        for i in range(len(enc["input_ids"])):
+            seq_ids = enc.sequence_ids(i)
+            enc["example_id"].append(batch["id"][sample_map[i]])
+            enc["offset_mapping"][i] = [o if seq_ids[k] == context_index else None for k, o in enumerate(enc["offset_mapping"][i])]
+        return enc
+
+    with training_args.main_process_first(desc="tokenizing"):
+        train = raw["train"].map(prepare_train, batched=True, remove_columns=raw["train"].column_names,
+                                 num_proc=data_args.preprocessing_num_workers)
+        eval_features = raw["validation"].map(prepare_eval, batched=True, remove_columns=raw["validation"].column_names,
+                                              num_proc=data_args.preprocessing_num_workers)
+    eval_inputs = eval_features.remove_columns(["example_id", "offset_mapping"])
+    metric = evaluate.load(str(METRIC_DIR))
+
+    trainer = Trainer(model=model, args=training_args, train_dataset=train, processing_class=tokenizer,
+                      data_collator=default_data_collator)
+
+    def final_evaluate():
+        output = trainer.predict(eval_inputs, metric_key_prefix="eval")
+        start_logits, end_logits = output.predictions[:2]
+        predictions = postprocess_predictions(raw["validation"], eval_features, start_logits, end_logits, data_args)
+        scores = metric.compute(
+            predictions=[{"id": k, "prediction_text": v} for k, v in predictions.items()],
+            references=[{"id": ex["id"], "answers": ex[a_col]} for ex in raw["validation"]],
+        )
+        return {**{k: v for k, v in output.metrics.items() if k.startswith("eval_")}, **{f"eval_{k}": v for k, v in scores.items()}}
+
+    return TaskSetup(trainer=trainer, evaluate=final_evaluate, main_metric="f1",
+                     dataset_name=data_args.dataset_name or "synthetic", text_column=c_col)

@@ -1,0 +1,73 @@
+"""Summarization (document → summary) with relpos_t5, Seq2SeqTrainer and predict_with_generate;
+ROUGE-1/2/L/Lsum F-measures from rouge_score (what `evaluate`'s rouge module wraps)."""
+
+from __future__ import annotations
+
+import numpy as np
+from rouge_score import rouge_scorer, scoring
+from transformers import AutoModelForSeq2SeqLM, DataCollatorForSeq2Seq, Seq2SeqTrainer
+
+from .data import DEFAULT_COLUMNS, require_columns
+from .modeling import build_config, load_model, load_tokenizer
+from .task import TaskSetup
+
+ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
+
+
+def rouge(predictions, references) -> dict:
+    """Mean ROUGE F-measure × 100; rougeLsum splits summaries into lines (sentences on newlines)."""
+    scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
+    aggregator = scoring.BootstrapAggregator()
+    for prediction, reference in zip(predictions, references):
+        aggregator.add_scores(scorer.score(reference, prediction))
+    result = aggregator.aggregate()
+    return {key: 100.0 * result[key].mid.fmeasure for key in ROUGE_TYPES}
+
+
+def setup(model_args, data_args, training_args, raw) -> TaskSetup:
+    defaults = DEFAULT_COLUMNS["summarization"]
+    text_column = data_args.text_column or defaults["text_column"]
+    summary_column = data_args.summary_column or defaults["summary_column"]
+    for split in ("train", "validation"):
+        require_columns(raw[split], {"text_column": text_column, "summary_column": summary_column}, split)
+
+    texts = list(raw["train"][text_column]) + list(raw["train"][summary_column])
+    tokenizer = load_tokenizer(model_args, texts, True)
+    config = build_config(model_args, tokenizer, True)
+    model = load_model(AutoModelForSeq2SeqLM, model_args, config)
+
+    def preprocess(batch):
+        inputs = [data_args.source_prefix + doc for doc in batch[text_column]]
+        enc = tokenizer(inputs, max_length=data_args.max_source_length, truncation=True)
+        enc["labels"] = tokenizer(text_target=batch[summary_column], max_length=data_args.max_target_length,
+                                  truncation=True)["input_ids"]
+        return enc
+
+    with training_args.main_process_first(desc="tokenizing"):
+        train, evals = (
+            raw[split].map(preprocess, batched=True, remove_columns=raw[split].column_names,
+                           num_proc=data_args.preprocessing_num_workers)
+            for split in ("train", "validation")
+        )
+
+    def compute_metrics(prediction):
+        preds = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+        preds = np.where(preds != -100, preds, tokenizer.pad_token_id)
+        labels = np.where(prediction.label_ids != -100, prediction.label_ids, tokenizer.pad_token_id)
+        decoded_preds = [p.strip() for p in tokenizer.batch_decode(preds, skip_special_tokens=True)]
+        decoded_labels = [r.strip() for r in tokenizer.batch_decode(labels, skip_special_tokens=True)]
+        scores = rouge(decoded_preds, decoded_labels)
+        scores["gen_len"] = float(np.mean([np.count_nonzero(p != tokenizer.pad_token_id) for p in preds]))
+        return scores
+
+    if training_args.generation_max_length is None:
+        training_args.generation_max_length = data_args.max_target_length
+    if data_args.num_beams is not None:
+        training_args.generation_num_beams = data_args.num_beams
+    trainer = Seq2SeqTrainer(
+        model=model, args=training_args, train_dataset=train, eval_dataset=evals, processing_class=tokenizer,
+        data_collator=DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100),
+        compute_metrics=compute_metrics if training_args.predict_with_generate else None,
+    )
+    return TaskSetup(trainer=trainer, evaluate=lambda: trainer.evaluate(), main_metric="rougeL",
+                     dataset_name=data_args.dataset_name or "synthetic", text_column=text_column)
