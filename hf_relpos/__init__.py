@@ -49,4 +49,27 @@ del _auto_class, _model_class
 # --- end relpos_bert registration ---
 
 # --- relpos_t5 registration ---
+from transformers import AutoConfig as _AutoConfig  # noqa: E402
+from transformers import AutoModel as _AutoModel  # noqa: E402
+from transformers import AutoModelForSeq2SeqLM as _AutoModelForSeq2SeqLM  # noqa: E402
+from transformers import AutoModelForTextEncoding as _AutoModelForTextEncoding  # noqa: E402
+
+from .configuration_relpos_t5 import RelPosT5Config  # noqa: E402
+from .convert import convert_t5_to_relpos  # noqa: E402
+from .modeling_relpos_t5 import (  # noqa: E402
+    RelPosT5EncoderModel,
+    RelPosT5ForConditionalGeneration,
+    RelPosT5Model,
+    RelPosT5PreTrainedModel,
+)
+
+_AutoConfig.register("relpos_t5", RelPosT5Config, exist_ok=True)
+_AutoModel.register(RelPosT5Config, RelPosT5Model, exist_ok=True)
+_AutoModelForSeq2SeqLM.register(RelPosT5Config, RelPosT5ForConditionalGeneration, exist_ok=True)
+_AutoModelForTextEncoding.register(RelPosT5Config, RelPosT5EncoderModel, exist_ok=True)
+# save_pretrained copies the code files (flat) and writes auto_map, so trust_remote_code loads work
+RelPosT5Config.register_for_auto_class()
+RelPosT5Model.register_for_auto_class("AutoModel")
+RelPosT5ForConditionalGeneration.register_for_auto_class("AutoModelForSeq2SeqLM")
+RelPosT5EncoderModel.register_for_auto_class("AutoModelForTextEncoding")
 # --- end relpos_t5 registration ---
