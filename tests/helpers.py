@@ -36,4 +36,7 @@ def run_without_hf_relpos(code: str, cwd, env: dict | None = None, timeout: int 
     )
     if proc.returncode != 0:
         raise AssertionError(f"subprocess failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        raise AssertionError(f"subprocess printed no JSON line:\n{proc.stdout}\n{proc.stderr}")
+    return json.loads(lines[-1])

@@ -99,6 +99,10 @@ def load_raw_datasets(data_args) -> DatasetDict:
     if data_args.train_file or data_args.validation_file:
         files = {k: v for k, v in (("train", data_args.train_file), ("validation", data_args.validation_file),
                                    ("test", data_args.test_file)) if v}
+        for split, path in files.items():
+            with open(path, encoding="utf-8") as handle:
+                if not any(line.strip() for line in handle):
+                    raise ValueError(f"{split}_file={path!r} is empty: the {split!r} split has no rows")
         extension = Path(next(iter(files.values()))).suffix.lower().lstrip(".")
         raw = load_dataset("json" if extension in ("json", "jsonl") else extension, data_files=files)
     elif data_args.dataset_name in (None, "synthetic"):

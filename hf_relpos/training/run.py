@@ -42,6 +42,11 @@ def run(model_args, data_args, training_args) -> dict:
     task = importlib.import_module(f"{__package__}.{data_args.task}")
     setup = task.setup(model_args, data_args, training_args, raw)
     trainer = setup.trainer
+    if trainer.is_world_process_zero():
+        total = training_args.per_device_train_batch_size * training_args.world_size * training_args.gradient_accumulation_steps
+        print(f"hf-relpos: task {data_args.task}, model {type(trainer.model).__name__} "
+              f"({getattr(trainer.model.config, 'relative_position', '?')}), processes: {training_args.world_size}, "
+              f"total train batch size: {total}", flush=True)
 
     start = time.perf_counter()
     train_result = trainer.train(resume_from_checkpoint=resume)
