@@ -14,7 +14,7 @@ $(BIN)/.installed: pyproject.toml
 install: $(BIN)/.installed
 
 demo: install
-	$(BIN)/python -m hf_relpos.demo
+	$(BIN)/hf-relpos train recipes/classification_demo.yaml
 
 test: install
 	$(BIN)/python -m pytest tests
