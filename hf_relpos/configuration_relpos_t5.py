@@ -127,7 +127,7 @@ class RelPosT5Config(PreTrainedConfig):
                 "AutoModelForTextEncoding": "modeling_relpos_t5.RelPosT5EncoderModel",
             }
         super().__init__(is_encoder_decoder=is_encoder_decoder, **kwargs)
-        self.validate()
+        self.validate_relpos()
 
     # ----------------------------------------------------------------------------------------------
     @property
@@ -154,6 +154,13 @@ class RelPosT5Config(PreTrainedConfig):
         return scheme_fields(self, relative_position=choice, relative_value=bool(self.relative_value) and choice == "shaw")
 
     def validate(self):
+        """Run on save_pretrained: our checks, then transformers' own class validators."""
+        self.validate_relpos()
+        parent = getattr(super(), "validate", None)
+        if parent is not None:
+            parent()
+
+    def validate_relpos(self):
         """Raise ValueError naming the field, the bad value and the valid choices."""
         for field in ("vocab_size", "d_model", "d_kv", "d_ff", "num_layers", "num_decoder_layers", "num_heads",
                       "max_position_embeddings"):

@@ -201,6 +201,26 @@ def test_generate_cache_variants(overrides):
         assert torch.equal(cached.sequences, uncached.sequences), kwargs
 
 
+@pytest.mark.parametrize("cache_name", ["cache", "past_key_values"])
+def test_incremental_forward_accepts_both_cache_names(cache_name):
+    """Feeding tokens one at a time through the returned cache (under either argument name) gives the
+    logits of the full decoder sequence."""
+    model = make_model(relative_position="fire", decoder_relative_position="t5", absolute_position="sinusoidal")
+    ids, mask = batch()
+    dec, _ = decoder_batch(lengths=(6, 6))
+    with torch.no_grad():
+        full = model(input_ids=ids, attention_mask=mask, decoder_input_ids=dec).logits
+        encoder_outputs = model.get_encoder()(input_ids=ids, attention_mask=mask)
+        cache, steps = None, []
+        for t in range(dec.shape[1]):
+            out = model(encoder_outputs=encoder_outputs, attention_mask=mask, decoder_input_ids=dec[:, t : t + 1],
+                        use_cache=True, **{cache_name: cache})
+            cache = out.cache if "cache" in type(out).__dataclass_fields__ else out.past_key_values
+            assert cache is not None and cache.get_seq_length() == t + 1
+            steps.append(out.logits)
+    assert (torch.cat(steps, dim=1) - full).abs().max().item() <= TOL
+
+
 def test_scheme_placement():
     model = make_model(relative_position="shaw", decoder_relative_position="t5")
     names = [n for n, _ in model.named_parameters()]
