@@ -171,12 +171,15 @@ def test_generate_cache_equals_no_cache(scheme, value):
     # initializer_factor 2: larger random weights, so the steps' logits depend on position
     model = make_model(relative_position=scheme, relative_value=value, initializer_factor=2.0)
     ids, mask = batch()
-    cached, uncached = generate_both(model, ids, mask, do_sample=False)
-    assert cached.sequences.shape == (2, 9)
-    assert torch.equal(cached.sequences, uncached.sequences)
-    # every step's scores agree, not only the argmax
-    for step, (a, b) in enumerate(zip(cached.scores, uncached.scores)):
-        assert torch.allclose(a, b, atol=1e-4, rtol=1e-4), (scheme, step, (a - b).abs().max())
+    # plain greedy, and greedy with a repetition penalty so that the generated tokens all differ
+    for kwargs in (dict(do_sample=False), dict(do_sample=False, repetition_penalty=2.0)):
+        cached, uncached = generate_both(model, ids, mask, **kwargs)
+        assert cached.sequences.shape == (2, 9)
+        assert torch.equal(cached.sequences, uncached.sequences), kwargs
+        # every step's scores agree, not only the argmax
+        for step, (a, b) in enumerate(zip(cached.scores, uncached.scores)):
+            assert torch.allclose(a, b, atol=1e-4, rtol=1e-4), (scheme, kwargs, step, (a - b).abs().max())
+    assert all(len(set(row[1:])) >= 4 for row in cached.sequences.tolist()), cached.sequences
     # the scores move from step to step (the test is not comparing constants)
     assert not torch.allclose(cached.scores[1], cached.scores[-1])
 
