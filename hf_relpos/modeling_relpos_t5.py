@@ -417,9 +417,10 @@ class RelPosT5Stack(nn.Module):
         elif use_cache is None:
             use_cache = self.config.use_cache
         if use_cache and cache is None:
-            cache = EncoderDecoderCache(
-                DynamicCache(config=self.config), DynamicCache(config=self.config)
-            )
+            cache = EncoderDecoderCache(DynamicCache(config=self.config), DynamicCache(config=self.config))
+        elif use_cache and not isinstance(cache, EncoderDecoderCache):
+            # a plain cache holds the self-attention states; cross-attention gets its own
+            cache = EncoderDecoderCache(cache, DynamicCache(config=self.config))
         if not use_cache:
             cache = None
 

@@ -269,6 +269,12 @@ def test_backends_agree(scheme):
             ).logits
     assert (logits["eager"] - logits["sdpa"]).abs().max().item() <= TOL
     assert (logits["eager"] - logits["flex_attention"]).abs().max().item() <= TOL
+    # and the cached decoding path (single-query steps, offsets) under each backend
+    generations = []
+    for impl in ("eager", "sdpa", "flex_attention"):
+        model.set_attn_implementation(impl)
+        generations.append(model.generate(ids, attention_mask=mask, max_new_tokens=6, repetition_penalty=2.0))
+    assert torch.equal(generations[0], generations[1]) and torch.equal(generations[0], generations[2])
 
 
 def test_eager_attentions_and_hidden_states():
