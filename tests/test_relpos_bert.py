@@ -35,7 +35,7 @@ from hf_relpos import (
     RelPosBertForTokenClassification,
     RelPosBertModel,
 )
-from hf_relpos.relative_positions import RelativePositionScheme
+from hf_relpos.relative_positions import RelativePositionScheme, alibi_slopes
 
 TINY = dict(
     vocab_size=100,
@@ -169,7 +169,9 @@ def test_scheme_placement_and_names():
     assert "embeddings.position_embeddings" not in names  # absolute_position="none"
     targets = [n for n in names if n.split(".")[-1] in ("query", "value")]
     assert len(targets) == 4 and all(isinstance(names[n], torch.nn.Linear) for n in targets)
-    # the shared per-forward memo: a shared t5 model still runs per-layer variant to the same shape
+    # per-layer tables are distinct parameters, and the per-layer variant runs
+    tables = [layer.attention.self.relative_position.relative_attention_bias.weight for layer in per_layer.encoder.layer]
+    assert tables[0] is not tables[1]
     ids, mask = sample_inputs()
     assert per_layer(ids, attention_mask=mask).last_hidden_state.shape == (3, 12, 32)
 
@@ -209,6 +211,8 @@ def test_scheme_save_load_and_backends(case, saved_schemes):
     }
     loaded = AutoModelForSequenceClassification.from_pretrained(path).eval()
     assert type(loaded) is RelPosBertForSequenceClassification
+    if case == "alibi":  # non-persistent buffer: recreated by _init_weights after meta-device loading
+        torch.testing.assert_close(loaded.bert.encoder.relative_position.slopes, alibi_slopes(4), atol=0, rtol=0)
     with torch.no_grad():
         torch.testing.assert_close(loaded(input_ids, attention_mask=attention_mask).logits, logits, atol=1e-6, rtol=0)
     for impl in BACKENDS:
@@ -296,7 +300,7 @@ def test_heads_forward_with_labels(scheme):
     input_ids, attention_mask = sample_inputs(batch=2, length=10)
     B, L = input_ids.shape
 
-    def check(output, logits_shape):
+    def check(output):
         assert output.loss is not None and torch.isfinite(output.loss)
         output.loss.backward()
 
@@ -305,7 +309,7 @@ def test_heads_forward_with_labels(scheme):
     labels[:, ::2] = -100
     out = model(input_ids, attention_mask=attention_mask, labels=labels)
     assert out.logits.shape == (B, L, 100)
-    check(out, None)
+    check(out)
 
     for num_labels, labels, problem in (
         (3, torch.tensor([0, 2]), "single_label_classification"),
@@ -316,20 +320,20 @@ def test_heads_forward_with_labels(scheme):
         out = model(input_ids, attention_mask=attention_mask, labels=labels)
         assert out.logits.shape == (B, num_labels)
         assert model.config.problem_type == problem
-        check(out, None)
+        check(out)
 
     model = RelPosBertForTokenClassification(tiny_config(scheme, num_labels=5))
     labels = torch.randint(0, 5, (B, L))
     labels[attention_mask == 0] = -100
     out = model(input_ids, attention_mask=attention_mask, labels=labels)
     assert out.logits.shape == (B, L, 5)
-    check(out, None)
+    check(out)
 
     model = RelPosBertForQuestionAnswering(tiny_config(scheme))
     out = model(input_ids, attention_mask=attention_mask, start_positions=torch.tensor([1, 2]),
                 end_positions=torch.tensor([3, 40]))  # 40: out of range, ignored
     assert out.start_logits.shape == (B, L) and out.end_logits.shape == (B, L)
-    check(out, None)
+    check(out)
 
     model = RelPosBertForMultipleChoice(tiny_config(scheme))
     C = 3
@@ -338,7 +342,7 @@ def test_heads_forward_with_labels(scheme):
     mc_mask[:, 1, -3:] = 0
     out = model(mc_ids, attention_mask=mc_mask, token_type_ids=torch.zeros_like(mc_ids), labels=torch.tensor([0, 2]))
     assert out.logits.shape == (B, C)
-    check(out, None)
+    check(out)
 
 
 def test_mlm_decoder_tied(tmp_path):
@@ -439,6 +443,10 @@ def test_output_attentions_hidden_states_and_tuples():
             input_ids, attention_mask=attention_mask, labels=labels, output_hidden_states=True, return_dict=False
         )
     assert logits.shape == (3, 2) and loss.dim() == 0 and len(hidden) == 3
+    head.config.return_dict = False  # the config default applies when return_dict is not passed
+    with torch.no_grad():
+        assert isinstance(head(input_ids, attention_mask=attention_mask), tuple)
+        assert head(input_ids, attention_mask=attention_mask, return_dict=True).logits.shape == (3, 2)
 
 
 # ----------------------------------------------------------------------------------------------
