@@ -2,6 +2,7 @@
 
     hf-relpos train recipes/classification_demo.yaml [--key value ...]
     hf-relpos compare recipes/classification_demo.yaml --schemes t5,alibi,shaw_kq,rotary,none [--key value ...]
+    hf-relpos push OUTPUT_DIR --repo-id user/name [--private] [--revision BRANCH] [--commit-message MSG]
 """
 
 from __future__ import annotations
@@ -79,15 +80,46 @@ def main(argv=None):
     p_compare = sub.add_parser("compare", help="run a recipe once per scheme and compare metrics and time")
     p_compare.add_argument("recipe")
     p_compare.add_argument("--schemes", required=True, help="comma-separated, e.g. t5,alibi,shaw_kq,rotary,none")
+    p_push = sub.add_parser("push", help="upload a checkpoint folder (safetensors, code, tokenizer, card) to the Hub")
+    p_push.add_argument("output_dir", help="a folder written by `hf-relpos train` or save_pretrained")
+    p_push.add_argument("--repo-id", required=True, help="namespace/name (a bare name goes under the token's user)")
+    p_push.add_argument("--private", action="store_true", help="create the repository private (a new one only)")
+    p_push.add_argument("--revision", default=None, help="branch to commit to (created from main if absent)")
+    p_push.add_argument("--commit-message", default=None)
+    p_push.add_argument("--token", default=None, help="Hub token (default: HF_TOKEN or the saved login)")
+    p_push.add_argument("--dry-run", action="store_true", help="list what would be uploaded and print the card; send nothing")
     args, overrides = parser.parse_known_args(argv)
+    if args.command == "push" and overrides:
+        parser.error(f"unrecognized arguments: {' '.join(overrides)}")
     try:
         if args.command == "train":
             _train(args, overrides)
         elif args.command == "compare":
             compare(args.recipe, [s.strip() for s in args.schemes.split(",") if s.strip()], overrides)
+        elif args.command == "push":
+            return _push(args)
     except (ValueError, FileNotFoundError) as err:
         print(f"hf-relpos {args.command}: error: {err}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _push(args) -> int:
+    from huggingface_hub.errors import HfHubHTTPError
+
+    from .hub import push_to_hub
+
+    try:
+        result = push_to_hub(args.output_dir, args.repo_id, private=True if args.private else None,
+                             revision=args.revision, commit_message=args.commit_message, token=args.token,
+                             dry_run=args.dry_run)
+    except HfHubHTTPError as err:  # reached the Hub, which refused (auth, permissions, ...)
+        print(f"hf-relpos push: error from the Hub: {err}", file=sys.stderr)
+        return 1
+    card = result.pop("card", None)
+    print(json.dumps(result, indent=2))
+    if card is not None:
+        print(card)
     return 0
 
 

@@ -1,8 +1,10 @@
-"""Model cards: huggingface_hub `ModelCard.from_template` over the task templates in model_cards/,
-with model-index metadata (`ModelCardData`, `EvalResult`) holding the evaluation results."""
+"""Model cards: huggingface_hub `ModelCard.from_template` over the templates in model_cards/ (one per
+task, plus base.md for a checkpoint without task results), with model-index metadata (`ModelCardData`,
+`EvalResult`) holding the evaluation results."""
 
 from __future__ import annotations
 
+import enum
 from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
@@ -11,28 +13,59 @@ TEMPLATES = Path(__file__).resolve().parents[2] / "model_cards"
 if not TEMPLATES.is_dir():  # installed wheel: the templates ship as package data
     TEMPLATES = Path(__file__).resolve().parent / "model_cards"
 
-SCHEME_DESCRIPTIONS = {
-    "none": "No relative term: position information comes only from the absolute embeddings, if any.",
-    "sinusoidal": "A fixed sinusoidal table of the clipped distance i − j is dotted with each query (the classic "
-                  "relative formulation of Vaswani-style sinusoids). Nothing is learned.",
-    "shaw": "Learned embeddings of the clipped distance j − i are added on the key side (and optionally the value "
-            "side) of every attention layer (Shaw et al. 2018, Self-Attention with Relative Position Representations).",
-    "shaw_kq": "Learned distance embeddings interact with both queries and keys (Huang et al. 2020, Improve "
-               "Transformer Models with Better Relative Position Embeddings), as transformers 4.x relative_key_query.",
-    "t5": "A learned scalar bias per head for log-spaced buckets of j − i, shared by all layers (Raffel et al. 2020, "
-          "Exploring the Limits of Transfer Learning with a Unified Text-to-Text Transformer).",
-    "alibi": "A fixed linear penalty −m·|i − j| with geometric head slopes, no learned parameters (Press et al. 2022, "
-             "Train Short, Test Long).",
-    "rotary": "Queries and keys are rotated by angles proportional to their positions, so their dot product depends "
-              "on the distance only (Su et al. 2021, RoFormer).",
-    "xl": "Projected sinusoids of i − j with global content and position biases u, v (Dai et al. 2019, "
-          "Transformer-XL).",
-    "deberta": "Disentangled content-to-position and position-to-content terms over log buckets of the distance "
-               "(He et al. 2021, DeBERTa).",
-    "fire": "A learned MLP of a log-transformed, length-normalised distance (Li et al. 2023, Functional "
-            "Interpolation for Relative Positions Improves Long Context Transformers).",
-    "kerple": "A learned logarithmic kernel −r1·log(1 + r2·|i − j|) per head (Chi et al. 2022, KERPLE).",
+# scheme -> (what it does, in two sentences; paper; link)
+SCHEME_PAPERS = {
+    "none": ("No relative term is added to the attention scores. Position information comes only from the absolute "
+             "embeddings, if any, so this is the plain BERT/T5 baseline.", None, None),
+    "sinusoidal": ("Each query is dotted with a fixed sinusoidal encoding of the clipped distance i − j, added to the "
+                   "attention score next to q·k. Nothing is learned, and the clip (max_relative_position) lets any length run.",
+                   "Vaswani et al. 2017, Attention Is All You Need", "https://arxiv.org/abs/1706.03762"),
+    "shaw": ("Every attention layer learns an embedding for each clipped distance j − i and dots it with the query "
+             "(optionally also adding one to the values). Distances beyond max_relative_position share the edge embedding.",
+             "Shaw et al. 2018, Self-Attention with Relative Position Representations", "https://arxiv.org/abs/1803.02155"),
+    "shaw_kq": ("Learned distance embeddings interact with both the query and the key of every pair, as transformers "
+                "4.x `relative_key_query`. Distances are clipped to the position table, so longer inputs still run.",
+                "Huang et al. 2020, Improve Transformer Models with Better Relative Position Embeddings",
+                "https://arxiv.org/abs/2009.13658"),
+    "t5": ("Each head learns one scalar bias per bucket of the signed distance j − i, added to the attention scores. "
+           "Buckets are exact for short distances and log-spaced up to relative_attention_max_distance, and one table "
+           "is shared by all layers.",
+           "Raffel et al. 2020, Exploring the Limits of Transfer Learning with a Unified Text-to-Text Transformer",
+           "https://arxiv.org/abs/1910.10683"),
+    "alibi": ("Attention scores get a fixed penalty −m·|i − j|, linear in the distance, with one geometric slope m per "
+              "head. Nothing is learned, and the penalty extends to any length, which helps extrapolation.",
+              "Press et al. 2022, Train Short, Test Long: Attention with Linear Biases Enables Input Length Extrapolation",
+              "https://arxiv.org/abs/2108.12409"),
+    "rotary": ("Queries and keys are rotated by angles proportional to their positions (RoPE), so their dot product "
+               "depends on the distance only. It adds no parameters and keeps the fused attention kernels.",
+               "Su et al. 2021, RoFormer: Enhanced Transformer with Rotary Position Embedding",
+               "https://arxiv.org/abs/2104.09864"),
+    "xl": ("Sinusoids of the distance i − j are projected per layer and scored against the query, with global content "
+           "and position biases u and v. This is the relative attention of Transformer-XL.",
+           "Dai et al. 2019, Transformer-XL: Attentive Language Models Beyond a Fixed-Length Context",
+           "https://arxiv.org/abs/1901.02860"),
+    "deberta": ("Attention adds disentangled content-to-position and position-to-content terms, computed from a shared "
+                "table of log-bucketed distances. It is DeBERTa-v2's attention, with scale 1/√(3d).",
+                "He et al. 2021, DeBERTa: Decoding-enhanced BERT with Disentangled Attention",
+                "https://arxiv.org/abs/2006.03654"),
+    "fire": ("A small learned MLP maps a log-transformed distance, normalised by the sequence length, to one bias per "
+             "head. The normalisation is meant to let the learned bias shape generalise to longer inputs.",
+             "Li et al. 2023, Functional Interpolation for Relative Positions Improves Long Context Transformers",
+             "https://arxiv.org/abs/2310.04418"),
+    "kerple": ("Attention scores get a learned logarithmic penalty −r1·log(1 + r2·|i − j|) per head, with r1, r2 > 0. "
+               "The kernel decays smoothly with the distance and extends to any length.",
+               "Chi et al. 2022, KERPLE: Kernelized Relative Positional Embedding for Length Extrapolation",
+               "https://arxiv.org/abs/2205.09921"),
 }
+
+
+def scheme_description(scheme: str) -> str:
+    """Two sentences on the scheme, then its paper as a link."""
+    text, paper, url = SCHEME_PAPERS.get(scheme, (f"Relative position scheme `{scheme}`.", None, None))
+    return f"{text} Paper: [{paper}]({url})." if paper else text
+
+
+SCHEME_DESCRIPTIONS = {name: scheme_description(name) for name in SCHEME_PAPERS}
 
 TASK_INFO = {
     "classification": ("text-classification", "AutoModelForSequenceClassification"),
@@ -40,8 +73,32 @@ TASK_INFO = {
     "summarization": ("summarization", "AutoModelForSeq2SeqLM"),
 }
 
+# architecture suffix -> (Auto class, Hub pipeline tag, transformers pipeline usable in 5.x or None)
+HEADS = (
+    ("ForSequenceClassification", "AutoModelForSequenceClassification", "text-classification", "text-classification"),
+    ("ForTokenClassification", "AutoModelForTokenClassification", "token-classification", "token-classification"),
+    ("ForQuestionAnswering", "AutoModelForQuestionAnswering", "question-answering", None),
+    ("ForMaskedLM", "AutoModelForMaskedLM", "fill-mask", "fill-mask"),
+    ("ForMultipleChoice", "AutoModelForMultipleChoice", "multiple-choice", None),
+    ("ForConditionalGeneration", "AutoModelForSeq2SeqLM", "text2text-generation", None),
+    ("EncoderModel", "AutoModelForTextEncoding", "feature-extraction", "feature-extraction"),
+    ("Model", "AutoModel", "feature-extraction", "feature-extraction"),
+)
+
 TRAINING_FIELDS = ("learning_rate", "per_device_train_batch_size", "per_device_eval_batch_size", "num_train_epochs",
                    "max_steps", "warmup_steps", "weight_decay", "lr_scheduler_type", "seed", "gradient_accumulation_steps")
+
+
+def _plain(value):
+    return value.value if isinstance(value, enum.Enum) else value
+
+
+def training_args_dict(training_args) -> dict:
+    """The card's training arguments, as plain values (from TrainingArguments or a dict)."""
+    if training_args is None:
+        return {}
+    get = training_args.get if isinstance(training_args, dict) else (lambda f: getattr(training_args, f, None))
+    return {f: _plain(get(f)) for f in TRAINING_FIELDS if get(f) is not None}
 
 
 def _table(rows):
@@ -49,17 +106,48 @@ def _table(rows):
     return "\n".join(lines + [f"| {k} | {v} |" for k, v in rows])
 
 
+def _get(config, name, default=None):
+    return config.get(name, default) if isinstance(config, dict) else getattr(config, name, default)
+
+
+def default_limitations(config, dataset=None, max_seq_length=None) -> str:
+    """What a user of this checkpoint should know, as a bullet list."""
+    bullets = [
+        "Loading runs the Python files in this repository (`trust_remote_code=True`); they import only torch and "
+        "transformers. Read them before trusting a copy you did not make. Tested with transformers 5.23–5.24.",
+    ]
+    absolute = _get(config, "absolute_position", "none")
+    max_pos = _get(config, "max_position_embeddings")
+    if absolute == "learned":
+        bullets.append(f"Learned absolute embeddings limit inputs to max_position_embeddings = {max_pos} tokens.")
+    else:
+        seen = f" ({max_seq_length} tokens here)" if max_seq_length else ""
+        bullets.append("Without learned absolute embeddings, inputs longer than max_position_embeddings run, but quality "
+                       f"beyond the training length{seen} was not measured.")
+    if _get(config, "relative_value"):
+        bullets.append("The value-side relative term needs the attention probabilities, so those layers run eager "
+                       "attention (slower, more memory) whatever `attn_implementation` asks.")
+    if dataset == "synthetic":
+        bullets.append("Trained from scratch on hf_relpos' built-in synthetic task: a demonstration of the pipeline, "
+                       "not a useful model.")
+    elif dataset:
+        bullets.append(f"Fine-tuned on {dataset} only; quality outside that data's domain and language is unknown, "
+                       "and its biases carry over.")
+    return "\n".join(f"- {b}" for b in bullets)
+
+
 def build_model_card(task, config, metrics, training_args, dataset, repo_id=None, limitations=None, example_input="",
-                     example_question="") -> ModelCard:
-    """A ModelCard for a fine-tuned checkpoint. ``metrics`` are the final eval metrics (eval_ prefix)."""
-    pipeline_tag, _ = TASK_INFO[task]
-    scheme = getattr(config, "relative_position", "none")
-    decoder_scheme = getattr(config, "decoder_relative_position", None) or scheme
+                     example_question="", version_2=None, max_seq_length=None) -> ModelCard:
+    """A ModelCard for a fine-tuned checkpoint. ``metrics`` are the final eval metrics (eval_ prefix);
+    ``config`` and ``training_args`` may be objects or dicts (e.g. read back from config.json / metrics.json)."""
+    pipeline_tag, auto_class = TASK_INFO[task]
+    scheme = _get(config, "relative_position", "none")
+    decoder_scheme = _get(config, "decoder_relative_position") or scheme
     repo_id = repo_id or "path/to/this/folder"
     model_name = Path(repo_id).name or "model"
     results = {k.removeprefix("eval_"): v for k, v in metrics.items()
-               if isinstance(v, (int, float)) and k.removeprefix("eval_") not in ("runtime", "samples_per_second",
-                                                                                 "steps_per_second", "epoch")}
+               if isinstance(v, (int, float)) and not isinstance(v, bool)
+               and k.removeprefix("eval_") not in ("runtime", "samples_per_second", "steps_per_second", "epoch")}
     eval_results = [
         EvalResult(task_type=pipeline_tag, dataset_type=dataset, dataset_name=dataset, metric_type=name,
                    metric_name=name, metric_value=float(value))
@@ -68,31 +156,104 @@ def build_model_card(task, config, metrics, training_args, dataset, repo_id=None
     card_data = ModelCardData(
         library_name="transformers",
         pipeline_tag=pipeline_tag,
-        tags=["hf_relpos", "relative-position", scheme, "custom_code", config.model_type],
+        tags=["hf_relpos", "relative-position", scheme, "custom_code", _get(config, "model_type", "relpos")],
         datasets=[dataset],
         model_name=model_name,
         eval_results=eval_results or None,
         license="apache-2.0",
     )
-    training_rows = [(f, getattr(training_args, f)) for f in TRAINING_FIELDS if hasattr(training_args, f)]
-    template = TEMPLATES / f"{task}.md"
+    if version_2 is None:
+        version_2 = bool(getattr(training_args, "version_2_with_negative", False))
     return ModelCard.from_template(
         card_data,
-        template_path=str(template),
+        template_path=str(TEMPLATES / f"{task}.md"),
         model_name=model_name,
         repo_id=repo_id,
+        auto_class=auto_class,
         dataset=dataset,
         scheme=scheme,
         decoder_scheme=decoder_scheme,
-        absolute=getattr(config, "absolute_position", "none"),
-        scheme_description=SCHEME_DESCRIPTIONS.get(scheme, ""),
+        absolute=_get(config, "absolute_position", "none"),
+        scheme_description=scheme_description(scheme),
         results_table=_table([(k, f"{v:.4f}" if isinstance(v, float) else v) for k, v in results.items()]),
-        training_table=_table(training_rows),
-        version_2=bool(getattr(training_args, "version_2_with_negative", False)),
-        example_input=example_input.replace('"', "'")[:300],
-        example_question=example_question.replace('"', "'"),
-        limitations=limitations or (
-            "Trained from the data named above only; quality outside that domain is unknown. Tiny models trained "
-            "from scratch on synthetic data are demonstrations, not useful models."
-        ),
+        training_table=_table(list(training_args_dict(training_args).items())),
+        version_2=bool(version_2),
+        example_input=example_input.replace('"', "'").replace("\n", " ")[:300],
+        example_question=example_question.replace('"', "'").replace("\n", " "),
+        limitations=limitations or default_limitations(config, dataset, max_seq_length),
+    )
+
+
+def head_of(config) -> tuple[str, str, str | None]:
+    """(Auto class, Hub pipeline tag, transformers pipeline or None) of the checkpoint's architecture."""
+    architectures = _get(config, "architectures") or []
+    arch = architectures[0] if architectures else ""
+    for suffix, auto_class, tag, pipe in HEADS:
+        if arch.endswith(suffix):
+            return auto_class, tag, pipe
+    if _get(config, "model_type") == "relpos_t5":
+        return "AutoModelForSeq2SeqLM", "text2text-generation", None
+    return "AutoModel", "feature-extraction", "feature-extraction"
+
+
+def usage_code(config, repo_id, has_tokenizer=True) -> str:
+    """A runnable Python snippet that loads ``repo_id`` with the right Auto class and uses it."""
+    auto_class, _, pipe = head_of(config)
+    tok = f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}", trust_remote_code=True)' if has_tokenizer else \
+        'tokenizer = AutoTokenizer.from_pretrained("<the tokenizer this model was trained with>")'
+    lines = [f"from transformers import {auto_class}, AutoTokenizer" + (", pipeline" if pipe else ""), "",
+             f'model = {auto_class}.from_pretrained("{repo_id}", trust_remote_code=True)', tok]
+    if pipe == "fill-mask":
+        lines += ['fill = pipeline("fill-mask", model=model, tokenizer=tokenizer)',
+                  'print(fill(f"relative positions help {tokenizer.mask_token} models"))']
+    elif pipe == "feature-extraction":
+        lines += ['extract = pipeline("feature-extraction", model=model, tokenizer=tokenizer)',
+                  'features = extract("relative positions help models")  # [1][tokens][hidden]',
+                  "print(len(features[0]), len(features[0][0]))"]
+    elif pipe:
+        lines += [f'run = pipeline("{pipe}", model=model, tokenizer=tokenizer)', 'print(run("relative positions help models"))']
+    elif auto_class == "AutoModelForSeq2SeqLM":
+        lines += ['inputs = tokenizer(["relative positions help models"], return_tensors="pt")',
+                  "out = model.generate(**inputs, max_new_tokens=20)",
+                  "print(tokenizer.batch_decode(out, skip_special_tokens=True))"]
+    else:
+        lines += ['inputs = tokenizer("relative positions help models", return_tensors="pt")',
+                  "print(model(**inputs))"]
+    return "\n".join(lines)
+
+
+def build_base_card(config, repo_id=None, has_tokenizer=True, dataset=None, training_args=None,
+                    limitations=None) -> ModelCard:
+    """A ModelCard for a checkpoint without task results (a converted or freshly built base model)."""
+    repo_id = repo_id or "path/to/this/folder"
+    model_name = Path(repo_id).name or "model"
+    auto_class, tag, _ = head_of(config)
+    scheme = _get(config, "relative_position", "none")
+    model_type = _get(config, "model_type", "relpos")
+    card_data = ModelCardData(
+        library_name="transformers",
+        pipeline_tag=tag,
+        tags=["hf_relpos", "relative-position", scheme, "custom_code", model_type],
+        datasets=[dataset] if dataset else None,
+        model_name=model_name,
+        license="apache-2.0",
+    )
+    rows = list(training_args_dict(training_args).items())
+    size_keys = ("hidden_size", "num_hidden_layers", "num_attention_heads", "d_model", "num_layers",
+                 "num_decoder_layers", "num_heads", "vocab_size", "max_position_embeddings")
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(TEMPLATES / "base.md"),
+        model_name=model_name,
+        repo_id=repo_id,
+        model_type=model_type,
+        auto_class=auto_class,
+        scheme=scheme,
+        decoder_scheme=_get(config, "decoder_relative_position") or scheme,
+        absolute=_get(config, "absolute_position", "none"),
+        scheme_description=scheme_description(scheme),
+        config_table=_table([(k, _get(config, k)) for k in size_keys if _get(config, k) is not None]),
+        usage=usage_code(config, repo_id, has_tokenizer),
+        training_table=_table(rows) if rows else "",
+        limitations=limitations or default_limitations(config, dataset),
     )

@@ -11,7 +11,7 @@ from transformers import set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from .arguments import parse_recipe
-from .cards import build_model_card
+from .cards import build_model_card, training_args_dict
 from .data import load_raw_datasets
 
 
@@ -35,9 +35,26 @@ def _resume_path(training_args):
     return resume
 
 
+def _hub_push_request(training_args):
+    """``push_to_hub`` asks for one upload at the end of the run, done by hf_relpos.hub (safetensors, code,
+    tokenizer, card; no pickles or checkpoint folders), so Trainer's own pushes are switched off."""
+    if not training_args.push_to_hub:
+        return None
+    from ..hub import check_repo_id
+
+    repo_id = training_args.hub_model_id or Path(training_args.output_dir).name
+    try:
+        check_repo_id(repo_id)
+    except ValueError as err:
+        raise ValueError(f"hub_model_id={repo_id!r} is not valid: {err}") from None
+    training_args.push_to_hub = False
+    return repo_id
+
+
 def run(model_args, data_args, training_args) -> dict:
     set_seed(training_args.seed)
     resume = _resume_path(training_args)
+    hub_repo_id = _hub_push_request(training_args)  # checked before any data or training
     raw = load_raw_datasets(data_args)
     task = importlib.import_module(f"{__package__}.{data_args.task}")
     setup = task.setup(model_args, data_args, training_args, raw)
@@ -73,13 +90,29 @@ def run(model_args, data_args, training_args) -> dict:
         "output_dir": str(out),
     }
     if trainer.is_world_process_zero():
-        (out / "metrics.json").write_text(json.dumps(result, indent=2, default=str))
         example = raw["validation"][0]
+        card_fields = {  # what hf_relpos.hub needs to render the card again under another repo id
+            "training_args": training_args_dict(training_args),
+            "example_input": str(example.get(setup.text_column or "", ""))[:300],
+            "example_question": str(example.get(data_args.question_column, "")),
+            "version_2_with_negative": bool(data_args.version_2_with_negative),
+            "max_seq_length": data_args.max_source_length if data_args.task == "summarization" else data_args.max_seq_length,
+        }
+        (out / "metrics.json").write_text(json.dumps({**result, **card_fields}, indent=2, default=str))
         card = build_model_card(
             data_args.task, trainer.model.config, metrics, training_args, setup.dataset_name,
-            repo_id=training_args.hub_model_id or str(out),
-            example_input=str(example.get(setup.text_column or "", "")),
-            example_question=str(example.get(data_args.question_column, "")),
+            repo_id=hub_repo_id or training_args.hub_model_id or str(out),
+            example_input=card_fields["example_input"], example_question=card_fields["example_question"],
+            version_2=card_fields["version_2_with_negative"], max_seq_length=card_fields["max_seq_length"],
         )
         card.save(out / "README.md")
+        if hub_repo_id:
+            from ..hub import push_to_hub
+
+            result["hub"] = push_to_hub(
+                out, hub_repo_id, private=training_args.hub_private_repo, revision=training_args.hub_revision,
+                token=training_args.hub_token,
+                commit_message=f"hf-relpos train: {data_args.task}, {result['relative_position']}",
+            )
+            print(f"hf-relpos: pushed {out} to {result['hub']['repo_id']} ({result['hub']['commit_url']})", flush=True)
     return result
