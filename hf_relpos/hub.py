@@ -162,9 +162,16 @@ def plan_upload(folder) -> UploadPlan:
     return plan
 
 
-def rewrite_card(text: str, repo_id: str) -> str:
+def card_tags(config: dict) -> list[str]:
+    """The tags every pushed card carries (the Hub shows `custom_code` as "needs trust_remote_code")."""
+    return ["hf_relpos", "relative-position", str(config.get("relative_position", "none")), "custom_code",
+            str(config.get("model_type", "relpos"))]
+
+
+def rewrite_card(text: str, repo_id: str, config: dict | None = None) -> str:
     """Point the card's ``from_pretrained("...", trust_remote_code=True)`` lines and its model-index name
-    at ``repo_id``; append a "How to use" section when the card has no such line."""
+    at ``repo_id``; append a "How to use" section when the card has no such line; make sure the metadata
+    has ``library_name`` and the hf_relpos tags."""
     from huggingface_hub import ModelCard
 
     new, count = _LOAD_LINE.subn(lambda m: f"{m.group(1)}{m.group(2)}{repo_id}{m.group(2)}", text)
@@ -175,6 +182,9 @@ def rewrite_card(text: str, repo_id: str) -> str:
             f'model = AutoModel.from_pretrained("{repo_id}", trust_remote_code=True)\n```\n'
         )
     card = ModelCard(new, ignore_metadata_errors=False)
+    card.data.library_name = card.data.library_name or "transformers"
+    tags = list(card.data.tags or [])
+    card.data.tags = tags + [t for t in card_tags(config or {}) if t not in tags]
     name = repo_id.rsplit("/", 1)[-1]
     old_name = card.data.model_name
     if card.data.eval_results and old_name != name:
@@ -191,7 +201,7 @@ def card_for_push(plan: UploadPlan, repo_id: str) -> str:
 
     readme = plan.folder / CARD
     if readme.is_file():
-        return rewrite_card(readme.read_text(encoding="utf-8"), repo_id)
+        return rewrite_card(readme.read_text(encoding="utf-8"), repo_id, plan.config)
     metrics = {}
     if (plan.folder / "metrics.json").is_file():
         try:

@@ -151,6 +151,7 @@ def test_cli_push_then_pull_without_hf_relpos(hub, trained, tmp_path, capsys):
     assert "transformers_modules" in got["module"]
     assert torch.allclose(torch.tensor(got["logits"]), local, atol=1e-5, rtol=0)
     assert len(got["printed"]) == 2 and all("label" in p for p in got["printed"])
+    assert not [r for r in hub.requests if r["status"] >= 500]  # the server never failed on what clients sent
 
 
 @pytest.mark.parametrize("case", ["weights", "code", "config", "auto_map", "pickle_only", "shard"])
@@ -256,6 +257,16 @@ def test_cards_rendered_for_the_repo(hub, trained, tmp_path):
     assert {"relative-position", "t5", "custom_code", "relpos_bert"} <= set(card.data.tags)
     assert f'AutoModelForSequenceClassification.from_pretrained("{USER}/cls-bare", trust_remote_code=True)' in card.text
     assert "no results are claimed" in card.text and "## Limitations" in card.text
+    # a hand-written README.md: kept, its load line pointed at the repo, metadata completed
+    folder = copy_checkpoint(out, tmp_path / "own", drop=["README.md"])
+    (folder / "README.md").write_text("# My classifier\n\nWritten by hand.\n\n```python\nfrom transformers import "
+                                      "AutoModelForSequenceClassification\nm = AutoModelForSequenceClassification"
+                                      f".from_pretrained('{folder}', trust_remote_code=True)\n```\n")
+    push_to_hub(folder, f"{USER}/cls-own")
+    card = ModelCard.load(download(f"{USER}/cls-own", "README.md", tmp_path))
+    assert "Written by hand." in card.text and str(folder) not in card.text
+    assert f"from_pretrained('{USER}/cls-own', trust_remote_code=True)" in card.text
+    assert card.data.library_name == "transformers" and "custom_code" in card.data.tags
     # the Hub's view of the repo carries the card metadata
     info = api().model_info(f"{USER}/cls-bare")
     assert "custom_code" in info.tags and "README.md" in {s.rfilename for s in info.siblings}
