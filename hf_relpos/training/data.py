@@ -73,18 +73,19 @@ def synthetic_qa(train_size=2000, eval_size=300, seed=1234, with_negative=False)
 
 
 def synthetic_summarization(train_size=2000, eval_size=300, seed=1234) -> DatasetDict:
-    """The summary lists, in order, the words that follow each `key` marker in the document."""
+    """The summary is "<word after `title`> <word after `topic`>": both markers appear once, in
+    either order, among random words. Which words follow the markers depends on word order."""
 
     def rows(rng, n):
         out = []
         for _ in range(n):
-            words, summary = [], []
-            for _ in range(rng.randint(3, 5)):
-                words += [rng.choice(WORDS) for _ in range(rng.randint(2, 6))]
-                keyword = rng.choice(WORDS)
-                words += ["key", keyword]
-                summary.append(keyword)
-            out.append({"document": " ".join(words), "summary": " ".join(summary)})
+            words = [rng.choice(WORDS) for _ in range(rng.randint(8, 24))]
+            title, topic = rng.sample(WORDS, 2)
+            i, j = sorted(rng.sample(range(len(words) + 1), 2))
+            first, second = (("title", title), ("topic", topic)) if rng.random() < 0.5 else (("topic", topic), ("title", title))
+            words[j:j] = list(second)
+            words[i:i] = list(first)
+            out.append({"document": " ".join(words), "summary": f"{title} {topic}"})
         return out
 
     return _split(rows, train_size, eval_size, seed)
