@@ -3,6 +3,7 @@
     hf-relpos train recipes/classification_demo.yaml [--key value ...]
     hf-relpos compare recipes/classification_demo.yaml --schemes t5,alibi,shaw_kq,rotary,none [--key value ...]
     hf-relpos push OUTPUT_DIR --repo-id user/name [--private] [--revision BRANCH] [--commit-message MSG]
+    hf-relpos convert SRC OUT --scheme NAME [--keep-absolute | --drop-absolute] [--max-position-embeddings N] [--exact]
 """
 
 from __future__ import annotations
@@ -88,8 +89,9 @@ def main(argv=None):
     p_push.add_argument("--commit-message", default=None)
     p_push.add_argument("--token", default=None, help="Hub token (default: HF_TOKEN or the saved login)")
     p_push.add_argument("--dry-run", action="store_true", help="list what would be uploaded and print the card; send nothing")
+    _add_convert_parser(sub)
     args, overrides = parser.parse_known_args(argv)
-    if args.command == "push" and overrides:
+    if args.command in ("push", "convert") and overrides:
         parser.error(f"unrecognized arguments: {' '.join(overrides)}")
     try:
         if args.command == "train":
@@ -98,6 +100,8 @@ def main(argv=None):
             compare(args.recipe, [s.strip() for s in args.schemes.split(",") if s.strip()], overrides)
         elif args.command == "push":
             return _push(args)
+        elif args.command == "convert":
+            return _convert(args)
     except (ValueError, FileNotFoundError) as err:
         print(f"hf-relpos {args.command}: error: {err}", file=sys.stderr)
         return 2
@@ -120,6 +124,52 @@ def _push(args) -> int:
     print(json.dumps(result, indent=2))
     if card is not None:
         print(card)
+    return 0
+
+
+def _add_convert_parser(sub):
+    p = sub.add_parser(
+        "convert", help="convert a pretrained BERT/RoBERTa/ELECTRA, a legacy 4.x relative_key* BERT or a T5/mT5 checkpoint",
+        description="Write a relpos_bert / relpos_t5 checkpoint folder (weights, code, tokenizer, conversion.json) "
+        "from SRC (a folder or Hub id). Absolute BERT-family encoders take any --scheme; legacy relative_key / "
+        "relative_key_query BERTs become shaw / shaw_kq and T5 / mT5 becomes t5, exactly.",
+    )
+    p.add_argument("src", help="source checkpoint folder or Hub repo id")
+    p.add_argument("out", help="output folder (must not exist, or be empty)")
+    p.add_argument("--scheme", default=None, help="relative scheme (default: the exact one for legacy and T5 sources)")
+    absolute = p.add_mutually_exclusive_group()
+    absolute.add_argument("--keep-absolute", dest="keep_absolute", action="store_const", const=True, default=None,
+                          help="keep the learned absolute table (default for absolute sources)")
+    absolute.add_argument("--drop-absolute", dest="keep_absolute", action="store_const", const=False,
+                          help="drop it: a purely relative model that runs at any length")
+    p.add_argument("--max-position-embeddings", type=int, default=None,
+                   help="resize the learned table (longer: Longformer-style copies; exact on shorter inputs)")
+    p.add_argument("--exact", action="store_true", help="refuse options that cannot reproduce the source's outputs")
+    p.add_argument("--head", default="auto", help="auto (the source's task head) or base (the encoder alone)")
+    p.add_argument("--init", default="preserve", help="preserve (new relative parameters add nothing where possible) or random")
+    p.add_argument("--tokenizer", default=None, help="take the tokenizer from this folder / Hub id")
+    p.add_argument("--no-tokenizer", action="store_true", help="write the checkpoint without a tokenizer")
+    p.add_argument("--no-check", action="store_true", help="skip the drift check against the source")
+    p.add_argument("--config-overrides", default=None, help='JSON of extra config fields, e.g. {"max_relative_position": 64}')
+
+
+def _convert(args) -> int:
+    from .convert import convert_checkpoint
+
+    overrides = {}
+    if args.config_overrides:
+        try:
+            overrides = json.loads(args.config_overrides)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"--config-overrides={args.config_overrides!r} is not valid JSON: {err}") from None
+        if not isinstance(overrides, dict):
+            raise ValueError(f"--config-overrides={args.config_overrides!r} must be a JSON object of config fields")
+    info = convert_checkpoint(
+        args.src, args.out, args.scheme, keep_absolute=args.keep_absolute,
+        max_position_embeddings=args.max_position_embeddings, exact=args.exact, head=args.head, init=args.init,
+        tokenizer=args.tokenizer, no_tokenizer=args.no_tokenizer, check=not args.no_check, **overrides,
+    )
+    print(json.dumps(info, indent=2, default=str))
     return 0
 
 

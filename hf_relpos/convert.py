@@ -15,7 +15,7 @@ import copy
 import json
 import os
 import shutil
-import tempfile
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -259,14 +259,17 @@ def _read_config(folder: Path) -> dict:
 def _load_source(src, read_weights: bool = True) -> _Source:
     if hasattr(src, "state_dict") and hasattr(src, "config"):  # a model object
         config = src.config.to_dict()
-        config.setdefault("architectures", [type(src).__name__])
-        return _Source(config=config, state=dict(src.state_dict()) if read_weights else {}, model=src,
+        config["architectures"] = [type(src).__name__]  # what the object is, whatever its config says
+        return _Source(config=config, state=dict(src.state_dict()), model=src,  # (tensors are shared, not copied)
                        folder=_local_dir(getattr(src, "name_or_path", None)))
     if not isinstance(src, (str, os.PathLike)):
         raise ValueError(f"src={src!r} is not valid; choose a checkpoint folder, a Hub repo id or a transformers model")
     folder = _resolve_folder(src)
-    config = _read_config(folder)
-    return _Source(config=config, state=_read_state_dict(folder) if read_weights else {}, folder=folder)
+    source = _Source(config=_read_config(folder), state={}, folder=folder)
+    _check_model_type(source)  # before reading any weights
+    if read_weights:
+        source.state = _read_state_dict(folder)
+    return source
 
 
 def _local_dir(path):
@@ -611,6 +614,11 @@ def _convert_bert(src, scheme=None, keep_absolute=None, *, max_position_embeddin
     if init == "preserve":
         _preserve_init(model, scheme)
     target = model.state_dict()
+    pooler = [k for k in mapped if k.startswith(prefix + "pooler.") and k not in target]
+    if pooler:  # e.g. BertForPreTraining's pooler feeds the dropped next-sentence head
+        notes.append(f"pooler dropped ({type(model).__name__} has none): {', '.join(pooler)}")
+        for k in pooler:
+            mapped.pop(k)
     unexpected = sorted(k for k in mapped if k not in target)
     if unexpected:
         raise ValueError(f"source parameters the converted model has no place for: {', '.join(unexpected[:8])}")
@@ -784,7 +792,7 @@ def convert_checkpoint(
     Returns the conversion report (also written to ``conversion.json``).
     """
     out = _check_out(out)
-    source = _load_source(src)
+    source = _load_source(src, read_weights=False)
     _check_model_type(source)
     is_t5 = source.model_type in T5_MODEL_TYPES
     if is_t5:
@@ -801,6 +809,8 @@ def convert_checkpoint(
     else:
         _plan_bert(source, scheme, keep_absolute, max_position_embeddings, exact, init, config_overrides)
         _target_head(source, head)
+        if source.model is None:
+            source.state = _read_state_dict(source.folder)
     tokenizer_src = _tokenizer_source(source, tokenizer, no_tokenizer)
     tok = None
     if tokenizer_src is not None:
@@ -833,7 +843,8 @@ def convert_checkpoint(
     info["tokenizer"] = str(tokenizer_src) if tokenizer_src is not None else None
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.converting-", dir=out.parent))
+    tmp = out.parent / f".{out.name}.converting-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()  # (not mkdtemp: its 0700 mode would stick to the renamed folder)
     try:
         model.save_pretrained(tmp)
         if tok is not None:
