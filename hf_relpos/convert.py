@@ -548,6 +548,14 @@ def _convert_bert(src, scheme=None, keep_absolute=None, *, max_position_embeddin
     # --- absolute positions: RoBERTa's table starts at padding_idx + 1 (rows below belong to padding) ---
     offset = cfg.get("pad_token_id", 1) + 1 if source.model_type in _ROBERTA_LIKE else 0
     P_source = cfg.get("max_position_embeddings", 512) - offset
+    distance_tables = sorted(n for n in base if n.endswith("attention.self.distance_embedding.weight"))
+    if legacy:
+        if len(distance_tables) != cfg.get("num_hidden_layers"):
+            raise ValueError(
+                f"position_embedding_type={legacy!r} but the source has {len(distance_tables)} distance_embedding tables "
+                f"for num_hidden_layers={cfg.get('num_hidden_layers')}; the checkpoint is incomplete"
+            )
+        P_source = (base[distance_tables[0]].shape[0] + 1) // 2  # 4.x sized it 2·max_position_embeddings − 1
     P = max_position_embeddings or P_source
     table = base.pop("embeddings.position_embeddings.weight", None)
     for buffer in ("embeddings.position_ids", "embeddings.token_type_ids"):
@@ -595,7 +603,7 @@ def _convert_bert(src, scheme=None, keep_absolute=None, *, max_position_embeddin
     )
 
     # --- legacy relative tables ---
-    for name in [n for n in base if n.endswith("attention.self.distance_embedding.weight")]:
+    for name in distance_tables:
         tensor = base.pop(name)
         stem = name[: -len("distance_embedding.weight")] + "relative_position."
         if legacy == "relative_key_query":
