@@ -256,3 +256,26 @@ def test_two_processes_with_accelerate(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert "eval_accuracy" in metrics["eval"]
     assert "processes: 2, total train batch size: 16" in proc.stdout + proc.stderr
+
+
+def test_relative_position_learning_rate_gets_its_own_group(tmp_path):
+    from hf_relpos.training.arguments import parse_recipe as parse
+    from hf_relpos.training.classification import setup
+    from hf_relpos.training.data import load_raw_datasets
+    from hf_relpos.training.trainer import is_position_parameter
+
+    model_args, data_args, training_args = parse(
+        RECIPES / "classification_demo.yaml",
+        [*FAST, "--relative_position", "t5", "--relative_position_learning_rate", "0.1", "--output_dir", str(tmp_path)],
+    )
+    trainer = setup(model_args, data_args, training_args, load_raw_datasets(data_args)).trainer
+    optimizer = trainer.create_optimizer()
+    names = {id(p): n for n, p in trainer.model.named_parameters()}
+    groups = [{names[id(p)] for p in g["params"]} for g in optimizer.param_groups]
+    position = [g for g in optimizer.param_groups if g["lr"] == 0.1]
+    assert len(position) == 1
+    assert {names[id(p)] for p in position[0]["params"]} == {"bert.encoder.relative_position.relative_attention_bias.weight"}
+    assert all(not is_position_parameter(n) for g in groups[:-1] for n in g)
+    assert sum(len(g) for g in groups) == len(names)  # every parameter in exactly one group
+    with pytest.raises(ValueError, match="relative_position_learning_rate=-1.0"):
+        parse(RECIPES / "classification_demo.yaml", ["--relative_position_learning_rate", "-1"])

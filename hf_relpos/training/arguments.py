@@ -27,6 +27,9 @@ class ModelArguments:
     absolute_position: str = field(default="none", metadata={"help": f"Absolute embeddings: {', '.join(ABSOLUTE_POSITIONS)}."})
     decoder_relative_position: str | None = field(default=None, metadata={"help": "Summarization: decoder scheme (default: same)."})
     model_overrides: str | None = field(default=None, metadata={"help": 'JSON of config fields, e.g. {"num_hidden_layers": 4}.'})
+    relative_position_learning_rate: float | None = field(
+        default=None, metadata={"help": "Learning rate of the scheme's own parameters (scalar bias tables learn slowly at the shared rate); default: learning_rate."}
+    )
     tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer dir or Hub id; default: the model's, or one trained on the training text."})
     tokenizer_vocab_size: int = field(default=2000, metadata={"help": "Vocabulary of a tokenizer trained on the fly."})
     trust_remote_code: bool = field(default=True, metadata={"help": "Load checkpoints that carry their modeling code."})
@@ -138,6 +141,10 @@ def validate(model_args: ModelArguments, data_args: DataTrainingArguments) -> No
             raise ValueError(f"model_overrides={model_args.model_overrides!r} is not valid JSON: {err}") from None
         if not isinstance(overrides, dict):
             raise ValueError(f"model_overrides={model_args.model_overrides!r} must be a JSON object of config fields")
+    if model_args.relative_position_learning_rate is not None and model_args.relative_position_learning_rate <= 0:
+        raise ValueError(
+            f"relative_position_learning_rate={model_args.relative_position_learning_rate} is not valid; choose a positive number"
+        )
     for name in ("max_seq_length", "doc_stride", "n_best_size", "max_answer_length", "max_source_length",
                  "max_target_length", "synthetic_train_size", "synthetic_eval_size"):
         value = getattr(data_args, name)

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import evaluate
 import numpy as np
-from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer
+from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
 
 from .data import DEFAULT_COLUMNS, require_columns
 from .modeling import build_config, load_model, load_tokenizer
 from .task import TaskSetup
+from .trainer import RelPosTrainer
 
 METRIC_DIR = Path(__file__).parent / "metrics" / "classification"
 
@@ -74,7 +75,8 @@ def setup(model_args, data_args, training_args, raw) -> TaskSetup:
         logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
         return metric.compute(predictions=np.argmax(logits, axis=-1), references=prediction.label_ids)
 
-    trainer = Trainer(
+    trainer = RelPosTrainer(
+        position_learning_rate=model_args.relative_position_learning_rate,
         model=model, args=training_args, train_dataset=train, eval_dataset=evals, processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_metrics,
     )

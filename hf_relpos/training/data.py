@@ -50,22 +50,28 @@ def synthetic_classification(train_size=2000, eval_size=300, seed=1234) -> Datas
 
 
 def synthetic_qa(train_size=2000, eval_size=300, seed=1234, with_negative=False) -> DatasetDict:
-    """SQuAD layout. "What comes after X?" over a list of distinct words: the answer is the word
-    following X. With ``with_negative``, a quarter of the questions name a word that is absent."""
+    """SQuAD layout. The context holds `north <w1>` and `south <w2>` among random words; the
+    question "what comes after north?" (or south) is answered by the word that FOLLOWS the marker.
+    With ``with_negative``, a quarter of the questions ask about `east`, which is absent."""
 
     def rows(rng, n):
         out = []
         for k in range(n):
-            words = rng.sample(WORDS, rng.randint(10, 30))
+            words = [rng.choice(WORDS) for _ in range(rng.randint(8, 24))]
+            i, j = sorted(rng.sample(range(len(words) + 1), 2))
+            pairs = [["north", rng.choice(WORDS)], ["south", rng.choice(WORDS)]]
+            rng.shuffle(pairs)
+            words[j:j] = pairs[1]
+            words[i:i] = pairs[0]
             context = " ".join(words)
             if with_negative and rng.random() < 0.25:
-                absent = rng.choice([w for w in WORDS if w not in words])
-                question, answers = f"what comes after {absent}?", {"text": [], "answer_start": []}
+                question, answers = "what comes after east?", {"text": [], "answer_start": []}
             else:
-                i = rng.randrange(len(words) - 1)
-                start = len(" ".join(words[: i + 1])) + 1
-                question = f"what comes after {words[i]}?"
-                answers = {"text": [words[i + 1]], "answer_start": [start]}
+                marker = rng.choice(["north", "south"])
+                m = words.index(marker)
+                start = len(" ".join(words[: m + 1])) + 1
+                question = f"what comes after {marker}?"
+                answers = {"text": [words[m + 1]], "answer_start": [start]}
             out.append({"id": f"{seed}-{k}", "title": "synthetic", "context": context, "question": question, "answers": answers})
         return out
 

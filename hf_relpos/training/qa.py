@@ -9,11 +9,12 @@ from pathlib import Path
 
 import evaluate
 import numpy as np
-from transformers import AutoModelForQuestionAnswering, Trainer, default_data_collator
+from transformers import AutoModelForQuestionAnswering, default_data_collator
 
 from .data import require_columns
 from .modeling import build_config, load_model, load_tokenizer
 from .task import TaskSetup
+from .trainer import RelPosTrainer
 
 METRIC_DIR = Path(__file__).parent / "metrics" / "squad"
 
@@ -143,8 +144,10 @@ def setup(model_args, data_args, training_args, raw) -> TaskSetup:
     eval_inputs = eval_features.remove_columns(["example_id", "offset_mapping"])
     metric = evaluate.load(str(METRIC_DIR))
 
-    trainer = Trainer(model=model, args=training_args, train_dataset=train, processing_class=tokenizer,
-                      data_collator=default_data_collator)
+    trainer = RelPosTrainer(
+        model=model, args=training_args, train_dataset=train, processing_class=tokenizer,
+        data_collator=default_data_collator, position_learning_rate=model_args.relative_position_learning_rate,
+    )
 
     def final_evaluate():
         output = trainer.predict(eval_inputs, metric_key_prefix="eval")

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 from rouge_score import rouge_scorer, scoring
-from transformers import AutoModelForSeq2SeqLM, DataCollatorForSeq2Seq, Seq2SeqTrainer
+from transformers import AutoModelForSeq2SeqLM, DataCollatorForSeq2Seq
 
 from .data import DEFAULT_COLUMNS, require_columns
 from .modeling import build_config, load_model, load_tokenizer
 from .task import TaskSetup
+from .trainer import RelPosSeq2SeqTrainer
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 
@@ -64,7 +65,8 @@ def setup(model_args, data_args, training_args, raw) -> TaskSetup:
         training_args.generation_max_length = data_args.max_target_length
     if data_args.num_beams is not None:
         training_args.generation_num_beams = data_args.num_beams
-    trainer = Seq2SeqTrainer(
+    trainer = RelPosSeq2SeqTrainer(
+        position_learning_rate=model_args.relative_position_learning_rate,
         model=model, args=training_args, train_dataset=train, eval_dataset=evals, processing_class=tokenizer,
         data_collator=DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100),
         compute_metrics=compute_metrics if training_args.predict_with_generate else None,
