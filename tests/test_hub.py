@@ -328,7 +328,7 @@ def test_task_card_code_runs(tmp_path, task, capsys):
     from hf_relpos.modeling_relpos_bert import RelPosBertForQuestionAnswering
     from hf_relpos.modeling_relpos_t5 import RelPosT5ForConditionalGeneration
     from hf_relpos.training.cards import build_model_card
-    from hf_relpos.training.modeling import BERT_PRESETS, T5_PRESETS, train_unigram_tokenizer, train_wordpiece_tokenizer
+    from hf_relpos.training.modeling import BERT_PRESETS, T5_PRESETS, train_sentencepiece_tokenizer, train_wordpiece_tokenizer
 
     texts = ["the cat sat on the mat near the door", "where did the cat sit", "key alpha beta key gamma"] * 10
     folder = tmp_path / task
@@ -338,7 +338,7 @@ def test_task_card_code_runs(tmp_path, task, capsys):
         model = RelPosBertForQuestionAnswering(config)
         metrics, example = {"eval_exact_match": 40.0, "eval_f1": 50.0}, "the cat sat on the mat near the door"
     else:
-        tokenizer = train_unigram_tokenizer(texts, 100)
+        tokenizer = train_sentencepiece_tokenizer(texts, 100)
         config = RelPosT5Config(**T5_PRESETS["tiny"], vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
                                 eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=tokenizer.pad_token_id)
         model = RelPosT5ForConditionalGeneration(config)

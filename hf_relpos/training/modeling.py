@@ -41,14 +41,14 @@ def train_wordpiece_tokenizer(texts, vocab_size=2000) -> PreTrainedTokenizerFast
     )
 
 
-def train_unigram_tokenizer(texts, vocab_size=2000) -> PreTrainedTokenizerFast:
-    """A T5-style SentencePiece Unigram tokenizer: <pad>=0, </s>=1, <unk>=2, `</s>` appended."""
-    tok = Tokenizer(models.Unigram())
+def train_sentencepiece_tokenizer(texts, vocab_size=2000) -> PreTrainedTokenizerFast:
+    """A T5-style SentencePiece (BPE mode, `▁` word boundaries) tokenizer: <pad>=0, </s>=1, <unk>=2,
+    `</s>` appended. (tokenizers' Unigram trainer collapses small corpora to characters, so BPE.)"""
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.normalizer = normalizers.NFKC()
     tok.pre_tokenizer = pre_tokenizers.Metaspace()
     tok.decoder = decoders.Metaspace()
-    trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=["<pad>", "</s>", "<unk>"], unk_token="<unk>")
-    tok.train_from_iterator(texts, trainer)
+    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<pad>", "</s>", "<unk>"]))
     tok.post_processor = processors.TemplateProcessing(
         single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", tok.token_to_id("</s>"))]
     )
@@ -59,7 +59,7 @@ def load_tokenizer(model_args, texts, seq2seq: bool):
     source = model_args.tokenizer_name or model_args.model_name_or_path
     if source:
         return AutoTokenizer.from_pretrained(source, trust_remote_code=model_args.trust_remote_code)
-    train = train_unigram_tokenizer if seq2seq else train_wordpiece_tokenizer
+    train = train_sentencepiece_tokenizer if seq2seq else train_wordpiece_tokenizer
     return train(texts, vocab_size=model_args.tokenizer_vocab_size)
 
 
