@@ -501,7 +501,7 @@ def _plan_bert(source: _Source, scheme, keep_absolute, max_position_embeddings, 
         if bad:
             raise ValueError(f"{bad[0]} cannot be overridden when converting a {legacy} checkpoint (it fixes the table mapping)")
         P = cfg.get("max_position_embeddings", 512)
-        if max_position_embeddings is not None and max_position_embeddings < P and exact:
+        if legacy == "relative_key_query" and max_position_embeddings is not None and max_position_embeddings < P and exact:
             raise ValueError(
                 f"max_position_embeddings={max_position_embeddings} is smaller than the checkpoint's {P}: the relative "
                 f"table would be cropped and outputs change past that distance; choose ≥ {P} or drop exact"
@@ -644,11 +644,13 @@ def _convert_bert(src, scheme=None, keep_absolute=None, *, max_position_embeddin
     other_new = [k for k in missing if k not in new_relative]
     if other_new:
         notes.append(f"newly initialised (not in the source): {', '.join(other_new)}")
-    if dtype is not None:
-        model = model.to(dtype)
+    model = model.to(dtype if dtype is not None else base["embeddings.word_embeddings.weight"].dtype)
     model.eval()
 
-    exact_result = bool(legacy) or (keep_absolute and init == "preserve" and scheme in EXACT_FROM_ABSOLUTE)
+    if legacy:  # a cropped shaw_kq table changes distances past the new size
+        exact_result = legacy == "relative_key" or P >= P_source
+    else:
+        exact_result = bool(keep_absolute and init == "preserve" and scheme in EXACT_FROM_ABSOLUTE)
     info = {
         "source_model_type": source.model_type,
         "source_architecture": source.architecture,

@@ -38,7 +38,7 @@ from transformers import (
 from helpers import run_without_hf_relpos
 from hf_relpos import SCHEMES, RelPosBertForSequenceClassification, RelPosBertModel
 from hf_relpos.cli import main as cli_main
-from hf_relpos.convert import EXACT_FROM_ABSOLUTE, convert_bert_to_relpos, convert_checkpoint
+from hf_relpos.convert import EXACT_FROM_ABSOLUTE, _convert_bert, convert_bert_to_relpos, convert_checkpoint
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 LEGACY = ["legacy_relative_key", "legacy_relative_key_query", "legacy_relative_key_query_cls"]
@@ -147,6 +147,16 @@ def test_legacy_wrong_options():
         convert_bert_to_relpos(FIXTURES / "legacy_relative_key", max_relative_position=8)
     with pytest.raises(ValueError, match="max_position_embeddings=16 is smaller"):
         convert_bert_to_relpos(src, max_position_embeddings=16, exact=True)
+    cropped, info = _convert_bert(src, max_position_embeddings=16)  # allowed, but no longer exact past 16
+    assert not info["exact"] and cropped.config.max_position_embeddings == 16
+
+
+def test_dtype():
+    hf = hf_tiny(BertModel).half()
+    assert convert_bert_to_relpos(hf, "t5").dtype == torch.float32
+    kept = convert_bert_to_relpos(hf, "t5", dtype=None)
+    assert kept.dtype == torch.float16
+    assert torch.equal(kept.embeddings.word_embeddings.weight, hf.embeddings.word_embeddings.weight)
 
 
 # --- absolute encoders: BERT, RoBERTa, ELECTRA, with heads -------------------------------------------------------
