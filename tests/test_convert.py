@@ -179,6 +179,18 @@ def test_bert_every_scheme(scheme):
         assert real_diff(outputs(random_init, ids, mask), outputs(hf, ids, mask), mask) > 1e-4
 
 
+def test_zero_started_parameters_still_learn():
+    """The zero starts are not dead ends: the new parameters get gradients from the first step."""
+    hf = hf_tiny(BertModel)
+    ids, mask = batch()
+    weights = torch.randn(*ids.shape, TINY["hidden_size"], generator=torch.Generator().manual_seed(1))
+    for scheme in ("t5", "shaw", "shaw_kq", "xl", "fire"):
+        model = convert_bert_to_relpos(hf, scheme).train()
+        (model(input_ids=ids, attention_mask=mask).last_hidden_state * weights).sum().backward()
+        grads = [p.grad.abs().max().item() for n, p in model.named_parameters() if "relative_position" in n]
+        assert max(grads) > 1e-4, scheme
+
+
 @pytest.mark.parametrize(
     "cls, kw",
     [
