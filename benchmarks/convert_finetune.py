@@ -103,6 +103,8 @@ def finetune(src, schemes, work, args):
         print(f"    accuracy {rows[-1]['accuracy']:.4f}  macro F1 {rows[-1]['macro_f1']:.4f}  "
               f"train {rows[-1]['train_seconds']:.0f} s", flush=True)
         shutil.rmtree(run_dir, ignore_errors=True)
+        if path != str(src):
+            shutil.rmtree(path, ignore_errors=True)  # a converted MiniLM is ~90 MB
     return rows
 
 

@@ -46,7 +46,6 @@ LEGACY_SCHEME = {"legacy_relative_key": "shaw", "legacy_relative_key_query": "sh
                  "legacy_relative_key_query_cls": "shaw_kq"}
 TINY = dict(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
             max_position_embeddings=40, initializer_range=0.2)
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 @pytest.fixture(autouse=True, scope="module")
