@@ -55,7 +55,7 @@ from transformers import AutoModelForSeq2SeqLM as _AutoModelForSeq2SeqLM  # noqa
 from transformers import AutoModelForTextEncoding as _AutoModelForTextEncoding  # noqa: E402
 
 from .configuration_relpos_t5 import RelPosT5Config  # noqa: E402
-from .convert import convert_t5_to_relpos  # noqa: E402
+from .convert import convert_bert_to_relpos, convert_checkpoint, convert_t5_to_relpos  # noqa: E402
 from .modeling_relpos_t5 import (  # noqa: E402
     RelPosT5EncoderModel,
     RelPosT5ForConditionalGeneration,

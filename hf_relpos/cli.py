@@ -153,17 +153,21 @@ def _add_convert_parser(sub):
     p.add_argument("--config-overrides", default=None, help='JSON of extra config fields, e.g. {"max_relative_position": 64}')
 
 
+def parse_json_object(field: str, text: str) -> dict:
+    """A JSON object of config fields, or a ValueError naming the field and the value."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{field}={text!r} is not valid JSON: {err}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{field}={text!r} must be a JSON object of config fields")
+    return value
+
+
 def _convert(args) -> int:
     from .convert import convert_checkpoint
 
-    overrides = {}
-    if args.config_overrides:
-        try:
-            overrides = json.loads(args.config_overrides)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"--config-overrides={args.config_overrides!r} is not valid JSON: {err}") from None
-        if not isinstance(overrides, dict):
-            raise ValueError(f"--config-overrides={args.config_overrides!r} must be a JSON object of config fields")
+    overrides = parse_json_object("--config-overrides", args.config_overrides) if args.config_overrides else {}
     info = convert_checkpoint(
         args.src, args.out, args.scheme, keep_absolute=args.keep_absolute,
         max_position_embeddings=args.max_position_embeddings, exact=args.exact, head=args.head, init=args.init,

@@ -11,6 +11,7 @@ from pathlib import Path
 import yaml
 from transformers import HfArgumentParser, Seq2SeqTrainingArguments
 
+from ..cli import parse_json_object
 from ..relative_positions import ABSOLUTE_POSITIONS, SCHEMES
 
 TASKS = ("classification", "qa", "summarization")
@@ -135,12 +136,7 @@ def validate(model_args: ModelArguments, data_args: DataTrainingArguments) -> No
                 f"absolute_position={model_args.absolute_position!r} is not valid; choose one of: {', '.join(ABSOLUTE_POSITIONS)}"
             )
     if model_args.model_overrides:
-        try:
-            overrides = json.loads(model_args.model_overrides)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"model_overrides={model_args.model_overrides!r} is not valid JSON: {err}") from None
-        if not isinstance(overrides, dict):
-            raise ValueError(f"model_overrides={model_args.model_overrides!r} must be a JSON object of config fields")
+        parse_json_object("model_overrides", model_args.model_overrides)
     if model_args.relative_position_learning_rate is not None and model_args.relative_position_learning_rate <= 0:
         raise ValueError(
             f"relative_position_learning_rate={model_args.relative_position_learning_rate} is not valid; choose a positive number"

@@ -3,11 +3,10 @@ trained on the training text."""
 
 from __future__ import annotations
 
-import json
-
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import AutoConfig, AutoTokenizer, PreTrainedTokenizerFast
 
+from ..cli import parse_json_object
 from ..configuration_relpos_bert import RelPosBertConfig
 from ..configuration_relpos_t5 import RelPosT5Config
 
@@ -65,7 +64,7 @@ def load_tokenizer(model_args, texts, seq2seq: bool):
 
 def build_config(model_args, tokenizer, seq2seq: bool, **task_fields):
     """The config of the model to fine-tune: the checkpoint's, or a preset with the chosen scheme."""
-    overrides = json.loads(model_args.model_overrides) if model_args.model_overrides else {}
+    overrides = parse_json_object("model_overrides", model_args.model_overrides) if model_args.model_overrides else {}
     if model_args.model_name_or_path:
         config = AutoConfig.from_pretrained(model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code)
         for key, value in {**task_fields, **overrides}.items():
