@@ -53,10 +53,12 @@ def hub():
 
 @pytest.fixture(scope="module")
 def trained(hub, tmp_path_factory):
-    """The classification demo, trained for a few steps with --push_to_hub (the recipe path)."""
+    """The classification demo with the t5 scheme, trained for a few steps with --push_to_hub (the
+    recipe path)."""
     out = tmp_path_factory.mktemp("hub") / "cls"
     result = train(RECIPES / "classification_demo.yaml",
-                   [*FAST, "--output_dir", str(out), "--push_to_hub", "true", "--hub_model_id", f"{USER}/cls-recipe"])
+                   [*FAST, "--relative_position", "t5", "--output_dir", str(out), "--push_to_hub", "true",
+                    "--hub_model_id", f"{USER}/cls-recipe"])
     return out, result
 
 
