@@ -8,7 +8,7 @@ import evaluate
 import numpy as np
 from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
 
-from .data import DEFAULT_COLUMNS, require_columns
+from .data import DEFAULT_COLUMNS, require_columns, tokenize
 from .modeling import build_config, load_model, load_tokenizer
 from .task import TaskSetup
 from .trainer import RelPosTrainer
@@ -63,11 +63,7 @@ def setup(model_args, data_args, training_args, raw) -> TaskSetup:
         return out
 
     with training_args.main_process_first(desc="tokenizing"):
-        train, evals = (
-            raw[split].map(preprocess, batched=True, remove_columns=raw[split].column_names,
-                           num_proc=data_args.preprocessing_num_workers)
-            for split in ("train", "validation")
-        )
+        train, evals = (tokenize(raw[split], preprocess, data_args) for split in ("train", "validation"))
 
     metric = evaluate.load(str(METRIC_DIR))
 

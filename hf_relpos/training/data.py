@@ -132,6 +132,11 @@ def load_raw_datasets(data_args) -> DatasetDict:
     return raw
 
 
+def tokenize(dataset, fn, data_args):
+    """``dataset.map(fn)`` in batches, replacing the raw columns by what ``fn`` returns."""
+    return dataset.map(fn, batched=True, remove_columns=dataset.column_names, num_proc=data_args.preprocessing_num_workers)
+
+
 def require_columns(dataset, columns: dict[str, str], split: str) -> None:
     """Raise naming the recipe field whose column is missing."""
     for field_name, column in columns.items():

@@ -11,7 +11,7 @@ import evaluate
 import numpy as np
 from transformers import AutoModelForQuestionAnswering, default_data_collator
 
-from .data import require_columns
+from .data import require_columns, tokenize
 from .modeling import build_config, load_model, load_tokenizer
 from .task import TaskSetup
 from .trainer import RelPosTrainer
@@ -83,7 +83,7 @@ def setup(model_args, data_args, training_args, raw) -> TaskSetup:
     pad_right = tokenizer.padding_side == "right"
     q_col, c_col, a_col = data_args.question_column, data_args.context_column, data_args.answer_column
 
-    def tokenize(batch):
+    def encode(batch):
         questions = [q.lstrip() for q in batch[q_col]]
         return tokenizer(
             questions if pad_right else batch[c_col], batch[c_col] if pad_right else questions,
@@ -94,7 +94,7 @@ def setup(model_args, data_args, training_args, raw) -> TaskSetup:
     context_index = 1 if pad_right else 0
 
     def prepare_train(batch):
-        enc = tokenize(batch)
+        enc = encode(batch)
         sample_map = enc.pop("overflow_to_sample_mapping")
         offsets_all = enc.pop("offset_mapping")
         enc["start_positions"], enc["end_positions"] = [], []
@@ -127,7 +127,7 @@ def setup(model_args, data_args, training_args, raw) -> TaskSetup:
         return enc
 
     def prepare_eval(batch):
-        enc = tokenize(batch)
+        enc = encode(batch)
         sample_map = enc.pop("overflow_to_sample_mapping")
         enc["example_id"] = []
         for i in range(len(enc["input_ids"])):
@@ -137,10 +137,8 @@ def setup(model_args, data_args, training_args, raw) -> TaskSetup:
         return enc
 
     with training_args.main_process_first(desc="tokenizing"):
-        train = raw["train"].map(prepare_train, batched=True, remove_columns=raw["train"].column_names,
-                                 num_proc=data_args.preprocessing_num_workers)
-        eval_features = raw["validation"].map(prepare_eval, batched=True, remove_columns=raw["validation"].column_names,
-                                              num_proc=data_args.preprocessing_num_workers)
+        train = tokenize(raw["train"], prepare_train, data_args)
+        eval_features = tokenize(raw["validation"], prepare_eval, data_args)
     eval_inputs = eval_features.remove_columns(["example_id", "offset_mapping"])
     metric = evaluate.load(str(METRIC_DIR))
 

@@ -7,7 +7,7 @@ import numpy as np
 from rouge_score import rouge_scorer, scoring
 from transformers import AutoModelForSeq2SeqLM, DataCollatorForSeq2Seq
 
-from .data import DEFAULT_COLUMNS, require_columns
+from .data import DEFAULT_COLUMNS, require_columns, tokenize
 from .modeling import build_config, load_model, load_tokenizer
 from .task import TaskSetup
 from .trainer import RelPosSeq2SeqTrainer
@@ -45,11 +45,7 @@ def setup(model_args, data_args, training_args, raw) -> TaskSetup:
         return enc
 
     with training_args.main_process_first(desc="tokenizing"):
-        train, evals = (
-            raw[split].map(preprocess, batched=True, remove_columns=raw[split].column_names,
-                           num_proc=data_args.preprocessing_num_workers)
-            for split in ("train", "validation")
-        )
+        train, evals = (tokenize(raw[split], preprocess, data_args) for split in ("train", "validation"))
 
     def compute_metrics(prediction):
         preds = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
