@@ -4,6 +4,7 @@
     hf-relpos compare recipes/classification_demo.yaml --schemes t5,alibi,shaw_kq,rotary,none [--key value ...]
     hf-relpos push OUTPUT_DIR --repo-id user/name [--private] [--revision BRANCH] [--commit-message MSG]
     hf-relpos convert SRC OUT --scheme NAME [--keep-absolute | --drop-absolute] [--max-position-embeddings N] [--exact]
+    hf-relpos bench {speed,extrapolation} [options]   (``hf-relpos bench speed --help``)
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ import argparse
 import json
 import sys
 from pathlib import Path
+
+
+BENCH_SUITES = ("speed", "extrapolation")
 
 
 def _train(args, overrides):
@@ -90,6 +94,17 @@ def main(argv=None):
     p_push.add_argument("--token", default=None, help="Hub token (default: HF_TOKEN or the saved login)")
     p_push.add_argument("--dry-run", action="store_true", help="list what would be uploaded and print the card; send nothing")
     _add_convert_parser(sub)
+    p_bench = sub.add_parser("bench", help="benchmarks: speed/memory against HF anchors, or length extrapolation",
+                             add_help=False)
+    p_bench.add_argument("suite", nargs="?", choices=BENCH_SUITES, help="which benchmark (its own --help lists options)")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:  # the suite parses its own options
+        rest = argv[1:]
+        if not rest or rest[0] not in BENCH_SUITES:
+            parser.error(f"bench: choose a suite from: {', '.join(BENCH_SUITES)} (got {rest[0] if rest else 'nothing'!r})")
+        import importlib
+
+        return importlib.import_module(f"hf_relpos.bench.{rest[0]}").main(rest[1:]) or 0
     args, overrides = parser.parse_known_args(argv)
     if args.command in ("push", "convert") and overrides:
         parser.error(f"unrecognized arguments: {' '.join(overrides)}")

@@ -9,7 +9,8 @@ named by ``config._attn_implementation``:
   ``position_bias`` (folded into sdpa's float mask).
 - ``flex_attention``: torch flex attention. A scheme whose bias depends only on j − i (t5, alibi,
   kerple, bidirectional fire) is computed inside ``score_mod`` from an (H, Lq + Lk − 1) table, so
-  no (B, H, Lq, Lk) bias tensor exists. Compiled on GPU, eager (unfused) on CPU.
+  no (B, H, Lq, Lk) bias tensor exists. Compiled on GPU; on CPU compiled for inference on long
+  inputs (see :func:`flex_compiled`), else unfused (exact and differentiable, but O(L²) memory).
 
 Shaw's value side (``relative_value=True``) needs the probabilities, which sdpa and flex never
 expose: under those backends the layer falls back to eager with one warning.
@@ -18,6 +19,7 @@ expose: under those backends the layer falls back to eager with one warning.
 from __future__ import annotations
 
 import functools
+import os
 import warnings
 
 import torch
@@ -73,6 +75,26 @@ def _compiled_flex():
     return torch.compile(flex_attention)
 
 
+# Compiling flex on CPU costs ~10–30 s per new shape and inductor's CPU kernel has no backward, so
+# by default it is used for inference on inputs of at least this many scores per head (1024²).
+FLEX_CPU_COMPILE_MIN_SCORES = 1 << 20
+
+
+def flex_compiled(query, key, *tensors) -> bool:
+    """Whether flex attention runs compiled: always on CUDA; on CPU when no input needs a gradient
+    and Lq·Lk ≥ FLEX_CPU_COMPILE_MIN_SCORES. ``HF_RELPOS_FLEX_COMPILE=always|never`` overrides the CPU
+    length rule (``always`` still needs grad-free inputs)."""
+    if query.device.type == "cuda":
+        return True
+    needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (query, key, *tensors))
+    mode = os.environ.get("HF_RELPOS_FLEX_COMPILE", "auto")
+    if mode not in ("auto", "always", "never"):
+        raise ValueError(f"HF_RELPOS_FLEX_COMPILE={mode!r} is not valid; choose one of: auto, always, never")
+    if needs_grad or mode == "never" or query.device.type != "cpu":
+        return False
+    return mode == "always" or query.shape[-2] * key.shape[-2] >= FLEX_CPU_COMPILE_MIN_SCORES
+
+
 def flex_relpos_attention(query, key, value, attention_mask, scaling, position_bias=None, bias_1d=None):
     """Flex attention with the bias computed in ``score_mod``: from ``bias_1d`` (H, Lq + Lk − 1)
     indexed by j − i + Lk − 1 when given, else from a dense ``position_bias`` (B or 1, H, Lq, Lk)."""
@@ -81,20 +103,19 @@ def flex_relpos_attention(query, key, value, attention_mask, scaling, position_b
     q_len, k_len = query.shape[-2], key.shape[-2]
     offset = k_len - q_len  # query i sits at position offset + i
     mask_batched = attention_mask is not None and attention_mask.shape[0] > 1
-    if attention_mask is not None:  # a padding-only mask is (B, 1, 1, Lk): give it its query axis
-        attention_mask = attention_mask.expand(attention_mask.shape[0], 1, q_len, k_len)
+    mask_per_query = attention_mask is not None and attention_mask.shape[-2] > 1  # else (B, 1, 1, Lk) padding
     bias_batched = position_bias is not None and position_bias.shape[0] > 1
 
     def score_mod(score, b, h, q_idx, kv_idx):
         if attention_mask is not None:
-            score = score + attention_mask[b if mask_batched else 0, 0, q_idx, kv_idx]
+            score = score + attention_mask[b if mask_batched else 0, 0, q_idx if mask_per_query else 0, kv_idx]
         if bias_1d is not None:
             score = score + bias_1d[h, kv_idx - q_idx - offset + k_len - 1]
         elif position_bias is not None:
             score = score + position_bias[b if bias_batched else 0, h, q_idx, kv_idx]
         return score
 
-    if query.device.type == "cuda":
+    if flex_compiled(query, key, value, position_bias, bias_1d):
         output = _compiled_flex()(query, key, value, score_mod=score_mod, scale=scaling)
     else:
         # compiled flex on CPU is inference-only; the unfused path is exact and differentiable

@@ -1,0 +1,376 @@
+"""Speed and memory of relpos models against Hugging Face anchors, measured side by side in one run.
+
+    hf-relpos bench speed [--parts encoder memory generation flex] [--schemes ...] [--out FILE]
+
+Parts (each prints a table; together they write one JSON and one PNG):
+
+- ``encoder``: forward+backward of a BERT-base-sized encoder (``--layers`` of 12 kept) at ``--lengths``
+  (default 512), batch 8, per scheme, against HF ``BertModel`` (absolute positions, sdpa) of the same
+  size. Runs are interleaved (anchor, scheme, anchor, ...) and the medians compared, so machine load
+  hits both sides alike.
+- ``memory``: peak memory of one forward+backward at ``--memory-length`` (2048), batch 1, per scheme,
+  against HF ``BertModel`` and transformers 4.x ``relative_key_query`` BERT (its (L, L, head_dim)
+  distance tensor), the latter run in a separate virtual environment (``--v4-python``, made by
+  ``make bench-v4``).
+- ``generation``: greedy generation tokens/s with the KV cache, ``relpos_t5`` against HF
+  ``T5ForConditionalGeneration`` on the same (converted) weights.
+- ``flex``: inference peak memory and time against L (up to ``--flex-lengths``, default 8192) of the
+  closed-form bias schemes on the flex path (bias computed in ``score_mod`` from an (H, 2L − 1) table,
+  compiled), next to sdpa with its dense (H, L, L) bias (up to ``--flex-sdpa-max-length``).
+
+Peak memory: on CUDA the allocator's high-water mark; on CPU the high-water mark of live tensor
+bytes in the torch profiler's memory timeline. Both count only what a step adds above what was live
+before it (weights, inputs). This module imports only torch at the top so that it also runs as the
+worker script of the 4.x virtual environment (``--v4-worker``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+PARTS = ("encoder", "memory", "generation", "flex")
+FLEX_SCHEMES = ("alibi", "t5", "kerple", "fire")
+HF_BERT = "hf_bert"
+HF_V4 = "hf_v4_relative_key_query"
+MB = 2**20
+
+
+# ---------------------------------------------------------------- measurement
+def peak_memory(fn, device) -> int:
+    """Bytes ``fn()`` holds at its peak above what was live when it started."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        fn()
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - before
+    from torch.profiler import ProfilerActivity, profile
+    from torch.profiler._memory_profiler import MemoryProfileTimeline
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True) as prof:
+        fn()
+    _, sizes = MemoryProfileTimeline(prof._memory_profile())._coalesce_timeline(torch.device("cpu"))
+    totals = [sum(row) for row in sizes]
+    return max(totals) - totals[0]
+
+
+def _timed(fn, device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def interleaved_medians(fns: dict, repeats: int, device) -> dict:
+    """Median seconds of each callable, run round-robin ``repeats`` times after one warm-up each."""
+    for fn in fns.values():
+        fn()
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            times[name].append(_timed(fn, device))
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def train_step(model, ids):
+    """One forward+backward of an encoder (the loss is a stand-in: its value is irrelevant)."""
+
+    def step():
+        model(input_ids=ids).last_hidden_state.float().pow(2).mean().backward()
+        model.zero_grad(set_to_none=True)
+
+    return step
+
+
+def _bert_kwargs(args, length):
+    return dict(hidden_size=args.hidden, num_attention_heads=args.heads, intermediate_size=args.intermediate,
+                num_hidden_layers=args.layers, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+                max_position_embeddings=max(512, length))
+
+
+# ---------------------------------------------------------------- models
+def build_encoder(name, args, length, device, attn="sdpa"):
+    """HF BertModel (absolute) or a relpos_bert model with scheme ``name`` (no absolute table)."""
+    torch.manual_seed(0)
+    if name == HF_BERT:
+        from transformers import BertConfig, BertModel
+
+        model = BertModel(BertConfig(**_bert_kwargs(args, length), attn_implementation="sdpa"), add_pooling_layer=False)
+    else:
+        from hf_relpos import RelPosBertConfig, RelPosBertModel
+
+        config = RelPosBertConfig(**_bert_kwargs(args, length), relative_position=name, absolute_position="none",
+                                  attn_implementation=attn)
+        model = RelPosBertModel(config, add_pooling_layer=False)
+    return model.to(device)
+
+
+def run_v4(args, lengths_batches, python) -> dict | None:
+    """Measure transformers 4.x relative_key_query BERT in ``python``'s environment (this file as the
+    worker). Returns {"L,B": {...}} or None with a message when that environment is missing."""
+    if not python or not Path(python).exists():
+        print(f"  (no 4.x environment at {python!r}: run `make bench-v4` or pass --v4-python; {HF_V4} skipped)")
+        return None
+    job = {"lengths_batches": lengths_batches, "repeats": args.repeats, "threads": torch.get_num_threads(),
+           "bert": _bert_kwargs(args, max(L for L, _ in lengths_batches)), "device": args.device}
+    proc = subprocess.run([python, __file__, "--v4-worker", json.dumps(job)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        print(f"  ({HF_V4} failed in {python}: {proc.stderr.strip().splitlines()[-1:]})")
+        return None
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _v4_worker(job):
+    """Runs under transformers 4.x: time and memory of relative_key_query BertModel (and of its
+    absolute BertModel, the same-process anchor)."""
+    import transformers
+    from transformers import BertConfig, BertModel
+
+    torch.set_num_threads(job["threads"])
+    device = torch.device(job["device"])
+    out = {"transformers": transformers.__version__}
+    for L, B in job["lengths_batches"]:
+        ids = torch.randint(0, 1000, (B, L), generator=torch.Generator().manual_seed(0)).to(device)
+        steps = {}
+        for kind in ("relative_key_query", "absolute"):
+            torch.manual_seed(0)
+            model = BertModel(BertConfig(**job["bert"], position_embedding_type=kind), add_pooling_layer=False).to(device)
+            steps[kind] = train_step(model, ids)
+        times = interleaved_medians(steps, job["repeats"], device)
+        out[f"{L},{B}"] = {"time_s": times["relative_key_query"], "absolute_time_s": times["absolute"],
+                           "peak_bytes": peak_memory(steps["relative_key_query"], device)}
+    print(json.dumps(out))
+
+
+# ---------------------------------------------------------------- parts
+def part_encoder(args, device):
+    rows = []
+    print(f"\n[encoder] forward+backward, {args.layers} layers × hidden {args.hidden}, batch {args.batch}, "
+          f"median of {args.repeats} interleaved runs; ratio = scheme / HF BertModel (absolute, sdpa)")
+    print(f"{'model':<26}{'L':>6}{'ms':>10}{'× HF':>8}{'target':>8}")
+    for L in args.lengths:
+        ids = torch.randint(0, 1000, (args.batch, L), generator=torch.Generator().manual_seed(0)).to(device)
+        base_model = build_encoder(HF_BERT, args, L, device)
+        base_step = train_step(base_model, ids)
+        for name in args.schemes:
+            # one scheme at a time against a fresh anchor measurement: long runs drift, pairs don't
+            model = build_encoder(name, args, L, device)
+            times = interleaved_medians({HF_BERT: base_step, name: train_step(model, ids)}, args.repeats, device)
+            ratio = times[name] / times[HF_BERT]
+            target = TIME_TARGETS.get(name)
+            rows.append({"part": "encoder", "model": name, "length": L, "batch": args.batch, "time_s": times[name],
+                         "anchor_time_s": times[HF_BERT], "ratio": ratio, "target": target,
+                         "meets_target": None if target is None else ratio <= target})
+            print(f"{name:<26}{L:>6}{times[name] * 1e3:>10.0f}{ratio:>8.2f}{target or '':>8}"
+                  f"  (HF {times[HF_BERT] * 1e3:.0f} ms)", flush=True)
+            del model
+    return rows
+
+
+# ≤1.10× for the bias and rotary schemes, ≤1.35× for the content schemes (issue 8)
+TIME_TARGETS = {**dict.fromkeys(("t5", "alibi", "kerple", "fire", "rotary"), 1.10),
+                **dict.fromkeys(("sinusoidal", "shaw", "shaw_kq", "xl", "deberta"), 1.35)}
+
+
+def part_memory(args, device):
+    L, B = args.memory_length, args.memory_batch
+    print(f"\n[memory] peak memory of one forward+backward, L={L}, batch {B}, {args.layers} layers")
+    ids = torch.randint(0, 1000, (B, L), generator=torch.Generator().manual_seed(0)).to(device)
+    results = {}
+    for name in [HF_BERT, *args.schemes]:
+        model = build_encoder(name, args, L, device)
+        step = train_step(model, ids)
+        step()  # warm-up: lazily built buffers are not a step's memory
+        results[name] = {"peak_bytes": peak_memory(step, device), "time_s": _timed(step, device)}
+        del model, step
+    v4 = run_v4(args, [[L, B]], args.v4_python)
+    if v4 is not None:
+        results[HF_V4] = {**v4[f"{L},{B}"], "transformers": v4["transformers"]}
+    rows = []
+    base = results[HF_BERT]["peak_bytes"]
+    v4_peak = results.get(HF_V4, {}).get("peak_bytes")
+    print(f"{'model':<26}{'peak MB':>10}{'× HF':>8}{'× v4':>8}{'s':>8}")
+    for name, r in results.items():
+        row = {"part": "memory", "model": name, "length": L, "batch": B, **r, "ratio": r["peak_bytes"] / base,
+               "ratio_to_v4": None if v4_peak is None else r["peak_bytes"] / v4_peak}
+        rows.append(row)
+        v4_text = f"{row['ratio_to_v4']:>8.3f}" if v4_peak else f"{'-':>8}"
+        print(f"{name:<26}{r['peak_bytes'] / MB:>10.0f}{row['ratio']:>8.2f}{v4_text}{r['time_s']:>8.1f}")
+    if v4_peak is not None and "shaw_kq" in results:
+        ratio = results["shaw_kq"]["peak_bytes"] / v4_peak
+        print(f"shaw_kq / 4.x relative_key_query peak memory: {ratio:.3f} (target ≤ 0.125: "
+              f"{'met' if ratio <= 0.125 else 'MISSED'})")
+    return rows
+
+
+def part_generation(args, device):
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    from hf_relpos import convert_t5_to_relpos
+
+    torch.manual_seed(0)
+    config = T5Config(vocab_size=32128, d_model=args.t5_d_model, d_ff=4 * args.t5_d_model, num_layers=args.t5_layers,
+                      num_heads=args.t5_heads, d_kv=args.t5_d_model // args.t5_heads, dropout_rate=0.0,
+                      decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+    hf = T5ForConditionalGeneration(config).to(device).eval()
+    ours = convert_t5_to_relpos(hf).to(device).eval()
+    B, n_in, n_new = args.gen_batch, args.gen_input_length, args.gen_new_tokens
+    ids = torch.randint(2, 32000, (B, n_in), generator=torch.Generator().manual_seed(0)).to(device)
+    outputs = {}
+
+    def generate(model, key):
+        def run():
+            with torch.no_grad():
+                outputs[key] = model.generate(input_ids=ids, max_new_tokens=n_new, min_new_tokens=n_new,
+                                              do_sample=False, num_beams=1, use_cache=True)
+        return run
+
+    times = interleaved_medians({"hf_t5": generate(hf, "hf_t5"), "relpos_t5": generate(ours, "relpos_t5")},
+                                args.repeats, device)
+    same = torch.equal(outputs["hf_t5"], outputs["relpos_t5"])
+    tokens = B * n_new
+    rows = [{"part": "generation", "model": name, "batch": B, "input_length": n_in, "new_tokens": n_new,
+             "time_s": t, "tokens_per_s": tokens / t, "same_tokens": same} for name, t in times.items()]
+    ratio = times["hf_t5"] / times["relpos_t5"]
+    rows[1]["ratio"] = ratio
+    print(f"\n[generation] greedy, KV cache, batch {B}, {n_in} input → {n_new} new tokens, T5 d_model {args.t5_d_model}, "
+          f"{args.t5_layers}+{args.t5_layers} layers, median of {args.repeats} interleaved runs")
+    for r in rows:
+        print(f"{r['model']:<26}{r['tokens_per_s']:>10.1f} tok/s")
+    print(f"relpos_t5 / HF T5 tokens/s: {ratio:.2f} (target ≥ 1.0: {'met' if ratio >= 1.0 else 'MISSED'}); "
+          f"identical tokens: {same}")
+    return rows
+
+
+def part_flex(args, device):
+    """Inference memory against L: flex (score_mod over an (H, 2L − 1) table) vs sdpa (dense bias)."""
+    from hf_relpos.relpos_attention import flex_compiled
+
+    rows = []
+    print(f"\n[flex] inference (no grad), batch 1, {args.layers} layers × hidden {args.hidden}; peak memory above "
+          f"weights and inputs")
+    print(f"{'scheme':<10}{'backend':<16}{'L':>7}{'peak MB':>10}{'MB / 1k tokens':>16}{'s':>8}")
+    for name in args.flex_schemes:
+        for backend in ("flex_attention", "sdpa"):
+            model = build_encoder(name, args, max(args.flex_lengths), device, attn=backend).eval()
+            for L in args.flex_lengths:
+                if backend == "sdpa" and L > args.flex_sdpa_max_length:
+                    continue
+                ids = torch.randint(0, 1000, (1, L), generator=torch.Generator().manual_seed(0)).to(device)
+
+                def forward():
+                    with torch.no_grad():
+                        model(input_ids=ids)
+
+                probe = torch.empty(1, 1, L, 64, device=device)
+                compiled = backend == "flex_attention" and flex_compiled(probe, probe)
+                forward()  # warm-up (and compilation)
+                seconds = _timed(forward, device)
+                peak = peak_memory(forward, device)
+                rows.append({"part": "flex", "model": name, "backend": backend, "compiled": compiled, "length": L,
+                             "peak_bytes": peak, "time_s": seconds})
+                print(f"{name:<10}{backend + (' (compiled)' if compiled else ''):<16}{L:>7}{peak / MB:>10.1f}"
+                      f"{peak / MB / (L / 1000):>16.2f}{seconds:>8.2f}", flush=True)
+            del model
+    for name in args.flex_schemes:
+        pts = [(r["length"], r["peak_bytes"]) for r in rows if r["model"] == name and r["backend"] == "flex_attention"]
+        if len(pts) >= 2:
+            (l0, m0), (l1, m1) = pts[0], pts[-1]
+            print(f"{name}: flex peak memory grows {m1 / max(m0, 1):.1f}× for {l1 / l0:.0f}× the length "
+                  f"(linear: {l1 / l0:.0f}×, quadratic: {(l1 / l0) ** 2:.0f}×)")
+    return rows
+
+
+# ---------------------------------------------------------------- report
+def plot(rows, path):
+    from .common import line_plot
+
+    panels = []
+    enc = [r for r in rows if r["part"] == "encoder"]
+    if enc:
+        lengths = sorted({r["length"] for r in enc})
+        series = {m: ([r["length"] for r in enc if r["model"] == m], [r["ratio"] for r in enc if r["model"] == m])
+                  for m in dict.fromkeys(r["model"] for r in enc)}
+        if len(lengths) == 1:  # one length: ratios as points over the scheme index would mislead; show a bar-like row
+            series = {m: ([lengths[0]], ys) for m, (_, ys) in series.items()}
+        panels.append({"title": "fwd+bwd time / HF BertModel", "xlabel": "sequence length", "ylabel": "×",
+                       "series": series, "logx": True})
+    flex = [r for r in rows if r["part"] == "flex"]
+    if flex:
+        for key, label, scale in (("peak_bytes", "inference peak memory (MB)", MB), ("time_s", "inference time (s)", 1)):
+            series = {}
+            for r in flex:
+                xs, ys = series.setdefault(f"{r['model']} {r['backend'].replace('_attention', '')}", ([], []))
+                xs.append(r["length"])
+                ys.append(r[key] / scale)
+            panels.append({"title": label + " vs L", "xlabel": "sequence length", "ylabel": label, "series": series,
+                           "logx": True, "logy": True})
+    return line_plot(path, panels, title="hf_relpos speed and memory") if panels else None
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="hf-relpos bench speed", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS)
+    parser.add_argument("--schemes", nargs="+", default=list(TIME_TARGETS), help="relative schemes (default: all)")
+    parser.add_argument("--lengths", type=int, nargs="+", default=[512], help="encoder part lengths")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--layers", type=int, default=2, help="of BERT-base's 12 (CPU-sized)")
+    parser.add_argument("--hidden", type=int, default=768)
+    parser.add_argument("--heads", type=int, default=12)
+    parser.add_argument("--intermediate", type=int, default=3072)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--memory-length", type=int, default=2048)
+    parser.add_argument("--memory-batch", type=int, default=1)
+    parser.add_argument("--v4-python", default=".venv-v4/bin/python", help="python of a transformers 4.x environment")
+    parser.add_argument("--gen-batch", type=int, default=4)
+    parser.add_argument("--gen-input-length", type=int, default=128)
+    parser.add_argument("--gen-new-tokens", type=int, default=64)
+    parser.add_argument("--t5-d-model", type=int, default=512, help="t5-small: 512 / 6 layers / 8 heads")
+    parser.add_argument("--t5-layers", type=int, default=6)
+    parser.add_argument("--t5-heads", type=int, default=8)
+    parser.add_argument("--flex-schemes", nargs="+", default=list(FLEX_SCHEMES), choices=FLEX_SCHEMES)
+    parser.add_argument("--flex-lengths", type=int, nargs="+", default=[1024, 2048, 4096, 8192])
+    parser.add_argument("--flex-sdpa-max-length", type=int, default=4096, help="sdpa's dense bias is O(L²): stop here")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--out", default="benchmarks/results/speed.json", help="JSON; the PNG goes beside it")
+    parser.add_argument("--v4-worker", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.v4_worker is not None:
+        return _v4_worker(json.loads(args.v4_worker))
+    from hf_relpos.relative_positions import SCHEMES
+
+    for name in args.schemes:
+        if name not in SCHEMES or name == "none":
+            parser.error(f"--schemes: {name!r} is not valid; choose from: {', '.join(s for s in SCHEMES if s != 'none')}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    print(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} threads")
+    rows = []
+    for part in args.parts:
+        rows += globals()[f"part_{part}"](args, device)
+    from .common import write_json
+
+    settings = {k: v for k, v in vars(args).items() if k not in ("out", "v4_worker")}
+    out = write_json(args.out, settings, rows)
+    png = plot(rows, Path(args.out).with_suffix(".png"))
+    print(f"wrote {out}" + (f" and {png}" if png else ""))
+    return 0
+
+
+if __name__ == "__main__":  # the 4.x worker runs this file directly
+    sys.exit(main())
