@@ -18,6 +18,7 @@ no offset argument. This file travels as remote code: it imports only torch and 
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -49,18 +50,49 @@ def _choice_error(field, value, choices):
     return ValueError(f"{field}={value!r} is not valid; choose one of: {', '.join(map(str, choices))}")
 
 
-def relative_distance(q_len: int, k_len: int, device=None) -> torch.Tensor:
-    """(Lq, Lk) integer tensor of j − i, queries being the last ``q_len`` of ``k_len`` positions."""
-    if q_len > k_len:
-        raise ValueError(f"q_len={q_len} must not exceed k_len={k_len} (queries are the last positions)")
-    q_pos = torch.arange(k_len - q_len, k_len, device=device)
+def relative_distance(q_len: int, k_len: int, device=None, q_start: int | None = None) -> torch.Tensor:
+    """(Lq, Lk) integer tensor of j − i, queries being the last ``q_len`` of ``k_len`` positions, or
+    positions ``q_start`` … ``q_start + q_len − 1`` when given (a block of queries)."""
+    if q_start is None:
+        if q_len > k_len:
+            raise ValueError(f"q_len={q_len} must not exceed k_len={k_len} (queries are the last positions)")
+        q_start = k_len - q_len
+    q_pos = torch.arange(q_start, q_start + q_len, device=device)
     k_pos = torch.arange(k_len, device=device)
     return k_pos[None, :] - q_pos[:, None]
 
 
-def gather_relative(scores: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """``scores`` (..., L1, K) × ``index`` (L1, L2) with values in [0, K) → (..., L1, L2)."""
-    return torch.gather(scores, -1, index.expand(*scores.shape[:-2], *index.shape))
+RELATIVE_TILE = 64  # rows per tile in relative_dot: the table product costs (1 + tile / M) × the minimum
+
+
+def relative_dot(x, lookup, x_start: int, other_start: int, other_len: int, tile: int = RELATIVE_TILE):
+    """out[b, h, n, m] = x[b, h, n] · T(p_n − o_m), where p_n = x_start + n are the positions of x's rows,
+    o_m = other_start + m those of the other side (M = other_len of them), and T(δ) a table row.
+
+    ``lookup(delta)`` maps an integer tensor (S, W) of distances to rows (S, W, d), or per head
+    (H, S, W, d). x (B, H, N, d) → (B, H, N, M). The rows of x go in tiles of ``tile``; a tile needs
+    only the tile + M − 1 distances it sees, so the products cost ≈ N·M·d (1 + tile / M) and no
+    (N, M, d) tensor exists (transformers 4.x built one); a gather then picks each pair's entry.
+    """
+    B, H, N, d = x.shape
+    M = other_len
+    tile = max(1, min(tile, N))
+    S = -(-N // tile)
+    if S * tile != N:
+        x = F.pad(x, (0, 0, 0, S * tile - N))
+    W = tile + M - 1
+    arange = functools.partial(torch.arange, device=x.device)
+    delta = (x_start + arange(S) * tile - other_start - (M - 1))[:, None] + arange(W)[None, :]  # (S, W)
+    rows = lookup(delta).to(x.dtype)
+    pattern = "bhsnd,swd->bhsnw" if rows.dim() == 3 else "bhsnd,hswd->bhsnw"
+    products = torch.einsum(pattern, x.view(B, H, S, tile, d), rows)  # (B, H, S, tile, W)
+    index = arange(tile)[:, None] - arange(M)[None, :] + (M - 1)  # pair (n, m) sits at w = n − m + M − 1
+    out = torch.gather(products, -1, index.expand(B, H, S, tile, M))
+    return out.reshape(B, H, S * tile, M)[:, :, :N]
+
+
+def query_start(q_len: int, k_len: int, q_start: int | None) -> int:
+    return k_len - q_len if q_start is None else q_start
 
 
 def sinusoid_table(positions: torch.Tensor, dim: int, interleave: bool = True) -> torch.Tensor:
@@ -176,9 +208,10 @@ class RelativePositionScheme(nn.Module):
         j − i + (Lk − 1); lets flex compute the bias in its score_mod without an (L, L) tensor."""
         return None
 
-    def content(self, q, k, projections=None, memo=None) -> torch.Tensor:
+    def content(self, q, k, projections=None, memo=None, q_start=None) -> torch.Tensor:
         """q (B, H, Lq, d), k (B, H, Lk, d) → c (B, H, Lq, Lk), before scaling. ``projections`` is
-        the layer's (query, key) Linear pair, for schemes that project a shared table (DeBERTa)."""
+        the layer's (query, key) Linear pair, for schemes that project a shared table (DeBERTa).
+        ``q_start``: position of the first query when ``q`` is a block (default: the last Lq)."""
         raise NotImplementedError
 
     def values(self, probs) -> torch.Tensor:
@@ -384,13 +417,12 @@ class SinusoidalRelative(RelativePositionScheme):
         super().__init__(config, num_heads, head_dim, hidden_size, causal)
         self.clip = config.max_relative_position
 
-    def content(self, q, k, projections=None, memo=None):
+    def content(self, q, k, projections=None, memo=None, q_start=None):
         q_len, k_len = q.shape[-2], k.shape[-2]
-        d = -relative_distance(q_len, k_len, q.device)  # i − j
-        lo, hi = max(int(d.min()), -self.clip), min(int(d.max()), self.clip)
-        table = sinusoid_table(torch.arange(lo, hi + 1, device=q.device), self.head_dim).to(q.dtype)
-        scores = torch.matmul(q, table.t())  # (B, H, Lq, K)
-        return gather_relative(scores, d.clamp(lo, hi) - lo)
+        start = query_start(q_len, k_len, q_start)
+        lo, hi = max(-(k_len - 1) + start, -self.clip), min(start + q_len - 1, self.clip)  # i − j present, clipped
+        table = sinusoid_table(torch.arange(lo, hi + 1, device=q.device), self.head_dim)
+        return relative_dot(q, lambda delta: table[delta.clamp(lo, hi) - lo], start, 0, k_len)
 
 
 class Shaw(RelativePositionScheme):
@@ -413,19 +445,20 @@ class Shaw(RelativePositionScheme):
         if self.relative_value is not None:
             init.normal_(self.relative_value.weight, std=std)
 
-    def _index(self, q_len, k_len, device):
-        d = relative_distance(q_len, k_len, device)
+    def _index(self, q_len, k_len, device, q_start=None):
+        d = relative_distance(q_len, k_len, device, q_start)
         lo, hi = max(int(d.min()), -self.clip), min(int(d.max()), self.clip)
         return d.clamp(lo, hi) - lo, lo + self.clip, hi + self.clip + 1
 
-    def content(self, q, k, projections=None, memo=None):
-        index, start, stop = self._index(q.shape[-2], k.shape[-2], q.device)
-        scores = torch.matmul(q, self.relative_key.weight[start:stop].t().to(q.dtype))
-        return gather_relative(scores, index)
+    def content(self, q, k, projections=None, memo=None, q_start=None):
+        q_len, k_len = q.shape[-2], k.shape[-2]
+        table = self.relative_key.weight  # row r ↔ j − i = r − clip; relative_dot's δ is i − j
+        return relative_dot(q, lambda delta: table[(-delta).clamp(-self.clip, self.clip) + self.clip],
+                            query_start(q_len, k_len, q_start), 0, k_len)
 
-    def values(self, probs):
+    def values(self, probs, q_start=None):
         # Σ_j p_ij a^V[idx_ij] = Σ_r (Σ_{j: idx_ij = r} p_ij) a^V[r]: bucket the probabilities first
-        index, start, stop = self._index(probs.shape[-2], probs.shape[-1], probs.device)
+        index, start, stop = self._index(probs.shape[-2], probs.shape[-1], probs.device, q_start)
         buckets = probs.new_zeros(*probs.shape[:-1], stop - start)
         buckets.scatter_add_(-1, index.expand_as(probs), probs)
         return torch.matmul(buckets, self.relative_value.weight[start:stop].to(probs.dtype))
@@ -448,16 +481,13 @@ class ShawKeyQuery(RelativePositionScheme):
     def reset_parameters(self, std=0.02):
         init.normal_(self.distance_embedding.weight, std=std)
 
-    def content(self, q, k, projections=None, memo=None):
+    def content(self, q, k, projections=None, memo=None, q_start=None):
         q_len, k_len = q.shape[-2], k.shape[-2]
-        P = self.max_positions
-        d = -relative_distance(q_len, k_len, q.device)  # i − j
-        lo, hi = max(int(d.min()), -(P - 1)), min(int(d.max()), P - 1)
-        table = self.distance_embedding.weight[lo + P - 1 : hi + P].to(q.dtype)
-        index = d.clamp(lo, hi) - lo
-        query_term = gather_relative(torch.matmul(q, table.t()), index)
-        key_term = gather_relative(torch.matmul(k, table.t()), index.t()).transpose(-1, -2)
-        return query_term + key_term
+        P, table, start = self.max_positions, self.distance_embedding.weight, query_start(q_len, k_len, q_start)
+        query_term = relative_dot(q, lambda delta: table[delta.clamp(-(P - 1), P - 1) + P - 1], start, 0, k_len)
+        # k_j · e[i − j]: the same product seen from the keys (δ = j − i there), transposed
+        key_term = relative_dot(k, lambda delta: table[(-delta).clamp(-(P - 1), P - 1) + P - 1], 0, start, q_len)
+        return query_term + key_term.transpose(-1, -2)
 
 
 class TransformerXL(RelativePositionScheme):
@@ -480,13 +510,15 @@ class TransformerXL(RelativePositionScheme):
         init.normal_(self.u, std=std)
         init.normal_(self.v, std=std)
 
-    def content(self, q, k, projections=None, memo=None):
+    def content(self, q, k, projections=None, memo=None, q_start=None):
         q_len, k_len = q.shape[-2], k.shape[-2]
-        d = -relative_distance(q_len, k_len, q.device)  # i − j
-        lo, hi = int(d.min()), int(d.max())
+        start = query_start(q_len, k_len, q_start)
+        lo, hi = start - (k_len - 1), start + q_len - 1  # i − j present
         R = sinusoid_table(torch.arange(lo, hi + 1, device=q.device), self.hidden_size, interleave=False)
         r = self.r_net(R.to(self.r_net.weight.dtype)).view(-1, self.num_heads, self.head_dim).transpose(0, 1)  # (H, K, d)
-        position_term = gather_relative(torch.matmul(q + self.v[:, None, :].to(q.dtype), r.transpose(-1, -2).to(q.dtype)), d - lo)
+        # tiles padded past the last query ask for δ > hi: clamp (their rows are dropped)
+        position_term = relative_dot(q + self.v[:, None, :].to(q.dtype), lambda delta: r[:, delta.clamp(lo, hi) - lo],
+                                     start, 0, k_len)
         content_bias = torch.matmul(k, self.u[:, :, None].to(k.dtype)).transpose(-1, -2)  # (B, H, 1, Lk)
         return position_term + content_bias
 
@@ -515,12 +547,12 @@ class DeBERTa(RelativePositionScheme):
         init.ones_(self.LayerNorm.weight)
         init.zeros_(self.LayerNorm.bias)
 
-    def relative_index(self, q_len, k_len, device):
-        d = -relative_distance(q_len, k_len, device)  # i − j
+    def relative_index(self, q_len, k_len, device, q_start=None):
+        d = -relative_distance(q_len, k_len, device, q_start)  # i − j
         b = self.position_buckets
         return (deberta_log_bucket(d, b, self.max_relative_positions) + b).clamp(0, 2 * b - 1)
 
-    def content(self, q, k, projections=None, memo=None):
+    def content(self, q, k, projections=None, memo=None, q_start=None):
         if projections is None:
             raise ValueError("relative_position='deberta' needs the attention layer's (query, key) projections")
         query_proj, key_proj = projections
@@ -531,15 +563,18 @@ class DeBERTa(RelativePositionScheme):
                 memo[key] = rel
         else:
             rel = memo[key]
-        index = self.relative_index(q.shape[-2], k.shape[-2], q.device)
-        used = torch.unique(index)  # only the buckets these lengths reach
-        local = torch.searchsorted(used, index)
+        q_len, k_len = q.shape[-2], k.shape[-2]
+        start = query_start(q_len, k_len, q_start)
+        b = self.position_buckets
+        lo, hi = start - (k_len - 1), start + q_len - 1  # i − j present
+        bucket = (deberta_log_bucket(torch.arange(lo, hi + 1, device=q.device), b, self.max_relative_positions) + b).clamp(0, 2 * b - 1)
+        used, local = torch.unique(bucket, return_inverse=True)  # only the buckets these lengths reach
         rel = rel[used].to(query_proj.weight.dtype)
-        pos_key = key_proj(rel).view(-1, self.num_heads, self.head_dim).transpose(0, 1).to(q.dtype)  # (H, K, d)
-        pos_query = query_proj(rel).view(-1, self.num_heads, self.head_dim).transpose(0, 1).to(q.dtype)
-        c2p = gather_relative(torch.matmul(q, pos_key.transpose(-1, -2)), local)
-        p2c = gather_relative(torch.matmul(k, pos_query.transpose(-1, -2)), local.t()).transpose(-1, -2)
-        return c2p + p2c
+        pos_key = key_proj(rel).view(-1, self.num_heads, self.head_dim).transpose(0, 1)  # (H, K, d)
+        pos_query = query_proj(rel).view(-1, self.num_heads, self.head_dim).transpose(0, 1)
+        c2p = relative_dot(q, lambda delta: pos_key[:, local[delta.clamp(lo, hi) - lo]], start, 0, k_len)
+        p2c = relative_dot(k, lambda delta: pos_query[:, local[(-delta).clamp(lo, hi) - lo]], 0, start, q_len)
+        return c2p + p2c.transpose(-1, -2)
 
 
 SCHEMES = {

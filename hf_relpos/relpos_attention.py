@@ -14,6 +14,10 @@ named by ``config._attn_implementation``:
 
 Shaw's value side (``relative_value=True``) needs the probabilities, which sdpa and flex never
 expose: under those backends the layer falls back to eager with one warning.
+
+Long inputs with a content scheme (sinusoidal, shaw, shaw_kq, xl, deberta) under sdpa go through
+:func:`blocked_relpos_attention`: queries in blocks, each block's scores built, used and (under
+autograd) recomputed in the backward pass, so no (B, H, L, L) tensor outlives its block.
 """
 
 from __future__ import annotations
@@ -24,8 +28,11 @@ import warnings
 
 import torch
 from torch.nn import functional as F
+from torch.utils.checkpoint import checkpoint
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.utils import logging
+
+from .relative_positions import RELATIVE_TILE
 
 logger = logging.get_logger(__name__)
 
@@ -125,6 +132,65 @@ def flex_relpos_attention(query, key, value, attention_mask, scaling, position_b
     return output.transpose(1, 2).contiguous(), None
 
 
+# Content schemes under sdpa switch to query blocks when the scores of one layer, B·H·Lq·Lk values,
+# would take at least this many bytes; each block then holds about BLOCK_SCORE_BYTES of scores.
+BLOCKED_MIN_SCORE_BYTES = 128 * 2**20
+BLOCK_SCORE_BYTES = 32 * 2**20
+
+
+def use_blocks(query, key) -> int | None:
+    """Query block size for :func:`blocked_relpos_attention`, or None when the scores are small."""
+    B, H, q_len, _ = query.shape
+    per_query = B * H * key.shape[-2] * query.element_size()
+    if q_len * per_query < BLOCKED_MIN_SCORE_BYTES:
+        return None
+    block = max(1, BLOCK_SCORE_BYTES // per_query)
+    if block > RELATIVE_TILE:  # whole tiles of relative_dot: no padded rows
+        block -= block % RELATIVE_TILE
+    return block if block < q_len else None
+
+
+def blocked_relpos_attention(query, key, value, attention_mask, scaling, scheme, block, dropout=0.0,
+                             projections=None, bias=None):
+    """Attention over query blocks of ``block`` rows, exact; memory O(block · Lk) per layer instead of
+    O(Lq · Lk). Under autograd each block is checkpointed: its scores (and the scheme's content term)
+    are rebuilt in the backward pass rather than kept, trading ~1 extra attention forward for memory.
+
+    query (B, H, Lq, d) are the last Lq of Lk positions; ``bias`` a (1, H, Lq, Lk) bias or None.
+    Returns ((B, Lq, H, d), None)."""
+    q_len, k_len = query.shape[-2], key.shape[-2]
+    offset = k_len - q_len
+    mask_rows = attention_mask is not None and attention_mask.shape[-2] > 1
+
+    def attend(q, key, value, start):
+        scores = torch.matmul(q, key.transpose(-1, -2)) * scaling
+        if scheme is not None and scheme.uses_content:
+            # no memo inside a checkpointed block: what it caches would be replayed outside its region
+            scores = scores + scheme.content(q, key, projections=projections, q_start=offset + start) * scaling
+        if bias is not None:
+            scores = scores + bias[..., start : start + q.shape[-2], :]
+        if attention_mask is not None:
+            scores = scores + (attention_mask[..., start : start + q.shape[-2], :] if mask_rows else attention_mask)
+        probs = F.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
+        probs = F.dropout(probs, p=dropout, training=dropout > 0)
+        out = torch.matmul(probs, value)
+        if scheme is not None and scheme.uses_values:
+            out = out + scheme.values(probs, q_start=offset + start)
+        return out
+
+    needs_grad = torch.is_grad_enabled() and any(
+        t.requires_grad for t in (query, key, value, *(() if scheme is None else scheme.parameters()))
+    )
+    outputs = []
+    for start in range(0, q_len, block):
+        q = query[:, :, start : start + block]
+        if needs_grad:
+            outputs.append(checkpoint(attend, q, key, value, start, use_reentrant=False))
+        else:
+            outputs.append(attend(q, key, value, start))
+    return torch.cat(outputs, dim=2).transpose(1, 2).contiguous(), None
+
+
 def relpos_attention(
     module,
     query,
@@ -171,6 +237,11 @@ def relpos_attention(
 
     bias_1d = None
     position_bias = None
+    block = use_blocks(query, key) if implementation == "sdpa" and scheme is not None and scheme.uses_content else None
+    if block is not None:
+        bias = scheme.cached_bias(q_len, k_len, memo)[None] if scheme.uses_bias else None
+        return blocked_relpos_attention(query, key, value, attention_mask, scaling, scheme, block, dropout=dropout,
+                                        projections=projections, bias=bias)
     if scheme is not None and scheme.uses_content:
         position_bias = scheme.content(query, key, projections=projections, memo=memo) * scaling
     if scheme is not None and scheme.uses_bias:

@@ -5,6 +5,7 @@ library computes the same through tables, gathers and backends. float32, max abs
 """
 
 import math
+import sys
 
 import pytest
 import torch
@@ -258,6 +259,38 @@ def test_gradients_match_across_backends(impl):
             grads[backend] = [p.grad.clone() for p in scheme.parameters()]
         for a, b in zip(grads["eager"], grads[impl]):
             assert (a - b).abs().max() <= TOL
+
+
+CONTENT = [n for n in SCHEMES if SCHEMES[n].uses_content]
+
+
+@pytest.mark.parametrize("name", CONTENT)
+@pytest.mark.parametrize("causal", [False, True])
+def test_blocked_sdpa_path_equals_reference_with_gradients(name, causal, monkeypatch):
+    """Long inputs of content schemes go through query blocks (checkpointed): same outputs as the naive
+    reference, same gradients as eager, blocks not dividing Lq, q_len < k_len."""
+    engine = sys.modules["hf_relpos.relpos_attention"]  # the package exports a function of that name
+    monkeypatch.setattr(engine, "BLOCKED_MIN_SCORE_BYTES", 1)  # every input counts as long here
+    monkeypatch.setattr(engine, "BLOCK_SCORE_BYTES", 2 * H * 13 * 4 * 16)  # blocks of 16 rows (Lk = 13)
+    cfg, scheme, projections = make_scheme(name, causal=causal, seed=7)
+    q, k, _, _ = inputs(13, 13)
+    assert engine.use_blocks(q, k) is None  # one block would hold every query: no blocking
+    monkeypatch.setattr(engine, "BLOCK_SCORE_BYTES", 2 * H * 24 * 4 * 5)  # 5 rows: blocks 5, 5, ... (Lk = 24)
+    for Lq, Lk in [(24, 24), (11, 24)]:
+        q, k, v, padding = inputs(Lq, Lk)
+        assert engine.use_blocks(q, k) is not None
+        with torch.no_grad():
+            want = naive_attention(name, cfg, scheme, projections, q, k, v, padding, causal, D**-0.5)
+        grads = {}
+        for impl in ("eager", "sdpa"):  # sdpa takes the blocked path, eager never does
+            scheme.zero_grad(set_to_none=True)
+            qg = q.clone().requires_grad_(True)
+            out = run(scheme, projections, qg, k, v, padding, causal, impl, D**-0.5)
+            assert (out.detach() - want).abs().max().item() <= TOL, impl
+            (out**2).sum().backward()
+            grads[impl] = [qg.grad] + [p.grad for p in scheme.parameters()]
+        for a, b in zip(grads["eager"], grads["sdpa"]):
+            assert (a - b).abs().max() <= 1e-4
 
 
 SHIFT_INVARIANT = [c for c in CASES if SCHEMES[c[0]].shift_invariant]

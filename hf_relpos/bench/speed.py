@@ -157,7 +157,7 @@ def _v4_worker(job):
 # ---------------------------------------------------------------- parts
 def part_encoder(args, device):
     rows = []
-    print(f"\n[encoder] forward+backward, {args.layers} layers × hidden {args.hidden}, batch {args.batch}, "
+    print(f"\n[encoder] forward+backward, {args.layers} layers × hidden {args.hidden}, batch {args.batch}, {args.attn}, "
           f"median of {args.repeats} interleaved runs; ratio = scheme / HF BertModel (absolute, sdpa)")
     print(f"{'model':<26}{'L':>6}{'ms':>10}{'× HF':>8}{'target':>8}")
     for L in args.lengths:
@@ -166,11 +166,11 @@ def part_encoder(args, device):
         base_step = train_step(base_model, ids)
         for name in args.schemes:
             # one scheme at a time against a fresh anchor measurement: long runs drift, pairs don't
-            model = build_encoder(name, args, L, device)
+            model = build_encoder(name, args, L, device, attn=args.attn)
             times = interleaved_medians({HF_BERT: base_step, name: train_step(model, ids)}, args.repeats, device)
             ratio = times[name] / times[HF_BERT]
             target = TIME_TARGETS.get(name)
-            rows.append({"part": "encoder", "model": name, "length": L, "batch": args.batch, "time_s": times[name],
+            rows.append({"part": "encoder", "model": name, "attn": args.attn, "length": L, "batch": args.batch, "time_s": times[name],
                          "anchor_time_s": times[HF_BERT], "ratio": ratio, "target": target,
                          "meets_target": None if target is None else ratio <= target})
             print(f"{name:<26}{L:>6}{times[name] * 1e3:>10.0f}{ratio:>8.2f}{target or '':>8}"
@@ -186,11 +186,11 @@ TIME_TARGETS = {**dict.fromkeys(("t5", "alibi", "kerple", "fire", "rotary"), 1.1
 
 def part_memory(args, device):
     L, B = args.memory_length, args.memory_batch
-    print(f"\n[memory] peak memory of one forward+backward, L={L}, batch {B}, {args.layers} layers")
+    print(f"\n[memory] peak memory of one forward+backward, L={L}, batch {B}, {args.layers} layers, {args.attn}")
     ids = torch.randint(0, 1000, (B, L), generator=torch.Generator().manual_seed(0)).to(device)
     results = {}
     for name in [HF_BERT, *args.schemes]:
-        model = build_encoder(name, args, L, device)
+        model = build_encoder(name, args, L, device, attn=args.attn)
         step = train_step(model, ids)
         step()  # warm-up: lazily built buffers are not a step's memory
         results[name] = {"peak_bytes": peak_memory(step, device), "time_s": _timed(step, device)}
@@ -332,6 +332,8 @@ def main(argv=None):
     parser.add_argument("--heads", type=int, default=12)
     parser.add_argument("--intermediate", type=int, default=3072)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--attn", default="sdpa", choices=["eager", "sdpa", "flex_attention"],
+                        help="relpos models' attention in the encoder and memory parts (HF BertModel: sdpa)")
     parser.add_argument("--memory-length", type=int, default=2048)
     parser.add_argument("--memory-batch", type=int, default=1)
     parser.add_argument("--v4-python", default=".venv-v4/bin/python", help="python of a transformers 4.x environment")
