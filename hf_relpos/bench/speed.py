@@ -127,7 +127,8 @@ def run_v4(args, lengths_batches, python) -> dict | None:
            "bert": _bert_kwargs(args, max(L for L, _ in lengths_batches)), "device": args.device}
     proc = subprocess.run([python, __file__, "--v4-worker", json.dumps(job)], capture_output=True, text=True)
     if proc.returncode != 0:
-        print(f"  ({HF_V4} failed in {python}: {proc.stderr.strip().splitlines()[-1:]})")
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        print(f"  ({HF_V4} failed in {python}: {last})")
         return None
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -138,6 +139,8 @@ def _v4_worker(job):
     import transformers
     from transformers import BertConfig, BertModel
 
+    if not transformers.__version__.startswith("4."):  # 5.x dropped relative_key*: it would measure absolute BERT
+        raise SystemExit(f"the 4.x worker needs transformers 4.x, found {transformers.__version__}")
     torch.set_num_threads(job["threads"])
     device = torch.device(job["device"])
     out = {"transformers": transformers.__version__}

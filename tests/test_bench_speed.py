@@ -1,0 +1,81 @@
+"""`hf-relpos bench speed` on tiny sizes: every part runs and reports what it measured; the compiled
+CPU flex path (inference on long inputs) gives the same numbers as sdpa."""
+
+import json
+import sys
+
+import pytest
+import torch
+
+from hf_relpos import RelPosBertConfig, RelPosBertModel
+from hf_relpos.bench import speed
+from hf_relpos.relpos_attention import flex_compiled
+
+TINY = ["--threads", "1", "--hidden", "32", "--heads", "4", "--intermediate", "64", "--layers", "2", "--repeats", "2"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_speed_suite_reports_every_part(tmp_path, capsys):
+    out = tmp_path / "speed.json"
+    speed.main([*TINY, "--lengths", "32", "--batch", "2", "--schemes", "t5", "shaw_kq", "--memory-length", "64",
+                "--v4-python", str(tmp_path / "missing" / "python"), "--gen-batch", "2", "--gen-input-length", "8",
+                "--gen-new-tokens", "5", "--t5-d-model", "32", "--t5-layers", "1", "--t5-heads", "4",
+                "--flex-schemes", "alibi", "--flex-lengths", "32", "64", "--flex-sdpa-max-length", "32", "--out", str(out)])
+    printed = capsys.readouterr().out
+    report = json.loads(out.read_text())
+    rows = report["results"]
+    assert out.with_suffix(".png").stat().st_size > 0
+    assert report["environment"]["torch"] == torch.__version__
+    encoder = {r["model"]: r for r in rows if r["part"] == "encoder"}
+    assert set(encoder) == {"t5", "shaw_kq"}
+    for r in encoder.values():
+        assert r["time_s"] > 0 and r["anchor_time_s"] > 0
+        assert r["ratio"] == pytest.approx(r["time_s"] / r["anchor_time_s"])
+        assert r["meets_target"] == (r["ratio"] <= r["target"])
+    memory = {r["model"]: r for r in rows if r["part"] == "memory"}
+    assert set(memory) == {"hf_bert", "t5", "shaw_kq"}  # the 4.x anchor is absent here, and said so
+    assert "run `make bench-v4`" in printed
+    assert all(r["peak_bytes"] > 0 for r in memory.values())
+    generation = {r["model"]: r for r in rows if r["part"] == "generation"}
+    assert generation["relpos_t5"]["same_tokens"] is True  # same weights, same greedy tokens as HF T5
+    assert generation["relpos_t5"]["ratio"] == pytest.approx(
+        generation["relpos_t5"]["tokens_per_s"] / generation["hf_t5"]["tokens_per_s"])
+    flex = [(r["backend"], r["length"]) for r in rows if r["part"] == "flex"]
+    assert flex == [("flex_attention", 32), ("flex_attention", 64), ("sdpa", 32)]  # sdpa stops at its max length
+
+
+def test_v4_worker_refuses_transformers_5(tmp_path, capsys):
+    """5.x would silently build an absolute BERT for relative_key_query: the worker must refuse."""
+    parsed = type("A", (), {"repeats": 1, "device": "cpu", "hidden": 32, "heads": 4, "intermediate": 64, "layers": 1})
+    assert speed.run_v4(parsed, [[16, 1]], sys.executable) is None
+    assert "needs transformers 4.x" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", ["alibi", "t5"])
+def test_compiled_cpu_flex_equals_sdpa(name, monkeypatch):
+    """Inference on CPU compiles flex (score_mod over the (H, 2L − 1) table): same outputs as sdpa."""
+    monkeypatch.setenv("HF_RELPOS_FLEX_COMPILE", "always")
+    cfg = dict(hidden_size=32, num_attention_heads=4, intermediate_size=64, num_hidden_layers=2,
+               relative_position=name, absolute_position="none")
+    torch.manual_seed(0)
+    flex = RelPosBertModel(RelPosBertConfig(**cfg, attn_implementation="flex_attention")).eval()
+    sdpa = RelPosBertModel(RelPosBertConfig(**cfg, attn_implementation="sdpa")).eval()
+    sdpa.load_state_dict(flex.state_dict())
+    ids = torch.randint(0, 1000, (2, 48))
+    mask = torch.ones_like(ids)
+    mask[1, 40:] = 0
+    probe = torch.zeros(1, 1, 48, 8)
+    with torch.no_grad():
+        assert flex_compiled(probe, probe)
+        got = flex(input_ids=ids, attention_mask=mask).last_hidden_state
+        want = sdpa(input_ids=ids, attention_mask=mask).last_hidden_state
+    assert (got[0] - want[0]).abs().max() <= 1e-5
+    assert (got[1, :40] - want[1, :40]).abs().max() <= 1e-5
+    assert not flex_compiled(probe.requires_grad_(True), probe)  # training never takes the compiled CPU path
