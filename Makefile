@@ -24,7 +24,20 @@ $(BIN)/.test-installed: $(BIN)/.installed
 test: $(BIN)/.test-installed
 	$(BIN)/python -m pytest tests
 
-bench: install
-	$(BIN)/python benchmarks/attention.py
+# transformers 4.x (relative_key_query BERT), the anchor of `hf-relpos bench speed`'s memory part
+V4 ?= .venv-v4
+$(V4)/.installed:
+	$(PY) -m venv $(V4)
+	$(V4)/bin/pip install -q --upgrade pip
+	$(V4)/bin/pip install -q torch==2.13.0
+	$(V4)/bin/pip install -q "transformers==4.57.1"
+	touch $@
 
-.PHONY: install demo test bench
+bench-v4: $(V4)/.installed
+
+# speed/memory against HF anchors, then length extrapolation (CPU: about 40 + 15 minutes on 2 cores)
+bench: install bench-v4
+	$(BIN)/hf-relpos bench speed --v4-python $(V4)/bin/python
+	$(BIN)/hf-relpos bench extrapolation
+
+.PHONY: install demo test bench bench-v4

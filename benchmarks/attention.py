@@ -3,25 +3,22 @@ attention without positions, measured side by side in one run.
 
     python benchmarks/attention.py [--lengths 128 512 2048] [--schemes t5 alibi ...] [--out FILE]
 
-Peak memory is the high-water mark of tensor memory in the torch profiler's memory timeline (CPU
-has no allocator statistics), above what was held before the step (weights, inputs). Writes JSON (default
-benchmarks/results/attention.json) and prints ratios to the baseline at each length.
+Peak memory as in ``hf-relpos bench speed`` (which measures whole models against HF anchors; this
+script isolates one layer). Writes JSON (default benchmarks/results/attention.json) and prints ratios
+to the baseline at each length.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import time
-from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.profiler import ProfilerActivity, profile
-from torch.profiler._memory_profiler import MemoryProfileTimeline
 
+from hf_relpos.bench.common import write_json
+from hf_relpos.bench.speed import peak_memory
 from hf_relpos.relative_positions import SCHEMES, SchemeFields, build_relative_position
 from hf_relpos.relpos_attention import relpos_attention
 
@@ -56,16 +53,6 @@ def step(layer, x):
     layer.zero_grad(set_to_none=True)
 
 
-def peak_bytes(fn) -> int:
-    """High-water mark of live tensor bytes during fn() above what was live when it started, from
-    the profiler's memory timeline (the data behind ``export_memory_timeline``)."""
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True) as prof:
-        fn()
-    _, sizes = MemoryProfileTimeline(prof._memory_profile())._coalesce_timeline(torch.device("cpu"))
-    totals = [sum(row) for row in sizes]
-    return max(totals) - totals[0]
-
-
 def measure(scheme, L, args):
     torch.manual_seed(0)
     layer = Layer(scheme, args.hidden, args.heads, max(L, 512), args.backend)
@@ -77,7 +64,7 @@ def measure(scheme, L, args):
         start = time.perf_counter()
         step(layer, x)
         times.append(time.perf_counter() - start)
-    return {"time_s": sorted(times)[len(times) // 2], "peak_bytes": peak_bytes(lambda: step(layer, x))}
+    return {"time_s": sorted(times)[len(times) // 2], "peak_bytes": peak_memory(lambda: step(layer, x), x.device)}
 
 
 def main(argv=None):
@@ -114,11 +101,7 @@ def main(argv=None):
             rows.append(row)
             print(f"{name:<12}{L:>6}{m['time_s'] * 1e3:>12.1f}{row['time_ratio']:>8.2f}"
                   f"{m['peak_bytes'] / 2**20:>10.1f}{row['memory_ratio']:>8.2f}", flush=True)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {k: v for k, v in vars(args).items() if k != "out"}
-    meta.update(torch=torch.__version__, machine=platform.machine(), threads=torch.get_num_threads())
-    out.write_text(json.dumps({"settings": meta, "results": rows}, indent=2))
+    out = write_json(args.out, {k: v for k, v in vars(args).items() if k != "out"}, rows)
     print(f"wrote {out}")
 
 
