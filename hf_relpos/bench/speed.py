@@ -73,15 +73,24 @@ def _timed(fn, device) -> float:
     return time.perf_counter() - start
 
 
-def interleaved_medians(fns: dict, repeats: int, device) -> dict:
-    """Median seconds of each callable, run round-robin ``repeats`` times after one warm-up each."""
+def interleaved_times(fns: dict, repeats: int, device) -> dict:
+    """Seconds of each callable per round, run round-robin ``repeats`` times after one warm-up each."""
     for fn in fns.values():
         fn()
     times = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
             times[name].append(_timed(fn, device))
-    return {name: statistics.median(ts) for name, ts in times.items()}
+    return times
+
+
+def interleaved_medians(fns: dict, repeats: int, device) -> dict:
+    return {name: statistics.median(ts) for name, ts in interleaved_times(fns, repeats, device).items()}
+
+
+def paired_ratio(times: list, anchor_times: list) -> float:
+    """Median over rounds of time / anchor time: neighbouring runs share the machine's load."""
+    return statistics.median(t / a for t, a in zip(times, anchor_times))
 
 
 def train_step(model, ids):
@@ -160,8 +169,8 @@ def _v4_worker(job):
 # ---------------------------------------------------------------- parts
 def part_encoder(args, device):
     rows = []
-    print(f"\n[encoder] forward+backward, {args.layers} layers × hidden {args.hidden}, batch {args.batch}, {args.attn}, "
-          f"median of {args.repeats} interleaved runs; ratio = scheme / HF BertModel (absolute, sdpa)")
+    print(f"\n[encoder] forward+backward, {args.layers} layers × hidden {args.hidden}, batch {args.batch}, {args.attn}; "
+          f"{args.repeats} rounds of (HF, scheme); ratio = median over rounds of scheme / HF BertModel (absolute, sdpa)")
     print(f"{'model':<26}{'L':>6}{'ms':>10}{'× HF':>8}{'target':>8}")
     for L in args.lengths:
         ids = torch.randint(0, 1000, (args.batch, L), generator=torch.Generator().manual_seed(0)).to(device)
@@ -170,11 +179,13 @@ def part_encoder(args, device):
         for name in args.schemes:
             # one scheme at a time against a fresh anchor measurement: long runs drift, pairs don't
             model = build_encoder(name, args, L, device, attn=args.attn)
-            times = interleaved_medians({HF_BERT: base_step, name: train_step(model, ids)}, args.repeats, device)
-            ratio = times[name] / times[HF_BERT]
+            runs = interleaved_times({HF_BERT: base_step, name: train_step(model, ids)}, args.repeats, device)
+            times = {k: statistics.median(v) for k, v in runs.items()}
+            ratio = paired_ratio(runs[name], runs[HF_BERT])
             target = TIME_TARGETS.get(name)
             rows.append({"part": "encoder", "model": name, "attn": args.attn, "length": L, "batch": args.batch, "time_s": times[name],
-                         "anchor_time_s": times[HF_BERT], "ratio": ratio, "target": target,
+                         "anchor_time_s": times[HF_BERT], "times_s": runs[name], "anchor_times_s": runs[HF_BERT],
+                         "ratio": ratio, "target": target,
                          "meets_target": None if target is None else ratio <= target})
             print(f"{name:<26}{L:>6}{times[name] * 1e3:>10.0f}{ratio:>8.2f}{target or '':>8}"
                   f"  (HF {times[HF_BERT] * 1e3:.0f} ms)", flush=True)
@@ -240,13 +251,15 @@ def part_generation(args, device):
                                               do_sample=False, num_beams=1, use_cache=True)
         return run
 
-    times = interleaved_medians({"hf_t5": generate(hf, "hf_t5"), "relpos_t5": generate(ours, "relpos_t5")},
-                                args.repeats, device)
+    runs = interleaved_times({"hf_t5": generate(hf, "hf_t5"), "relpos_t5": generate(ours, "relpos_t5")},
+                             args.repeats, device)
+    times = {k: statistics.median(v) for k, v in runs.items()}
     same = torch.equal(outputs["hf_t5"], outputs["relpos_t5"])
     tokens = B * n_new
     rows = [{"part": "generation", "model": name, "batch": B, "input_length": n_in, "new_tokens": n_new,
-             "time_s": t, "tokens_per_s": tokens / t, "same_tokens": same} for name, t in times.items()]
-    ratio = times["hf_t5"] / times["relpos_t5"]
+             "time_s": t, "times_s": runs[name], "tokens_per_s": tokens / t, "same_tokens": same}
+            for name, t in times.items()]
+    ratio = 1 / paired_ratio(runs["relpos_t5"], runs["hf_t5"])
     rows[1]["ratio"] = ratio
     print(f"\n[generation] greedy, KV cache, batch {B}, {n_in} input → {n_new} new tokens, T5 d_model {args.t5_d_model}, "
           f"{args.t5_layers}+{args.t5_layers} layers, median of {args.repeats} interleaved runs")
@@ -334,7 +347,7 @@ def main(argv=None):
     parser.add_argument("--hidden", type=int, default=768)
     parser.add_argument("--heads", type=int, default=12)
     parser.add_argument("--intermediate", type=int, default=3072)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--attn", default="sdpa", choices=["eager", "sdpa", "flex_attention"],
                         help="relpos models' attention in the encoder and memory parts (HF BertModel: sdpa)")
     parser.add_argument("--memory-length", type=int, default=2048)
