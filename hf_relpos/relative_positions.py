@@ -65,7 +65,7 @@ def relative_distance(q_len: int, k_len: int, device=None, q_start: int | None =
 RELATIVE_TILE = 64  # rows per tile in relative_dot: the table product costs (1 + tile / M) × the minimum
 
 
-def relative_dot(x, lookup, x_start: int, other_start: int, other_len: int, tile: int = RELATIVE_TILE):
+def relative_dot(x, lookup, x_start: int, other_start: int, other_len: int, tile: int = RELATIVE_TILE, clip=None):
     """out[b, h, n, m] = x[b, h, n] · T(p_n − o_m), where p_n = x_start + n are the positions of x's rows,
     o_m = other_start + m those of the other side (M = other_len of them), and T(δ) a table row.
 
@@ -73,15 +73,23 @@ def relative_dot(x, lookup, x_start: int, other_start: int, other_len: int, tile
     (H, S, W, d). x (B, H, N, d) → (B, H, N, M). The rows of x go in tiles of ``tile``; a tile needs
     only the tile + M − 1 distances it sees, so the products cost ≈ N·M·d (1 + tile / M) and no
     (N, M, d) tensor exists (transformers 4.x built one); a gather then picks each pair's entry.
+    ``clip=(lo, hi)``: ``lookup`` clamps δ to [lo, hi]; when those K = hi − lo + 1 rows are fewer than a
+    tile's, every row of x is multiplied by the K rows once instead (N·K·d).
     """
     B, H, N, d = x.shape
     M = other_len
+    arange = functools.partial(torch.arange, device=x.device)
+    if clip is not None and clip[1] - clip[0] + 1 < min(tile, N) + M - 1:
+        lo, hi = clip
+        rows = lookup(arange(lo, hi + 1)[None, :]).to(x.dtype)  # (1, K, d) or (H, 1, K, d)
+        products = torch.matmul(x, rows[0].transpose(-1, -2) if rows.dim() == 3 else rows[:, 0].transpose(-1, -2))
+        delta = (x_start + arange(N))[:, None] - (other_start + arange(M))[None, :]
+        return torch.gather(products, -1, (delta.clamp(lo, hi) - lo).expand(B, H, N, M))
     tile = max(1, min(tile, N))
     S = -(-N // tile)
     if S * tile != N:
         x = F.pad(x, (0, 0, 0, S * tile - N))
     W = tile + M - 1
-    arange = functools.partial(torch.arange, device=x.device)
     delta = (x_start + arange(S) * tile - other_start - (M - 1))[:, None] + arange(W)[None, :]  # (S, W)
     rows = lookup(delta).to(x.dtype)
     pattern = "bhsnd,swd->bhsnw" if rows.dim() == 3 else "bhsnd,hswd->bhsnw"
@@ -422,7 +430,7 @@ class SinusoidalRelative(RelativePositionScheme):
         start = query_start(q_len, k_len, q_start)
         lo, hi = max(-(k_len - 1) + start, -self.clip), min(start + q_len - 1, self.clip)  # i − j present, clipped
         table = sinusoid_table(torch.arange(lo, hi + 1, device=q.device), self.head_dim)
-        return relative_dot(q, lambda delta: table[delta.clamp(lo, hi) - lo], start, 0, k_len)
+        return relative_dot(q, lambda delta: table[delta.clamp(lo, hi) - lo], start, 0, k_len, clip=(lo, hi))
 
 
 class Shaw(RelativePositionScheme):
@@ -454,7 +462,7 @@ class Shaw(RelativePositionScheme):
         q_len, k_len = q.shape[-2], k.shape[-2]
         table = self.relative_key.weight  # row r ↔ j − i = r − clip; relative_dot's δ is i − j
         return relative_dot(q, lambda delta: table[(-delta).clamp(-self.clip, self.clip) + self.clip],
-                            query_start(q_len, k_len, q_start), 0, k_len)
+                            query_start(q_len, k_len, q_start), 0, k_len, clip=(-self.clip, self.clip))
 
     def values(self, probs, q_start=None):
         # Σ_j p_ij a^V[idx_ij] = Σ_r (Σ_{j: idx_ij = r} p_ij) a^V[r]: bucket the probabilities first
@@ -484,9 +492,10 @@ class ShawKeyQuery(RelativePositionScheme):
     def content(self, q, k, projections=None, memo=None, q_start=None):
         q_len, k_len = q.shape[-2], k.shape[-2]
         P, table, start = self.max_positions, self.distance_embedding.weight, query_start(q_len, k_len, q_start)
-        query_term = relative_dot(q, lambda delta: table[delta.clamp(-(P - 1), P - 1) + P - 1], start, 0, k_len)
+        clip = (-(P - 1), P - 1)
+        query_term = relative_dot(q, lambda delta: table[delta.clamp(*clip) + P - 1], start, 0, k_len, clip=clip)
         # k_j · e[i − j]: the same product seen from the keys (δ = j − i there), transposed
-        key_term = relative_dot(k, lambda delta: table[(-delta).clamp(-(P - 1), P - 1) + P - 1], 0, start, q_len)
+        key_term = relative_dot(k, lambda delta: table[(-delta).clamp(*clip) + P - 1], 0, start, q_len, clip=clip)
         return query_term + key_term.transpose(-1, -2)
 
 

@@ -261,6 +261,29 @@ def test_gradients_match_across_backends(impl):
             assert (a - b).abs().max() <= TOL
 
 
+@pytest.mark.parametrize("per_head", [False, True])
+@pytest.mark.parametrize("N,M,x_start,other_start,tile", [(13, 13, 0, 0, 4), (5, 17, 12, 0, 3), (17, 5, 0, 12, 64), (9, 9, 0, 0, 1)])
+def test_relative_dot_tiled_and_clipped_paths_equal_naive(per_head, N, M, x_start, other_start, tile):
+    """out[n, m] = x_n · T(p_n − o_m), through tiles (any tile size, ragged last tile) and through the
+    clipped path (one product with the K clamped rows), against a per-pair loop."""
+    from hf_relpos.relative_positions import relative_dot
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, H, N, D, generator=g)
+    lo, hi = -6, 4
+    table = torch.randn(H, hi - lo + 1, D, generator=g) if per_head else torch.randn(hi - lo + 1, D, generator=g)
+    lookup = (lambda delta: table[:, delta.clamp(lo, hi) - lo]) if per_head else (lambda delta: table[delta.clamp(lo, hi) - lo])
+    want = torch.zeros(2, H, N, M)
+    for n in range(N):
+        for m in range(M):
+            row = min(max((x_start + n) - (other_start + m), lo), hi) - lo
+            want[:, :, n, m] = (x[:, :, n] * (table[:, row] if per_head else table[row])).sum(-1)
+    tiled = relative_dot(x, lookup, x_start, other_start, M, tile=tile)
+    clipped = relative_dot(x, lookup, x_start, other_start, M, tile=max(tile, 64), clip=(lo, hi))
+    assert (tiled - want).abs().max() <= TOL
+    assert (clipped - want).abs().max() <= TOL
+
+
 CONTENT = [n for n in SCHEMES if SCHEMES[n].uses_content]
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import random
 import time
 from pathlib import Path
 
@@ -143,7 +144,10 @@ class MLMTask:
         train_texts = read_texts(args.data_dir, "train")
         self.tokenizer = train_wordpiece_tokenizer(train_texts, vocab_size=args.mlm_vocab)
         self.train_ids = token_stream(self.tokenizer, train_texts)
-        self.eval_ids = token_stream(self.tokenizer, read_texts(args.data_dir, "validation"))
+        # shuffled so that the evaluation prefix mixes both sources (the files come one after the other)
+        eval_texts = read_texts(args.data_dir, "validation")
+        random.Random(args.seed).shuffle(eval_texts)
+        self.eval_ids = token_stream(self.tokenizer, eval_texts)
         self.vocab_size = len(self.tokenizer)
         self.chance = None  # filled from the most frequent token (a unigram guesser)
         self.num_labels = None
