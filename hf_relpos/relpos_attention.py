@@ -15,8 +15,8 @@ named by ``config._attn_implementation``:
 Shaw's value side (``relative_value=True``) needs the probabilities, which sdpa and flex never
 expose: under those backends the layer falls back to eager with one warning.
 
-Long inputs with a content scheme (sinusoidal, shaw, shaw_kq, xl, deberta) under sdpa go through
-:func:`blocked_relpos_attention`: queries in blocks, each block's scores built, used and (under
+Long inputs with a content scheme (sinusoidal, shaw, shaw_kq, xl, deberta) or a learned bias (t5,
+kerple, fire) under sdpa go through :func:`blocked_relpos_attention`: queries in blocks, each block's scores built, used and (under
 autograd) recomputed in the backward pass, so no (B, H, L, L) tensor outlives its block.
 """
 
@@ -32,7 +32,7 @@ from torch.utils.checkpoint import checkpoint
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.utils import logging
 
-from .relative_positions import RELATIVE_TILE
+from .relative_positions import RELATIVE_TILE, relative_distance
 
 logger = logging.get_logger(__name__)
 
@@ -151,24 +151,33 @@ def use_blocks(query, key) -> int | None:
 
 
 def blocked_relpos_attention(query, key, value, attention_mask, scaling, scheme, block, dropout=0.0,
-                             projections=None, bias=None):
+                             projections=None, memo=None):
     """Attention over query blocks of ``block`` rows, exact; memory O(block · Lk) per layer instead of
     O(Lq · Lk). Under autograd each block is checkpointed: its scores (and the scheme's content term)
     are rebuilt in the backward pass rather than kept, trading ~1 extra attention forward for memory.
 
-    query (B, H, Lq, d) are the last Lq of Lk positions; ``bias`` a (1, H, Lq, Lk) bias or None.
+    query (B, H, Lq, d) are the last Lq of Lk positions. A distance-only bias enters each block as rows
+    of its (H, Lq + Lk − 1) table; any other bias is built once and sliced.
     Returns ((B, Lq, H, d), None)."""
     q_len, k_len = query.shape[-2], key.shape[-2]
     offset = k_len - q_len
     mask_rows = attention_mask is not None and attention_mask.shape[-2] > 1
+    table = full_bias = None
+    if scheme is not None and scheme.uses_bias:
+        table = scheme.bias_1d(q_len, k_len)
+        if table is None:
+            full_bias = scheme.cached_bias(q_len, k_len, memo)[None]
 
     def attend(q, key, value, start):
         scores = torch.matmul(q, key.transpose(-1, -2)) * scaling
         if scheme is not None and scheme.uses_content:
             # no memo inside a checkpointed block: what it caches would be replayed outside its region
             scores = scores + scheme.content(q, key, projections=projections, q_start=offset + start) * scaling
-        if bias is not None:
-            scores = scores + bias[..., start : start + q.shape[-2], :]
+        if table is not None:
+            rows = relative_distance(q.shape[-2], k_len, q.device, q_start=offset + start) + (k_len - 1)
+            scores = scores + table[:, rows][None].to(scores.dtype)
+        elif full_bias is not None:
+            scores = scores + full_bias[..., start : start + q.shape[-2], :].to(scores.dtype)
         if attention_mask is not None:
             scores = scores + (attention_mask[..., start : start + q.shape[-2], :] if mask_rows else attention_mask)
         probs = F.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
@@ -237,11 +246,14 @@ def relpos_attention(
 
     bias_1d = None
     position_bias = None
-    block = use_blocks(query, key) if implementation == "sdpa" and scheme is not None and scheme.uses_content else None
-    if block is not None:
-        bias = scheme.cached_bias(q_len, k_len, memo)[None] if scheme.uses_bias else None
-        return blocked_relpos_attention(query, key, value, attention_mask, scaling, scheme, block, dropout=dropout,
-                                        projections=projections, bias=bias)
+    # sdpa has a fused kernel for a fixed bias (alibi) but none for one that needs a gradient or content
+    learned_bias = scheme is not None and scheme.uses_bias and torch.is_grad_enabled() and any(
+        p.requires_grad for p in scheme.parameters())
+    if implementation == "sdpa" and scheme is not None and (scheme.uses_content or learned_bias):
+        block = use_blocks(query, key)
+        if block is not None:
+            return blocked_relpos_attention(query, key, value, attention_mask, scaling, scheme, block,
+                                            dropout=dropout, projections=projections, memo=memo)
     if scheme is not None and scheme.uses_content:
         position_bias = scheme.content(query, key, projections=projections, memo=memo) * scaling
     if scheme is not None and scheme.uses_bias:

@@ -284,14 +284,14 @@ def test_relative_dot_tiled_and_clipped_paths_equal_naive(per_head, N, M, x_star
     assert (clipped - want).abs().max() <= TOL
 
 
-CONTENT = [n for n in SCHEMES if SCHEMES[n].uses_content]
+BLOCKED = [n for n in SCHEMES if SCHEMES[n].uses_content or n in ("t5", "kerple", "fire")]
 
 
-@pytest.mark.parametrize("name", CONTENT)
+@pytest.mark.parametrize("name", BLOCKED)
 @pytest.mark.parametrize("causal", [False, True])
 def test_blocked_sdpa_path_equals_reference_with_gradients(name, causal, monkeypatch):
-    """Long inputs of content schemes go through query blocks (checkpointed): same outputs as the naive
-    reference, same gradients as eager, blocks not dividing Lq, q_len < k_len."""
+    """Long inputs of content and learned-bias schemes go through query blocks (checkpointed): same
+    outputs as the naive reference, same gradients as eager, blocks not dividing Lq, q_len < k_len."""
     engine = sys.modules["hf_relpos.relpos_attention"]  # the package exports a function of that name
     monkeypatch.setattr(engine, "BLOCKED_MIN_SCORE_BYTES", 1)  # every input counts as long here
     monkeypatch.setattr(engine, "BLOCK_SCORE_BYTES", 2 * H * 13 * 4 * 16)  # blocks of 16 rows (Lk = 13)
@@ -299,12 +299,15 @@ def test_blocked_sdpa_path_equals_reference_with_gradients(name, causal, monkeyp
     q, k, _, _ = inputs(13, 13)
     assert engine.use_blocks(q, k) is None  # one block would hold every query: no blocking
     monkeypatch.setattr(engine, "BLOCK_SCORE_BYTES", 2 * H * 24 * 4 * 5)  # 5 rows: blocks 5, 5, ... (Lk = 24)
+    real_checkpoint = engine.checkpoint
     for Lq, Lk in [(24, 24), (11, 24)]:
         q, k, v, padding = inputs(Lq, Lk)
         assert engine.use_blocks(q, k) is not None
         with torch.no_grad():
             want = naive_attention(name, cfg, scheme, projections, q, k, v, padding, causal, D**-0.5)
         grads = {}
+        calls = []
+        monkeypatch.setattr(engine, "checkpoint", lambda *a, **kw: calls.append(1) or real_checkpoint(*a, **kw))
         for impl in ("eager", "sdpa"):  # sdpa takes the blocked path, eager never does
             scheme.zero_grad(set_to_none=True)
             qg = q.clone().requires_grad_(True)
@@ -312,6 +315,7 @@ def test_blocked_sdpa_path_equals_reference_with_gradients(name, causal, monkeyp
             assert (out.detach() - want).abs().max().item() <= TOL, impl
             (out**2).sum().backward()
             grads[impl] = [qg.grad] + [p.grad for p in scheme.parameters()]
+            assert len(calls) == (0 if impl == "eager" else -(-Lq // 5))  # one checkpointed region per block
         for a, b in zip(grads["eager"], grads["sdpa"]):
             assert (a - b).abs().max() <= 1e-4
 
