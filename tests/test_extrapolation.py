@@ -71,7 +71,22 @@ def test_micro_run_report_and_plot(tmp_path, monkeypatch):
         assert r["eval_tokens"] == 2 * TRAIN_LENGTH * 8
     # the absolute model really looked up positions past the training length, up to 8× it
     assert seen == {TRAIN_LENGTH * f: TRAIN_LENGTH * f - 1 for f in (1, 2, 4, 8)}
-    assert set(report["settings"]["verdicts"]["position"]) == {"alibi", "absolute"}
+    assert set(report["settings"]["verdicts"]["position"]) == {"learned_at", "alibi", "absolute"}
+
+
+def test_verdict_rules():
+    task = ex.PositionTask()
+    quality = {"a": (1.0, 0.96), "b": (1.0, 0.7), "c": (1.0, 0.3), "d": (0.2, 0.2), "nopos": (0.07, 0.07)}
+    rows = [dict(scheme=s, factor=f, quality=q[i]) for s, q in quality.items() for i, f in enumerate((1, 4))]
+    verdicts, learned_at = ex.verdict(rows, task)
+    assert verdicts == {"a": "holds", "b": "degrades", "c": "collapses", "d": "not learned", "nopos": "floor"}
+    assert learned_at == task.learned_at
+    # for mlm the bar is the order-blind floor, not only the unigram chance
+    task.chance, task.learned_at = 0.03, 0.05
+    rows = [dict(scheme=s, factor=f, quality=q) for s, q in (("nopos", 0.12), ("x", 0.13), ("y", 0.2)) for f in (1, 4)]
+    verdicts, learned_at = ex.verdict(rows, task)
+    assert learned_at == pytest.approx(0.12 + ex.FLOOR_MARGIN) and verdicts["x"] == "not learned"
+    assert verdicts["y"] == "holds"
 
 
 def test_same_seed_same_numbers(tmp_path):

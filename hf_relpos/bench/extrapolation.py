@@ -43,17 +43,22 @@ TASKS = ("position", "mlm")
 OFFSET = 2  # position task: copy the token OFFSET places to the left
 POSITION_VOCAB = 16  # position task: input tokens 1..POSITION_VOCAB (0 is padding, never used)
 
-# Per-task training defaults (the same for every scheme), tuned so that in-length quality is well above
-# chance: the position task needs a larger init (at BERT's 0.02, learned absolute embeddings sit on the
-# loss plateau for >1000 steps) and MLM learns faster with BERT's 0.02. See the module docstring.
+# Per-task training defaults (the same for every scheme), tuned on 1 CPU thread so that the whole default
+# study stays under ~15 minutes and most schemes learn the task in-length:
+# - position: at BERT's init 0.02 learned absolute embeddings sit on the loss plateau for >1000 steps;
+#   at 0.1 the order-aware schemes reach ~100% within 800 steps (the slowest, absolute_sinusoidal, checked
+#   on seeds 0, 1, 3); the lr decays to 0 so that the copies end exact.
+# - mlm: BERT's init; the lr stays constant after warmup, because with this short budget a decay slows
+#   the escape from the bag-of-words plateau (rotary 0.15 vs 0.18 masked accuracy at 800 steps).
 TASK_DEFAULTS = {
-    "position": dict(steps=800, batch_size=16, lr=2e-3, init_range=0.1, eval_examples=16),
-    "mlm": dict(steps=600, batch_size=16, lr=3e-3, init_range=0.02, eval_examples=32),
+    "position": dict(steps=800, batch_size=16, lr=2e-3, init_range=0.1, eval_examples=16, decay=True),
+    "mlm": dict(steps=800, batch_size=16, lr=3e-3, init_range=0.02, eval_examples=32, decay=False),
 }
 
 VERDICT_FACTOR = 4
 HOLD = 0.95  # "holds": quality at 4× ≥ 95% of quality at 1×
-COLLAPSE = 0.5  # "collapses": quality at 4× < 50% of 1×, or ≤ 25% of the 1× margin over chance left
+COLLAPSE = 0.5  # "collapses": quality at 4× < 50% of 1×, or ≤ 25% of the 1× margin over the floor left
+FLOOR_MARGIN = 0.02  # "learned": 1× quality ≥ floor (nopos, or chance) + this (≈ 3 standard errors for mlm)
 
 
 def position_fields(scheme: str) -> dict:
@@ -114,9 +119,10 @@ class PositionTask:
     name, metric = "position", "token accuracy"
 
     def __init__(self, args=None):
-        # a direction-blind scheme (bias of |i − j| only: alibi, kerple, fire) cannot tell i − 2 from i + 2,
-        # so it tops out near 50%: below that the task counts as not learned
-        self.learned_at = 0.5
+        # A direction-blind encoder (bias of |i − j| only and no absolute embeddings: alibi, kerple, fire) is
+        # reversal-equivariant, so it cannot tell the token at i − 2 from the one at i + 2 and tops out near
+        # 53% (1/2 + chance/2); a scheme that gets at least 40% has learned what it can.
+        self.learned_at = 0.4
         self.chance = 1.0 / POSITION_VOCAB
         self.num_labels = POSITION_VOCAB + 1
         self.vocab_size = POSITION_VOCAB + 1
@@ -167,7 +173,7 @@ class MLMTask:
         inputs, labels = mask_tokens(ids, generator, self.tokenizer)
         counts = torch.bincount(labels[labels >= 0], minlength=self.vocab_size)
         self.chance = (counts.max() / counts.sum()).item()
-        self.learned_at = 2 * self.chance
+        self.learned_at = self.chance + FLOOR_MARGIN
         return inputs, labels
 
     def windows(self, stream, extra, length):
@@ -203,11 +209,12 @@ def scored_logits(model, inputs, labels):
 
 
 def train(model, batches, args):
-    """AdamW, linear warmup (10%) then linear decay; no dropout, so the run is a pure function of the seed."""
+    """AdamW, linear warmup (10%), then constant or (``args.decay``) linear decay to 0. No dropout, so the
+    run is a pure function of the seed."""
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     warmup = max(1, args.steps // 10)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min((s + 1) / warmup, max(0.0, (args.steps - s) / (args.steps - warmup + 1))))
+    tail = lambda s: max(0.0, (args.steps - s) / (args.steps - warmup + 1)) if args.decay else 1.0  # noqa: E731
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warmup, tail(s)))
     model.train()
     for inputs, labels in batches:
         loss = torch.nn.functional.cross_entropy(*scored_logits(model, inputs, labels))
@@ -263,26 +270,30 @@ def run_task(task, args):
 # -------------------------------------------------------------------------------------------- report
 
 def verdict(rows, task, factor=VERDICT_FACTOR):
-    """scheme → "holds" / "degrades" / "collapses" at ``factor`` (see HOLD, COLLAPSE), or "not learned"
-    when the 1× quality is below ``task.learned_at`` (its ratios say nothing then)."""
+    """scheme → "holds" / "degrades" / "collapses" at ``factor`` (see HOLD, COLLAPSE); "not learned" when
+    the 1× quality is below ``task.learned_at`` (its ratios say nothing then); "floor" for nopos."""
     by = {(r["scheme"], r["factor"]): r["quality"] for r in rows}
+    floor = max(task.chance, by.get(("nopos", 1), 0.0))
+    learned_at = max(task.learned_at, floor + FLOOR_MARGIN)
     out = {}
     for scheme in dict.fromkeys(r["scheme"] for r in rows):
         base, far = by[(scheme, 1)], by[(scheme, factor)]
-        if base < task.learned_at:
+        if scheme == "nopos":
+            out[scheme] = "floor"
+        elif base < learned_at:
             out[scheme] = "not learned"
         elif far >= HOLD * base:
             out[scheme] = "holds"
-        elif far < COLLAPSE * base or far - task.chance <= 0.25 * (base - task.chance):
+        elif far < COLLAPSE * base or far - floor <= 0.25 * (base - floor):
             out[scheme] = "collapses"
         else:
             out[scheme] = "degrades"
-    return out
+    return out, learned_at
 
 
 def print_table(rows, task, factors):
     by = {(r["scheme"], r["factor"]): r for r in rows}
-    print(f"\n{task.name}: {task.metric} (ratio to 1×); chance {task.chance:.3f}, learned if 1× ≥ {task.learned_at:.3f}")
+    print(f"\n{task.name}: {task.metric} (ratio to 1×); chance {task.chance:.3f}")
     heads = [f"{f}× (L={by[(rows[0]['scheme'], f)]['length']})" for f in factors]
     print(f"{'scheme':20s}" + "".join(f"{h:>16s}" for h in heads))
     for s in dict.fromkeys(r["scheme"] for r in rows):
@@ -307,13 +318,13 @@ def parse_args(argv):
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     csv = lambda s: [x for x in s.split(",") if x]  # noqa: E731
     p.add_argument("--schemes", type=csv, default=DEFAULT_SCHEMES,
-                   help="comma-separated relative schemes and baselines (absolute = learned absolute embeddings, "
-                        "absolute_sinusoidal = fixed sinusoids; both without a relative scheme)")
+                   help="comma-separated relative schemes and baselines without a relative scheme: absolute (learned "
+                        "absolute embeddings), absolute_sinusoidal (fixed sinusoids), nopos (no position at all: the floor)")
     p.add_argument("--tasks", type=csv, default=list(TASKS), help="comma-separated: position, mlm")
     p.add_argument("--train-length", type=int, default=64)
     p.add_argument("--factors", type=int, nargs="+", default=[1, 2, 4, 8], help="evaluation lengths / train length")
     p.add_argument("--seed", type=int, default=0)
-    for name in ("steps", "batch_size", "lr", "init_range", "eval_examples"):
+    for name in ("steps", "batch_size", "lr", "init_range", "eval_examples"):  # None: the task's default
         p.add_argument(f"--{name.replace('_', '-')}", type=float if name in ("lr", "init_range") else int, default=None,
                        help="for every task (default per task: " + ", ".join(
                            f"{t} {d[name]}" for t, d in TASK_DEFAULTS.items()) + ")" + (
@@ -340,7 +351,7 @@ def parse_args(argv):
 
 def task_args(args, name):
     """``args`` with the task's defaults filled in where the command line left them out."""
-    fill = {k: v for k, v in TASK_DEFAULTS[name].items() if getattr(args, k) is None}
+    fill = {k: v for k, v in TASK_DEFAULTS[name].items() if getattr(args, k, None) is None}
     return argparse.Namespace(**{**vars(args), **fill})
 
 
@@ -362,9 +373,11 @@ def main(argv=None):
         print_table(task_rows, task, args.factors)
         chance[name] = task.chance
         if VERDICT_FACTOR in args.factors:
-            verdicts[name] = v = verdict(task_rows, task)
-            for label in ("holds", "degrades", "collapses", "not learned"):
-                print(f"  {label + f' at {VERDICT_FACTOR}×:':17s} {', '.join(s for s, x in v.items() if x == label) or '-'}")
+            v, learned_at = verdict(task_rows, task)
+            verdicts[name] = {"learned_at": learned_at, **v}
+            print(f"  verdict at {VERDICT_FACTOR}× (learned if 1× ≥ {learned_at:.3f}):")
+            for label in ("holds", "degrades", "collapses", "not learned", "floor"):
+                print(f"    {label + ':':12s} {', '.join(s for s, x in v.items() if x == label) or '-'}")
         rows += task_rows
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     settings.update(task_settings=per_task, offset=OFFSET, position_vocab=POSITION_VOCAB, hold=HOLD,
