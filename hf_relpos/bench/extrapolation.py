@@ -156,8 +156,7 @@ class MLMTask:
         random.Random(args.seed).shuffle(eval_texts)
         self.eval_ids = token_stream(self.tokenizer, eval_texts)
         self.vocab_size = len(self.tokenizer)
-        self.chance = None  # filled from the most frequent token (a unigram guesser)
-        self.num_labels = None
+        self.chance = None  # set by eval_stream: the most frequent masked token's share (a unigram guesser)
 
     def train_batches(self, args, generator):
         for _ in range(args.steps):
@@ -333,7 +332,8 @@ def parse_args(argv):
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--heads", type=int, default=4)
-    p.add_argument("--mlm-vocab", type=int, default=1000, help="WordPiece vocabulary of the mlm task")
+    p.add_argument("--mlm-vocab", type=int, default=500,
+                   help="WordPiece vocabulary of the mlm task (small: more word pieces, more local structure to learn)")
     p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="../shared/data beside the repository")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON report; the PNG goes beside it")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
