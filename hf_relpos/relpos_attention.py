@@ -102,6 +102,19 @@ def flex_compiled(query, key, *tensors) -> bool:
     return mode == "always" or query.shape[-2] * key.shape[-2] >= FLEX_CPU_COMPILE_MIN_SCORES
 
 
+def full_block_mask(q_len, k_len, device, block=128):
+    """A BlockMask of every (block × block) tile. Without one, flex uses a single tile of the whole
+    (Lq, Lk) grid, and inductor's CPU kernel then holds an Lq × Lk score buffer per thread (O(L²))."""
+    from torch.nn.attention.flex_attention import BlockMask
+
+    nq, nk = -(-q_len // block), -(-k_len // block)
+    return BlockMask.from_kv_blocks(
+        kv_num_blocks=torch.full((1, 1, nq), nk, dtype=torch.int32, device=device),
+        kv_indices=torch.arange(nk, dtype=torch.int32, device=device).expand(1, 1, nq, nk).contiguous(),
+        BLOCK_SIZE=block, seq_lengths=(q_len, k_len),
+    )
+
+
 def flex_relpos_attention(query, key, value, attention_mask, scaling, position_bias=None, bias_1d=None):
     """Flex attention with the bias computed in ``score_mod``: from ``bias_1d`` (H, Lq + Lk − 1)
     indexed by j − i + Lk − 1 when given, else from a dense ``position_bias`` (B or 1, H, Lq, Lk)."""
@@ -123,7 +136,8 @@ def flex_relpos_attention(query, key, value, attention_mask, scaling, position_b
         return score
 
     if flex_compiled(query, key, value, position_bias, bias_1d):
-        output = _compiled_flex()(query, key, value, score_mod=score_mod, scale=scaling)
+        output = _compiled_flex()(query, key, value, score_mod=score_mod, scale=scaling,
+                                  block_mask=full_block_mask(q_len, k_len, query.device))
     else:
         # compiled flex on CPU is inference-only; the unfused path is exact and differentiable
         with warnings.catch_warnings():
