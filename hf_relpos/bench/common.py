@@ -32,7 +32,8 @@ def write_json(path, settings: dict, results) -> Path:
 
 def line_plot(path, panels, title=None) -> Path | None:
     """One PNG with a panel per entry of ``panels``: ``{"title", "xlabel", "ylabel", "series": {name: (xs, ys)},
-    "logx", "logy"}``. Returns the path, or None (with a message) when matplotlib is missing."""
+    "logx", "logy"}`` and optionally ``"styles": {name: plot kwargs}`` and ``"legend": legend kwargs``.
+    Returns the path, or None (with a message) when matplotlib is missing."""
     try:
         import matplotlib
 
@@ -46,7 +47,7 @@ def line_plot(path, panels, title=None) -> Path | None:
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
     for ax, panel in zip(axes[0], panels):
         for name, (xs, ys) in panel["series"].items():
-            ax.plot(xs, ys, marker="o", label=name)
+            ax.plot(xs, ys, **{"marker": "o", "label": name, **panel.get("styles", {}).get(name, {})})
         ax.set_title(panel.get("title", ""))
         ax.set_xlabel(panel.get("xlabel", ""))
         ax.set_ylabel(panel.get("ylabel", ""))
@@ -55,7 +56,7 @@ def line_plot(path, panels, title=None) -> Path | None:
         if panel.get("logy"):
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(**{"fontsize": 7, **panel.get("legend", {})})
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -299,6 +299,15 @@ def print_table(rows, task, factors):
         print(f"{s:20s}" + "".join(f"{by[(s, f)]['quality']:>9.3f} ({by[(s, f)]['ratio_to_1x']:.2f})" for f in factors))
 
 
+def plt_color(i):
+    try:
+        from matplotlib import colormaps
+
+        return colormaps["tab20"](i % 20)
+    except ImportError:  # line_plot says so itself
+        return None
+
+
 def plot(path, rows, args):
     panels = []
     for name in dict.fromkeys(r["task"] for r in rows):
@@ -307,8 +316,11 @@ def plot(path, rows, args):
             xs, ys = series.setdefault(r["scheme"], ([], []))
             xs.append(r["length"])
             ys.append(r["quality"])
+        # 13 series: tab20 keeps the colours distinct, dashed lines mark the baselines without a scheme
+        styles = {s: {"color": plt_color(i), "linestyle": "--" if s in ABSOLUTE else "-"} for i, s in enumerate(series)}
         panels.append(dict(title=f"{name} (trained at L={args.train_length})", xlabel="evaluation length (log2)",
-                           ylabel=(MLMTask if name == "mlm" else PositionTask).metric, series=series, logx=True))
+                           ylabel=(MLMTask if name == "mlm" else PositionTask).metric, series=series, logx=True,
+                           styles=styles, legend={"ncol": 2, "fontsize": 6, "framealpha": 0.6}))
     return line_plot(path, panels, title=f"Length extrapolation (seed {args.seed})") if panels else None
 
 
