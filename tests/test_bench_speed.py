@@ -15,12 +15,7 @@ from hf_relpos.relpos_attention import flex_compiled
 TINY = ["--threads", "1", "--hidden", "32", "--heads", "4", "--intermediate", "64", "--layers", "2", "--repeats", "2"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_speed_suite_reports_every_part(tmp_path, capsys):

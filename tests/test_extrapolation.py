@@ -15,12 +15,7 @@ MICRO = ["--train-length", str(TRAIN_LENGTH), "--steps", "4", "--batch-size", "4
          "--heads", "2", "--eval-examples", "2", "--threads", "1"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def run(tmp_path, *extra, name="x.json"):

@@ -61,14 +61,7 @@ CODE_FILES = {"configuration_relpos_bert.py", "modeling_relpos_bert.py", "relati
 BACKENDS = ("eager", "sdpa", "flex_attention")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """Tiny models gain nothing from intra-op threads, and on a shared 2-core machine the thread pool's
-    oversubscription made these tests ~10x slower; restored afterwards for other test modules."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_config(case="t5", **overrides):

@@ -317,11 +317,8 @@ def plot(rows, path):
     panels = []
     enc = [r for r in rows if r["part"] == "encoder"]
     if enc:
-        lengths = sorted({r["length"] for r in enc})
         series = {m: ([r["length"] for r in enc if r["model"] == m], [r["ratio"] for r in enc if r["model"] == m])
                   for m in dict.fromkeys(r["model"] for r in enc)}
-        if len(lengths) == 1:  # one length: ratios as points over the scheme index would mislead; show a bar-like row
-            series = {m: ([lengths[0]], ys) for m, (_, ys) in series.items()}
         panels.append({"title": "fwd+bwd time / HF BertModel", "xlabel": "sequence length", "ylabel": "×",
                        "series": series, "logx": True})
     flex = [r for r in rows if r["part"] == "flex"]
