@@ -1,181 +1,129 @@
 """Conversion of pretrained checkpoints to the relpos model families.
 
 - ``convert_t5_to_relpos``: an HF ``T5ForConditionalGeneration`` (object or folder) → a
-  ``RelPosT5ForConditionalGeneration`` with the ``t5`` scheme; outputs are identical.
+  ``RelPosT5ForConditionalGeneration`` with T5's own bucket scheme; outputs are identical.
 - ``convert_bert_to_relpos``: BERT / RoBERTa / XLM-R / CamemBERT / ELECTRA encoders (and their task
-  heads) → ``relpos_bert`` with any scheme; transformers 4.x ``relative_key`` / ``relative_key_query``
-  BERTs → ``shaw`` / ``shaw_kq``, exactly.
+  heads) → ``relpos_bert`` with any scheme of ``relative_positions.SCHEMES``; transformers 4.x
+  ``relative_key`` / ``relative_key_query`` BERTs → the Shaw schemes that reproduce them, exactly.
 - ``convert_checkpoint``: either of the above, written as a checkpoint folder (weights, code,
   tokenizer, ``conversion.json``); ``hf-relpos convert`` on the command line.
+
+Every entry point is the same pipeline: :class:`ConvertOptions` (validated once, without looking at the
+source) → :func:`_plan` (the options checked against the source: family, scheme, target head) →
+:func:`_build` (the converted model and its report) → :func:`_probe_drift` (measured distance to the
+source) → :func:`_write` (a complete folder, or none). What a scheme can do at conversion (start from an
+absolute checkpoint adding nothing, ``zero_init_``) is asked of its class, never of its name.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
 import shutil
-import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from .configuration_relpos_t5 import RelPosT5Config
 from .modeling_relpos_t5 import RelPosT5ForConditionalGeneration
-
-# T5 config fields carried over unchanged
-_T5_FIELDS = (
-    "vocab_size",
-    "d_model",
-    "d_kv",
-    "d_ff",
-    "num_layers",
-    "num_decoder_layers",
-    "num_heads",
-    "relative_attention_num_buckets",
-    "relative_attention_max_distance",
-    "dropout_rate",
-    "layer_norm_epsilon",
-    "initializer_factor",
-    "feed_forward_proj",
-    "use_cache",
-    "pad_token_id",
-    "eos_token_id",
-    "decoder_start_token_id",
-    "classifier_dropout",
-)
-
-
-def _t5_scales_decoder_output(hf_config) -> bool:
-    # transformers ≥ 5.2x keeps `tie_word_embeddings=True` on every T5 and records whether the decoder
-    # output is rescaled (the original T5) in `scale_decoder_outputs`; before, the two were one flag
-    scale = getattr(hf_config, "scale_decoder_outputs", None)
-    return bool(hf_config.tie_word_embeddings if scale is None else scale)
-
-
-def convert_t5_to_relpos(
-    hf_model_or_path,
-    *,
-    dtype: torch.dtype | None = torch.float32,
-    **config_overrides,
-) -> RelPosT5ForConditionalGeneration:
-    """Convert an HF T5 encoder-decoder to ``relpos_t5`` with the ``t5`` scheme, exactly.
-
-    Args:
-        hf_model_or_path: a ``T5ForConditionalGeneration`` (or any T5-architecture model with the same
-            parameter names, e.g. ``T5Model`` minus the LM head) or a local folder / Hub name loadable by
-            ``T5ForConditionalGeneration.from_pretrained``.
-        dtype: dtype of the returned model (``None``: keep the source's dtype).
-        **config_overrides: extra ``RelPosT5Config`` fields (e.g. ``dropout_rate=0.0``); position
-            fields that would break equivalence are refused.
-
-    The bucket tables ``{encoder,decoder}.block.0.layer.0.SelfAttention.relative_attention_bias`` become
-    the stack-shared ``{encoder,decoder}.relative_position.relative_attention_bias``. A T5 whose decoder
-    output is not rescaled (T5 v1.1, ``tie_word_embeddings=False`` in its original config) becomes an
-    untied relpos_t5 whose ``lm_head`` is a copy of T5's LM head.
-    """
-    from transformers import T5ForConditionalGeneration
-
-    if isinstance(hf_model_or_path, (str, os.PathLike)):
-        hf_model = T5ForConditionalGeneration.from_pretrained(hf_model_or_path, dtype=torch.float32)
-    else:
-        hf_model = hf_model_or_path
-    hf_config = hf_model.config
-    if getattr(hf_config, "model_type", None) not in ("t5", "mt5"):  # (umt5 has a bucket table per layer)
-        raise ValueError(
-            f"model_type={getattr(hf_config, 'model_type', None)!r} is not valid for convert_t5_to_relpos; "
-            "choose one of: t5, mt5"
-        )
-    forbidden = {"relative_position", "decoder_relative_position", "absolute_position", "relative_position_per_layer"}
-    bad = sorted(forbidden & set(config_overrides))
-    if bad:
-        raise ValueError(
-            f"{bad[0]} cannot be overridden by convert_t5_to_relpos (the converted model uses T5's own 't5' scheme); "
-            "convert first, then build a new config if you want another scheme"
-        )
-
-    fields = {name: getattr(hf_config, name) for name in _T5_FIELDS if hasattr(hf_config, name)}
-    tied = _t5_scales_decoder_output(hf_config)
-    config = RelPosT5Config(
-        **fields,
-        tie_word_embeddings=tied,
-        relative_position="t5",
-        decoder_relative_position=None,
-        absolute_position="none",
-        **config_overrides,
-    )
-    model = RelPosT5ForConditionalGeneration(config)
-
-    source = hf_model.state_dict()
-    mapped = {}
-    for name, tensor in source.items():
-        if name.startswith(("encoder.embed_tokens.", "decoder.embed_tokens.")):
-            continue  # tied to `shared`
-        if ".EncDecAttention.relative_attention_bias." in name:
-            continue  # never used by T5 (cross-attention has no relative term)
-        stack, _, rest = name.partition(".")
-        if stack in ("encoder", "decoder") and rest.endswith("SelfAttention.relative_attention_bias.weight"):
-            if not rest.startswith("block.0."):
-                raise ValueError(f"{name}: relative position tables are expected in block 0 only (T5 shares them)")
-            mapped[f"{stack}.relative_position.relative_attention_bias.weight"] = tensor
-            continue
-        mapped[name] = tensor
-    if "lm_head.weight" not in mapped or tied:
-        mapped.pop("lm_head.weight", None)
-        if not tied:
-            # an HF T5 without rescaling may still share the head with the input table
-            mapped["lm_head.weight"] = source["shared.weight"]
-    mapped = {k: v.detach().clone() for k, v in mapped.items()}
-
-    target = model.state_dict()
-    missing = sorted(k for k in target if k not in mapped and not (tied and k == "lm_head.weight"))
-    unexpected = sorted(k for k in mapped if k not in target)
-    if missing or unexpected:
-        raise ValueError(f"convert_t5_to_relpos: unmatched parameters; missing={missing}, unexpected={unexpected}")
-    for name, tensor in mapped.items():
-        if tuple(target[name].shape) != tuple(tensor.shape):
-            raise ValueError(f"{name}: shape {tuple(tensor.shape)} does not match {tuple(target[name].shape)}")
-    model.load_state_dict(mapped, strict=False)
-    if tied:
-        model.tie_weights()
-    if dtype is not None:
-        model = model.to(dtype)
-    if getattr(hf_model, "generation_config", None) is not None:
-        model.generation_config = copy.deepcopy(hf_model.generation_config)
-    return model.train(hf_model.training)
-
-
-# ---------------------------------------------------------------------------------------------------
-# BERT-family encoders (BERT, RoBERTa, XLM-R, CamemBERT, ELECTRA) and legacy 4.x relative_key* → relpos_bert
-# ---------------------------------------------------------------------------------------------------
+from .relative_positions import SCHEMES, RelativePositionScheme, Shaw, ShawKeyQuery, T5RelativePosition
 
 BERT_LIKE_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "camembert", "electra")
 T5_MODEL_TYPES = ("t5", "mt5")
 SUPPORTED_MODEL_TYPES = tuple(sorted(BERT_LIKE_MODEL_TYPES + T5_MODEL_TYPES))
 _ROBERTA_LIKE = ("roberta", "xlm-roberta", "camembert")
-# transformers 4.x `position_embedding_type` → the scheme that reproduces it exactly
-LEGACY_RELATIVE = {"relative_key": "shaw", "relative_key_query": "shaw_kq"}
+# transformers 4.x `position_embedding_type` → the scheme that reproduces it exactly (its table mapped in
+# _legacy_tables)
+LEGACY_RELATIVE = {"relative_key": Shaw.name, "relative_key_query": ShawKeyQuery.name}
 # With absolute embeddings kept, these schemes have an initialisation that adds exactly nothing to the
 # scores (zero tables / zero output layer), so the converted model starts equal to the source.
 EXACT_FROM_ABSOLUTE = ("none", "t5", "shaw", "shaw_kq", "xl", "fire")
 INITS = ("preserve", "random")
 HEADS = ("auto", "base")
-# config fields a conversion sets itself (from the weights or its own arguments)
+# config fields a BERT conversion sets itself (from the weights or its own arguments)
 _FIXED_FIELDS = (
     "relative_position", "absolute_position", "max_position_embeddings", "vocab_size", "hidden_size",
     "num_hidden_layers", "num_attention_heads", "intermediate_size", "type_vocab_size",
 )
 # scheme fields that define how a legacy table is mapped
 _LEGACY_FIXED_FIELDS = ("max_relative_position", "relative_value", "relative_position_per_layer")
+# position fields a T5 conversion fixes (T5's own scheme, no absolute positions)
+_T5_FIXED_FIELDS = ("relative_position", "decoder_relative_position", "absolute_position", "relative_position_per_layer")
 _BERT_CONFIG_FIELDS = (
     "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "hidden_act",
     "hidden_dropout_prob", "attention_probs_dropout_prob", "type_vocab_size", "initializer_range",
     "layer_norm_eps", "pad_token_id", "bos_token_id", "eos_token_id", "classifier_dropout", "problem_type",
 )
+# T5 config fields carried over unchanged
+_T5_FIELDS = (
+    "vocab_size", "d_model", "d_kv", "d_ff", "num_layers", "num_decoder_layers", "num_heads",
+    "relative_attention_num_buckets", "relative_attention_max_distance", "dropout_rate", "layer_norm_epsilon",
+    "initializer_factor", "feed_forward_proj", "use_cache", "pad_token_id", "eos_token_id",
+    "decoder_start_token_id", "classifier_dropout",
+)
 _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model",
                     "sentencepiece.bpe.model", "tokenizer.model")
+_TMP_MARK = ".converting-"  # temporary folder beside OUT: .<OUT name>.converting-<pid>
+
+
+def _choices(field_name, value, choices):
+    return ValueError(f"{field_name}={value!r} is not valid; choose one of: {', '.join(map(str, choices))}")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Options: validated once, before the source is read
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ConvertOptions:
+    """The options of a conversion (see :func:`convert_bert_to_relpos` for each), validated on construction:
+    a bad value raises ValueError naming the field, the value and the valid choices. Checks that need the
+    source (which scheme a legacy checkpoint allows, which fields it fixes) happen in :func:`_plan`."""
+
+    scheme: str | None = None
+    keep_absolute: bool | None = None
+    max_position_embeddings: int | None = None
+    exact: bool = False
+    head: str = "auto"
+    init: str = "preserve"
+    dtype: torch.dtype | None = torch.float32
+    config_overrides: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.scheme is not None and self.scheme not in SCHEMES:
+            raise _choices("scheme", self.scheme, SCHEMES)
+        if self.head not in HEADS:
+            raise _choices("head", self.head, HEADS)
+        if self.init not in INITS:
+            raise _choices("init", self.init, INITS)
+        if self.keep_absolute not in (None, True, False):
+            raise _choices("keep_absolute", self.keep_absolute, (None, True, False))
+        if self.exact not in (True, False):
+            raise _choices("exact", self.exact, (True, False))
+        n = self.max_position_embeddings
+        if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
+            raise ValueError(f"max_position_embeddings={n!r} is not valid; choose a positive integer")
+        if self.dtype is not None and not isinstance(self.dtype, torch.dtype):
+            raise ValueError(f"dtype={self.dtype!r} is not valid; choose a torch.dtype (e.g. torch.float32) or None")
+        if not isinstance(self.config_overrides, dict):
+            raise ValueError(f"config_overrides={self.config_overrides!r} is not valid; choose a dict of config fields")
+
+    @classmethod
+    def from_kwargs(cls, **kwargs) -> ConvertOptions:
+        """Option fields by name; every other keyword is a config override."""
+        names = set(cls.__dataclass_fields__) - {"config_overrides"}
+        options = {k: kwargs.pop(k) for k in list(kwargs) if k in names}
+        return cls(**options, config_overrides=kwargs)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The source: config.json and raw weights, read without transformers' model classes
+# ---------------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -203,25 +151,49 @@ class _Source:
         archs = self.config.get("architectures") or []
         return archs[0] if archs else None
 
+    @property
+    def is_t5(self):
+        return self.model_type in T5_MODEL_TYPES
+
+    def read_weights(self):
+        if not self.state and self.model is None:
+            self.state = _read_state_dict(self.folder)
+
+
+def _load_weight_file(path: Path, loader) -> dict:
+    try:
+        return loader(path)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: missing (named by the checkpoint's index); the checkpoint is incomplete") from None
+    except Exception as err:  # safetensors / pickle / zip errors of a damaged file
+        detail = str(err).splitlines()[0] if str(err) else ""
+        raise ValueError(f"{path}: not a readable weights file ({type(err).__name__}: {detail}); "
+                         "the checkpoint is damaged, download or save it again") from None
+
 
 def _read_state_dict(folder: Path) -> dict:
-    """Every tensor of a local checkpoint folder: safetensors (single or sharded) or pytorch_model.bin."""
+    """Every tensor of a local checkpoint folder: safetensors (single or sharded) or pytorch_model.bin.
+    A damaged file raises ValueError naming it."""
     from safetensors.torch import load_file
 
+    def load_bin(path):
+        return torch.load(path, map_location="cpu", weights_only=True)
+
     if (folder / "model.safetensors").is_file():
-        return load_file(folder / "model.safetensors")
-    for index_name, loader in (
-        ("model.safetensors.index.json", load_file),
-        ("pytorch_model.bin.index.json", lambda p: torch.load(p, map_location="cpu", weights_only=True)),
-    ):
+        return _load_weight_file(folder / "model.safetensors", load_file)
+    for index_name, loader in (("model.safetensors.index.json", load_file), ("pytorch_model.bin.index.json", load_bin)):
         index = folder / index_name
         if index.is_file():
+            try:
+                shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as err:
+                raise ValueError(f"{index}: not a valid weight index ({type(err).__name__}: {err})") from None
             state = {}
-            for shard in sorted(set(json.loads(index.read_text())["weight_map"].values())):
-                state.update(loader(folder / shard))
+            for shard in shards:
+                state.update(_load_weight_file(folder / shard, loader))
             return state
     if (folder / "pytorch_model.bin").is_file():
-        return torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
+        return _load_weight_file(folder / "pytorch_model.bin", load_bin)
     raise ValueError(f"src={str(folder)!r} has no weights; expected one of: {', '.join(_WEIGHT_FILES)}")
 
 
@@ -251,9 +223,12 @@ def _read_config(folder: Path) -> dict:
     if not config_file.is_file():
         raise ValueError(f"src={str(folder)!r} has no config.json; choose a transformers checkpoint folder")
     try:
-        return json.loads(config_file.read_text())
-    except json.JSONDecodeError as err:
+        config = json.loads(config_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{config_file}: not valid JSON ({err})") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{config_file}: not a JSON object of config fields")
+    return config
 
 
 def _load_source(src, read_weights: bool = True) -> _Source:
@@ -268,7 +243,7 @@ def _load_source(src, read_weights: bool = True) -> _Source:
     source = _Source(config=_read_config(folder), state={}, folder=folder)
     _check_model_type(source)  # before reading any weights
     if read_weights:
-        source.state = _read_state_dict(folder)
+        source.read_weights()
     return source
 
 
@@ -282,6 +257,287 @@ def _check_model_type(source: _Source, allowed=SUPPORTED_MODEL_TYPES):
             f"model_type={source.model_type!r} (config.json of the source) is not supported for conversion; "
             f"choose a checkpoint of one of: {', '.join(allowed)}"
         )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Plan: the options checked against the source
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Plan:
+    source: _Source
+    options: ConvertOptions
+    scheme: str
+    keep_absolute: bool
+    kind: str  # target head: "base", "masked_lm", ..., "seq2seq_lm"
+
+
+def _plan(source: _Source, options: ConvertOptions) -> _Plan:
+    """Validate the options against the source (ValueError naming field, value, choices); read nothing."""
+    _check_model_type(source)
+    return _plan_t5(source, options) if source.is_t5 else _plan_bert(source, options)
+
+
+def _plan_t5(source: _Source, options: ConvertOptions) -> _Plan:
+    own = T5RelativePosition.name
+    if options.scheme not in (None, own):
+        raise ValueError(f"scheme={options.scheme!r} is not valid for a {source.model_type} source; choose: {own} (exact)")
+    for name in ("keep_absolute", "max_position_embeddings"):
+        value = getattr(options, name)
+        if value:
+            raise ValueError(f"{name}={value!r} does not apply to a T5 source (T5 has no absolute positions); leave it unset")
+    if options.init != "preserve":
+        raise ValueError(
+            f"init={options.init!r} does not apply to a T5 source (its relative tables are copied, nothing starts new); "
+            "choose: preserve"
+        )
+    bad = sorted(set(options.config_overrides) & set(_T5_FIXED_FIELDS))
+    if bad:
+        raise ValueError(
+            f"{bad[0]} cannot be overridden when converting a T5 (the converted model uses T5's own {own!r} scheme); "
+            "convert first, then build a new config if you want another scheme"
+        )
+    kind = "base" if options.head == "base" else "seq2seq_lm"
+    return _Plan(source, options, own, False, kind)
+
+
+def _plan_bert(source: _Source, options: ConvertOptions) -> _Plan:
+    cfg = source.config
+    if source.model_type == "electra" and cfg.get("embedding_size", cfg.get("hidden_size")) != cfg.get("hidden_size"):
+        raise ValueError(
+            f"embedding_size={cfg.get('embedding_size')} differs from hidden_size={cfg.get('hidden_size')} "
+            "(an ELECTRA-small-like checkpoint projects its embeddings with `embeddings_project`, which relpos_bert "
+            "does not have); choose an ELECTRA whose embedding_size equals hidden_size (ELECTRA base/large)"
+        )
+    bad = sorted(set(options.config_overrides) & set(_FIXED_FIELDS))
+    if bad:
+        raise ValueError(
+            f"{bad[0]} cannot be overridden in a conversion (it comes from the source weights or from the scheme / "
+            "keep_absolute / max_position_embeddings arguments)"
+        )
+    if source.legacy:
+        scheme, keep_absolute = _plan_legacy(source, options), False
+    else:
+        scheme, keep_absolute = _plan_absolute(source, options)
+    return _Plan(source, options, scheme, keep_absolute, _target_head(source, options.head))
+
+
+def _plan_legacy(source: _Source, options: ConvertOptions) -> str:
+    legacy, expected = source.legacy, LEGACY_RELATIVE[source.legacy]
+    scheme = expected if options.scheme is None else options.scheme
+    if scheme != expected:
+        raise ValueError(
+            f"scheme={scheme!r} is not valid for a transformers 4.x position_embedding_type={legacy!r} checkpoint; "
+            f"choose: {expected} (it reproduces {legacy} exactly)"
+        )
+    if options.keep_absolute:
+        raise ValueError(
+            f"keep_absolute=True is not valid for a position_embedding_type={legacy!r} checkpoint: 4.x never added its "
+            "position_embeddings table (it stayed at its random initialisation); leave keep_absolute unset"
+        )
+    bad = sorted(set(options.config_overrides) & set(_LEGACY_FIXED_FIELDS))
+    if bad:
+        raise ValueError(f"{bad[0]} cannot be overridden when converting a {legacy} checkpoint (it fixes the table mapping)")
+    P, n = source.config.get("max_position_embeddings", 512), options.max_position_embeddings
+    if legacy == "relative_key_query" and n is not None and n < P and options.exact:
+        raise ValueError(
+            f"max_position_embeddings={n} is smaller than the checkpoint's {P}: the relative "
+            f"table would be cropped and outputs change past that distance; choose ≥ {P} or drop exact"
+        )
+    return scheme
+
+
+def _plan_absolute(source: _Source, options: ConvertOptions) -> tuple[str, bool]:
+    kind = source.config.get("position_embedding_type", "absolute")
+    if kind != "absolute":
+        raise ValueError(
+            f"position_embedding_type={kind!r} (config.json) is not valid; "
+            f"choose a checkpoint with one of: absolute, {', '.join(LEGACY_RELATIVE)}"
+        )
+    scheme = options.scheme
+    if scheme is None:
+        raise ValueError(f"scheme=None: an absolute-position source needs a scheme; choose one of: {', '.join(SCHEMES)}")
+    keep_absolute = options.keep_absolute is not False
+    if options.exact:
+        if not keep_absolute:
+            raise ValueError(
+                "keep_absolute=False (--drop-absolute) cannot reproduce an absolute-position source exactly (its "
+                "positions live in the dropped table); choose keep_absolute=True or drop exact"
+            )
+        if scheme not in EXACT_FROM_ABSOLUTE or options.init != "preserve":
+            raise ValueError(
+                f"scheme={scheme!r} with init={options.init!r} cannot reproduce the source exactly (it changes the attention "
+                f"scores from the start); with exact=True choose one of: {', '.join(EXACT_FROM_ABSOLUTE)} (init='preserve')"
+            )
+    return scheme, keep_absolute
+
+
+# target class per source head (architecture suffix); ELECTRA's sequence-classification, pre-training
+# (discriminator) and multiple-choice heads use gelu / a sequence summary, which relpos_bert's heads cannot
+# represent
+_HEAD_SUFFIXES = {
+    "Model": "base",
+    "ForMaskedLM": "masked_lm",
+    "ForPreTraining": "masked_lm",  # BERT: MLM head kept, next-sentence head dropped
+    "ForSequenceClassification": "sequence_classification",
+    "ForTokenClassification": "token_classification",
+    "ForQuestionAnswering": "question_answering",
+    "ForMultipleChoice": "multiple_choice",
+}
+
+
+def _target_head(source: _Source, head: str) -> str:
+    arch = source.architecture
+    if head == "base" or arch is None:
+        return "base"
+    kind = next((k for suffix, k in _HEAD_SUFFIXES.items() if arch.endswith(suffix)), None)
+    unsupported = kind is None or (source.model_type == "electra" and arch in (
+        "ElectraForSequenceClassification", "ElectraForPreTraining", "ElectraForMultipleChoice"))
+    if unsupported:
+        raise ValueError(
+            f"architectures={[arch]!r}: this task head has no relpos_bert counterpart; choose head='base' "
+            "(--head base) to convert the encoder alone (then fine-tune a new head), or a source whose head is one "
+            f"of: {', '.join(s for s in _HEAD_SUFFIXES)}"
+        )
+    return kind
+
+
+# ---------------------------------------------------------------------------------------------------
+# Build: the converted model and its report
+# ---------------------------------------------------------------------------------------------------
+
+
+def _build(plan: _Plan):
+    """(model, info) for a plan; reads the source's weights if not read yet."""
+    plan.source.read_weights()
+    return _build_t5(plan) if plan.source.is_t5 else _build_bert(plan)
+
+
+def _load_mapped(model, mapped: dict, tied_key: str | None) -> list:
+    """Load ``mapped`` into ``model`` after checking names and shapes; returns the model's parameters the
+    source did not provide. ``tied_key``: the output embedding tied to the input table (not loaded)."""
+    target = model.state_dict()
+    unexpected = sorted(k for k in mapped if k not in target)
+    if unexpected:
+        raise ValueError(f"source parameters the converted model has no place for: {', '.join(unexpected[:8])}")
+    for name, tensor in mapped.items():
+        if tuple(target[name].shape) != tuple(tensor.shape):
+            raise ValueError(
+                f"{name}: source shape {tuple(tensor.shape)} does not match {type(model).__name__}'s {tuple(target[name].shape)}"
+            )
+    mapped.pop(tied_key, None)
+    missing = sorted(k for k in target if k not in mapped and k != tied_key)
+    model.load_state_dict({k: v.detach().to(target[k].dtype).clone() for k, v in mapped.items()}, strict=False)
+    if tied_key is not None:
+        model.tie_weights()
+    return missing
+
+
+def _zero_init(model):
+    """Make the new relative parameters add nothing to the scores where the scheme allows it."""
+    from .relative_positions import FIRE, TransformerXL
+
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, T5RelativePosition):
+                module.relative_attention_bias.weight.zero_()
+            elif isinstance(module, Shaw):
+                module.relative_key.weight.zero_()
+                if module.relative_value is not None:
+                    module.relative_value.weight.zero_()
+            elif isinstance(module, ShawKeyQuery):
+                module.distance_embedding.weight.zero_()
+            elif isinstance(module, TransformerXL):
+                module.r_net.weight.zero_()
+                module.u.zero_()
+                module.v.zero_()
+            elif isinstance(module, FIRE):  # zero output layer: bias 0, still trainable (gradient reaches it)
+                module.mlp[2].weight.zero_()
+                module.mlp[2].bias.zero_()
+
+
+# --- T5 / mT5 → relpos_t5 ---------------------------------------------------------------------------
+
+
+def _t5_hf_config(source: _Source):
+    if source.model is not None:
+        return source.model.config
+    from transformers import CONFIG_MAPPING
+
+    return CONFIG_MAPPING[source.model_type].from_dict(source.config)
+
+
+def _t5_scales_decoder_output(hf_config) -> bool:
+    # transformers ≥ 5.2x keeps `tie_word_embeddings=True` on every T5 and records whether the decoder
+    # output is rescaled (the original T5) in `scale_decoder_outputs`; before, the two were one flag
+    scale = getattr(hf_config, "scale_decoder_outputs", None)
+    return bool(hf_config.tie_word_embeddings if scale is None else scale)
+
+
+def _map_t5_state(state: dict, kind: str, tied: bool, notes: list) -> dict:
+    """T5 parameter names → relpos_t5's: the block-0 bucket tables become the stack-shared
+    ``{encoder,decoder}.relative_position.relative_attention_bias``."""
+    mapped = {}
+    for name, tensor in state.items():
+        if name.startswith(("encoder.embed_tokens.", "decoder.embed_tokens.")):
+            continue  # tied to `shared`
+        if ".EncDecAttention.relative_attention_bias." in name:
+            continue  # never used by T5 (cross-attention has no relative term)
+        stack, _, rest = name.partition(".")
+        if stack in ("encoder", "decoder") and rest.endswith("SelfAttention.relative_attention_bias.weight"):
+            if not rest.startswith("block.0."):
+                raise ValueError(f"{name}: relative position tables are expected in block 0 only (T5 shares them)")
+            mapped[f"{stack}.relative_position.relative_attention_bias.weight"] = tensor
+            continue
+        mapped[name] = tensor
+    if "shared.weight" not in mapped and "encoder.embed_tokens.weight" in state:
+        mapped["shared.weight"] = state["encoder.embed_tokens.weight"]
+    if kind == "base":
+        if mapped.pop("lm_head.weight", None) is not None:
+            notes.append("lm_head dropped (head='base')")
+    elif not tied and "lm_head.weight" not in mapped:
+        mapped["lm_head.weight"] = mapped["shared.weight"]  # an HF T5 without rescaling may still share the head
+    return mapped
+
+
+def _build_t5(plan: _Plan):
+    from .modeling_relpos_t5 import RelPosT5Model
+
+    source, options = plan.source, plan.options
+    hf_config = _t5_hf_config(source)
+    tied = _t5_scales_decoder_output(hf_config)
+    fields = {name: getattr(hf_config, name) for name in _T5_FIELDS if hasattr(hf_config, name)}
+    config = RelPosT5Config(**fields, tie_word_embeddings=tied, relative_position=plan.scheme,
+                            decoder_relative_position=None, absolute_position="none", **options.config_overrides)
+    model = (RelPosT5Model if plan.kind == "base" else RelPosT5ForConditionalGeneration)(config)
+    notes = []
+    mapped = _map_t5_state(source.state, plan.kind, tied, notes)
+    tied_key = "lm_head.weight" if tied and plan.kind != "base" else None
+    missing = _load_mapped(model, mapped, tied_key)
+    if missing:
+        raise ValueError(f"the source has no weights for: {', '.join(missing[:8])}; the T5 checkpoint is incomplete")
+    model = model.to(options.dtype if options.dtype is not None else mapped["shared.weight"].dtype)
+    _copy_generation_config(source, model)
+    model.train(bool(getattr(source.model, "training", False)))
+    info = {"source_model_type": source.model_type, "source_architecture": source.architecture,
+            "model_class": type(model).__name__, "relative_position": plan.scheme, "absolute_position": "none",
+            "init": options.init, "exact": True, "notes": notes}
+    return model, info
+
+
+def _copy_generation_config(source: _Source, model):
+    if not hasattr(model, "generation_config"):
+        return
+    if getattr(source.model, "generation_config", None) is not None:
+        model.generation_config = copy.deepcopy(source.model.generation_config)
+    elif source.folder is not None and (source.folder / "generation_config.json").is_file():
+        from transformers import GenerationConfig
+
+        model.generation_config = GenerationConfig.from_pretrained(source.folder)
+
+
+# --- BERT family → relpos_bert ----------------------------------------------------------------------
 
 
 def _rename_legacy_norms(name: str) -> str:
@@ -310,40 +566,6 @@ def _split_base(state: dict) -> tuple[dict, dict]:
         else:
             heads[name] = tensor
     return base, heads
-
-
-# target class per source head (architecture suffix); ELECTRA's sequence-classification, pre-training
-# (discriminator) and multiple-choice heads use gelu / a sequence summary, which relpos_bert's heads cannot
-# represent
-_HEAD_SUFFIXES = {
-    "Model": "base",
-    "ForMaskedLM": "masked_lm",
-    "ForPreTraining": "masked_lm",  # BERT: MLM head kept, next-sentence head dropped
-    "ForSequenceClassification": "sequence_classification",
-    "ForTokenClassification": "token_classification",
-    "ForQuestionAnswering": "question_answering",
-    "ForMultipleChoice": "multiple_choice",
-}
-
-
-def _target_head(source: _Source, head: str) -> str:
-    if head not in HEADS:
-        raise ValueError(f"head={head!r} is not valid; choose one of: {', '.join(HEADS)}")
-    if head == "base":
-        return "base"
-    arch = source.architecture
-    if arch is None:
-        return "base"
-    kind = next((k for suffix, k in _HEAD_SUFFIXES.items() if arch.endswith(suffix)), None)
-    unsupported = kind is None or (source.model_type == "electra" and arch in (
-        "ElectraForSequenceClassification", "ElectraForPreTraining", "ElectraForMultipleChoice"))
-    if unsupported:
-        raise ValueError(
-            f"architectures={[arch]!r}: this task head has no relpos_bert counterpart; choose head='base' "
-            "(--head base) to convert the encoder alone (then fine-tune a new head), or a source whose head is one "
-            f"of: {', '.join(s for s in _HEAD_SUFFIXES)}"
-        )
-    return kind
 
 
 def _map_heads(source: _Source, kind: str, heads: dict, notes: list) -> dict:
@@ -401,8 +623,8 @@ def _extend_positions(table: torch.Tensor, n: int) -> torch.Tensor:
 
 
 def _resize_distance_table(table: torch.Tensor, P: int, N: int) -> torch.Tensor:
-    """``shaw_kq``'s (2P−1, d) table, index i − j + P − 1, as a (2N−1, d) table: the edge rows repeat
-    (N > P), which is what clipping i − j at ±(P − 1) computes, or the middle rows are kept (N < P)."""
+    """The key-query Shaw scheme's (2P−1, d) table, index i − j + P − 1, as a (2N−1, d) table: the edge rows
+    repeat (N > P), which is what clipping i − j at ±(P − 1) computes, or the middle rows are kept (N < P)."""
     d = torch.arange(-(N - 1), N)
     return table[d.clamp(-(P - 1), P - 1) + P - 1].clone()
 
@@ -427,183 +649,47 @@ def _relpos_bert_class(kind):
     }[kind]
 
 
-def _preserve_init(model, scheme: str):
-    """Make the new relative parameters add nothing to the scores where the scheme allows it."""
-    from .relative_positions import FIRE, KERPLE, Shaw, ShawKeyQuery, T5RelativePosition, TransformerXL
-
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, T5RelativePosition):
-                module.relative_attention_bias.weight.zero_()
-            elif isinstance(module, Shaw):
-                module.relative_key.weight.zero_()
-                if module.relative_value is not None:
-                    module.relative_value.weight.zero_()
-            elif isinstance(module, ShawKeyQuery):
-                module.distance_embedding.weight.zero_()
-            elif isinstance(module, TransformerXL):
-                module.r_net.weight.zero_()
-                module.u.zero_()
-                module.v.zero_()
-            elif isinstance(module, FIRE):  # zero output layer: bias 0, still trainable (gradient reaches it)
-                module.mlp[2].weight.zero_()
-                module.mlp[2].bias.zero_()
-            elif isinstance(module, KERPLE):
-                pass  # softplus-positive r1, r2: no zero that keeps gradients; scheme default init
-
-
-def _check_scheme(scheme, choices=None):
-    from .relative_positions import SCHEMES
-
-    choices = choices or tuple(SCHEMES)
-    if scheme not in choices:
-        raise ValueError(f"scheme={scheme!r} is not valid; choose one of: {', '.join(choices)}")
-
-
-def _plan_bert(source: _Source, scheme, keep_absolute, max_position_embeddings, exact, init, config_overrides):
-    """Validate the options against the source; return (scheme, keep_absolute). Raises ValueError."""
-    _check_model_type(source, BERT_LIKE_MODEL_TYPES)
+def _source_positions(source: _Source, base: dict) -> tuple[int, int, list]:
+    """(offset, P_source, legacy distance tables): RoBERTa's table starts at padding_idx + 1 (rows below
+    belong to padding); a legacy checkpoint's length is read from its distance tables."""
     cfg = source.config
-    if init not in INITS:
-        raise ValueError(f"init={init!r} is not valid; choose one of: {', '.join(INITS)}")
-    if cfg.get("model_type") == "electra" and cfg.get("embedding_size", cfg.get("hidden_size")) != cfg.get("hidden_size"):
-        raise ValueError(
-            f"embedding_size={cfg.get('embedding_size')} differs from hidden_size={cfg.get('hidden_size')} "
-            "(an ELECTRA-small-like checkpoint projects its embeddings with `embeddings_project`, which relpos_bert "
-            "does not have); choose an ELECTRA whose embedding_size equals hidden_size (ELECTRA base/large)"
-        )
-    if max_position_embeddings is not None and (
-        not isinstance(max_position_embeddings, int) or isinstance(max_position_embeddings, bool) or max_position_embeddings < 1
-    ):
-        raise ValueError(f"max_position_embeddings={max_position_embeddings!r} is not valid; choose a positive integer")
-    bad = sorted(set(config_overrides) & set(_FIXED_FIELDS))
-    if bad:
-        raise ValueError(
-            f"{bad[0]} cannot be overridden in a conversion (it comes from the source weights or from the scheme / "
-            "keep_absolute / max_position_embeddings arguments)"
-        )
-    legacy = source.legacy
-    if legacy:
-        expected = LEGACY_RELATIVE[legacy]
-        scheme = expected if scheme is None else scheme
-        _check_scheme(scheme)
-        if scheme != expected:
-            raise ValueError(
-                f"scheme={scheme!r} is not valid for a transformers 4.x position_embedding_type={legacy!r} checkpoint; "
-                f"choose: {expected} (it reproduces {legacy} exactly)"
-            )
-        if keep_absolute:
-            raise ValueError(
-                f"keep_absolute=True is not valid for a position_embedding_type={legacy!r} checkpoint: 4.x never added its "
-                "position_embeddings table (it stayed at its random initialisation); leave keep_absolute unset"
-            )
-        bad = sorted(set(config_overrides) & set(_LEGACY_FIXED_FIELDS))
-        if bad:
-            raise ValueError(f"{bad[0]} cannot be overridden when converting a {legacy} checkpoint (it fixes the table mapping)")
-        P = cfg.get("max_position_embeddings", 512)
-        if legacy == "relative_key_query" and max_position_embeddings is not None and max_position_embeddings < P and exact:
-            raise ValueError(
-                f"max_position_embeddings={max_position_embeddings} is smaller than the checkpoint's {P}: the relative "
-                f"table would be cropped and outputs change past that distance; choose ≥ {P} or drop exact"
-            )
-        return scheme, False
-    if cfg.get("position_embedding_type", "absolute") != "absolute":
-        raise ValueError(
-            f"position_embedding_type={cfg.get('position_embedding_type')!r} (config.json) is not valid; "
-            f"choose a checkpoint with one of: absolute, {', '.join(LEGACY_RELATIVE)}"
-        )
-    if scheme is None:
-        from .relative_positions import SCHEMES
-
-        raise ValueError(f"scheme=None: an absolute-position source needs a scheme; choose one of: {', '.join(SCHEMES)}")
-    _check_scheme(scheme)
-    keep_absolute = True if keep_absolute is None else bool(keep_absolute)
-    if exact:
-        if not keep_absolute:
-            raise ValueError(
-                "keep_absolute=False (--drop-absolute) cannot reproduce an absolute-position source exactly (its "
-                "positions live in the dropped table); choose keep_absolute=True or drop exact"
-            )
-        if scheme not in EXACT_FROM_ABSOLUTE or init != "preserve":
-            raise ValueError(
-                f"scheme={scheme!r} with init={init!r} cannot reproduce the source exactly (it changes the attention scores "
-                f"from the start); with exact=True choose one of: {', '.join(EXACT_FROM_ABSOLUTE)} (init='preserve')"
-            )
-    return scheme, keep_absolute
-
-
-def _convert_bert(src, scheme=None, keep_absolute=None, *, max_position_embeddings=None, exact=False, head="auto",
-                  init="preserve", dtype=torch.float32, source=None, **config_overrides):
-    """(model, info): the conversion behind convert_bert_to_relpos / convert_checkpoint."""
-    from .configuration_relpos_bert import RelPosBertConfig
-
-    source = source or _load_source(src)
-    scheme, keep_absolute = _plan_bert(source, scheme, keep_absolute, max_position_embeddings, exact, init,
-                                       config_overrides)
-    kind = _target_head(source, head)
-    cfg, notes = source.config, []
-    legacy = source.legacy
-    base, heads = _split_base(source.state)
-
-    # --- absolute positions: RoBERTa's table starts at padding_idx + 1 (rows below belong to padding) ---
     offset = cfg.get("pad_token_id", 1) + 1 if source.model_type in _ROBERTA_LIKE else 0
     P_source = cfg.get("max_position_embeddings", 512) - offset
-    distance_tables = sorted(n for n in base if n.endswith("attention.self.distance_embedding.weight"))
-    if legacy:
-        if len(distance_tables) != cfg.get("num_hidden_layers"):
+    tables = sorted(n for n in base if n.endswith("attention.self.distance_embedding.weight"))
+    if source.legacy:
+        if len(tables) != cfg.get("num_hidden_layers"):
             raise ValueError(
-                f"position_embedding_type={legacy!r} but the source has {len(distance_tables)} distance_embedding tables "
+                f"position_embedding_type={source.legacy!r} but the source has {len(tables)} distance_embedding tables "
                 f"for num_hidden_layers={cfg.get('num_hidden_layers')}; the checkpoint is incomplete"
             )
-        P_source = (base[distance_tables[0]].shape[0] + 1) // 2  # 4.x sized it 2·max_position_embeddings − 1
-    P = max_position_embeddings or P_source
+        P_source = (base[tables[0]].shape[0] + 1) // 2  # 4.x sized it 2·max_position_embeddings − 1
+    return offset, P_source, tables
+
+
+def _absolute_table(plan: _Plan, base: dict, offset: int, P_source: int, P: int, notes: list):
+    """Keep (shifted, resized) or drop the learned absolute table, in place in ``base``."""
     table = base.pop("embeddings.position_embeddings.weight", None)
     for buffer in ("embeddings.position_ids", "embeddings.token_type_ids"):
         base.pop(buffer, None)
-    if keep_absolute:
+    legacy = plan.source.legacy
+    if plan.keep_absolute:
         if table is None:
             raise ValueError("the source has no embeddings.position_embeddings.weight; choose keep_absolute=False")
-        table = table[offset:]
         if P != P_source:
             notes.append(
                 f"learned absolute table resized {P_source} → {P} rows"
                 + (" (rows ≥ %d copy row p mod %d, Longformer-style)" % (P_source, P_source) if P > P_source else " (cropped)")
             )
-        base["embeddings.position_embeddings.weight"] = _extend_positions(table, P)
+        base["embeddings.position_embeddings.weight"] = _extend_positions(table[offset:], P)
     elif legacy:
         notes.append(f"embeddings.position_embeddings dropped: 4.x never added it with position_embedding_type={legacy!r}")
     elif table is not None:
         notes.append("absolute position table dropped: the model is purely relative and runs at any length")
 
-    # --- config ---
-    fields = {k: cfg[k] for k in _BERT_CONFIG_FIELDS if cfg.get(k) is not None}
-    fields.setdefault("hidden_act", "gelu")
-    if kind != "base" and kind != "masked_lm":
-        if cfg.get("id2label"):
-            fields["id2label"] = {int(k): v for k, v in cfg["id2label"].items()}
-            fields["label2id"] = dict(cfg.get("label2id") or {v: int(k) for k, v in cfg["id2label"].items()})
-        elif cfg.get("num_labels"):
-            fields["num_labels"] = cfg["num_labels"]
-    if kind == "masked_lm" and source.model_type != "bert" and fields["hidden_act"] != "gelu":
-        raise ValueError(
-            f"hidden_act={fields['hidden_act']!r}: the {source.model_type} MLM head applies gelu, relpos_bert's applies "
-            "hidden_act; choose head='base' to convert the encoder alone"
-        )
-    scheme_fields = {}
-    if legacy == "relative_key":
-        scheme_fields = {"max_relative_position": P_source - 1, "relative_value": False}
-    config = RelPosBertConfig(
-        **fields,
-        max_position_embeddings=P,
-        relative_position=scheme,
-        absolute_position="learned" if keep_absolute else "none",
-        tie_word_embeddings=bool(cfg.get("tie_word_embeddings", True)),
-        **scheme_fields,
-        **config_overrides,
-    )
 
-    # --- legacy relative tables ---
-    for name in distance_tables:
+def _legacy_tables(legacy, base: dict, tables: list, P_source: int, P: int, notes: list):
+    """4.x ``distance_embedding`` tables → the Shaw schemes' tables, in place in ``base``."""
+    for name in tables:
         tensor = base.pop(name)
         stem = name[: -len("distance_embedding.weight")] + "relative_position."
         if legacy == "relative_key_query":
@@ -614,57 +700,297 @@ def _convert_bert(src, scheme=None, keep_absolute=None, *, max_position_embeddin
         else:
             notes.append(f"{name} dropped (position_embedding_type is absolute)")
 
-    # --- weights ---
+
+def _bert_config(plan: _Plan, P_source: int, P: int):
+    from .configuration_relpos_bert import RelPosBertConfig
+
+    source, cfg = plan.source, plan.source.config
+    fields = {k: cfg[k] for k in _BERT_CONFIG_FIELDS if cfg.get(k) is not None}
+    fields.setdefault("hidden_act", "gelu")
+    if plan.kind not in ("base", "masked_lm"):
+        if cfg.get("id2label"):
+            fields["id2label"] = {int(k): v for k, v in cfg["id2label"].items()}
+            fields["label2id"] = dict(cfg.get("label2id") or {v: int(k) for k, v in cfg["id2label"].items()})
+        elif cfg.get("num_labels"):
+            fields["num_labels"] = cfg["num_labels"]
+    if plan.kind == "masked_lm" and source.model_type != "bert" and fields["hidden_act"] != "gelu":
+        raise ValueError(
+            f"hidden_act={fields['hidden_act']!r}: the {source.model_type} MLM head applies gelu, relpos_bert's applies "
+            "hidden_act; choose head='base' to convert the encoder alone"
+        )
+    if source.legacy == "relative_key":  # 4.x clipped at P − 1 and had no value-side table
+        fields.update(max_relative_position=P_source - 1, relative_value=False)
+    return RelPosBertConfig(
+        **fields,
+        max_position_embeddings=P,
+        relative_position=plan.scheme,
+        absolute_position="learned" if plan.keep_absolute else "none",
+        tie_word_embeddings=bool(cfg.get("tie_word_embeddings", True)),
+        **plan.options.config_overrides,
+    )
+
+
+def _build_bert(plan: _Plan):
+    source, options, kind, notes = plan.source, plan.options, plan.kind, []
+    base, heads = _split_base(source.state)
+    offset, P_source, tables = _source_positions(source, base)
+    P = options.max_position_embeddings or P_source
+    _absolute_table(plan, base, offset, P_source, P, notes)
+    _legacy_tables(source.legacy, base, tables, P_source, P, notes)
+    config = _bert_config(plan, P_source, P)
+
     prefix = "" if kind == "base" else "bert."
     mapped = {prefix + k: v for k, v in base.items()}
     mapped.update(_map_heads(source, kind, heads, notes))
     model = _relpos_bert_class(kind)(config)
-    if init == "preserve":
-        _preserve_init(model, scheme)
-    target = model.state_dict()
-    pooler = [k for k in mapped if k.startswith(prefix + "pooler.") and k not in target]
+    if options.init == "preserve":
+        _zero_init(model)
+    pooler = [k for k in mapped if k.startswith(prefix + "pooler.") and k not in model.state_dict()]
     if pooler:  # e.g. BertForPreTraining's pooler feeds the dropped next-sentence head
         notes.append(f"pooler dropped ({type(model).__name__} has none): {', '.join(pooler)}")
         for k in pooler:
             mapped.pop(k)
-    unexpected = sorted(k for k in mapped if k not in target)
-    if unexpected:
-        raise ValueError(f"source parameters the converted model has no place for: {', '.join(unexpected[:8])}")
-    for name, tensor in mapped.items():
-        if tuple(target[name].shape) != tuple(tensor.shape):
-            raise ValueError(f"{name}: source shape {tuple(tensor.shape)} does not match relpos_bert's {tuple(target[name].shape)}")
     tied = config.tie_word_embeddings and kind == "masked_lm"
-    if tied:
-        mapped.pop("cls.predictions.decoder.weight", None)
-    missing = sorted(k for k in target if k not in mapped and not (tied and k == "cls.predictions.decoder.weight"))
-    model.load_state_dict({k: v.detach().to(target[k].dtype).clone() for k, v in mapped.items()}, strict=False)
-    if tied:
-        model.tie_weights()
+    missing = _load_mapped(model, mapped, "cls.predictions.decoder.weight" if tied else None)
     new_relative = [k for k in missing if ".relative_position." in k or k.startswith(("relative_position.", "encoder.relative_position."))]
     other_new = [k for k in missing if k not in new_relative]
     if other_new:
         notes.append(f"newly initialised (not in the source): {', '.join(other_new)}")
-    model = model.to(dtype if dtype is not None else base["embeddings.word_embeddings.weight"].dtype)
+    model = model.to(options.dtype if options.dtype is not None else base["embeddings.word_embeddings.weight"].dtype)
     model.eval()
 
-    if legacy:  # a cropped shaw_kq table changes distances past the new size
-        exact_result = legacy == "relative_key" or P >= P_source
+    if source.legacy:  # a cropped key-query table changes distances past the new size
+        exact = source.legacy == "relative_key" or P >= P_source
     else:
-        exact_result = bool(keep_absolute and init == "preserve" and scheme in EXACT_FROM_ABSOLUTE)
+        exact = bool(plan.keep_absolute and options.init == "preserve" and plan.scheme in EXACT_FROM_ABSOLUTE)
     info = {
         "source_model_type": source.model_type,
         "source_architecture": source.architecture,
-        "source_position_embedding_type": cfg.get("position_embedding_type", "absolute"),
+        "source_position_embedding_type": source.config.get("position_embedding_type", "absolute"),
         "model_class": type(model).__name__,
-        "relative_position": scheme,
+        "relative_position": plan.scheme,
         "absolute_position": config.absolute_position,
         "max_position_embeddings": P,
-        "init": init,
-        "exact": exact_result,
+        "init": options.init,
+        "exact": exact,
         "new_relative_parameters": new_relative,
         "notes": notes,
     }
     return model, info
+
+
+# ---------------------------------------------------------------------------------------------------
+# Drift probe: the converted model against the source, run by transformers
+# ---------------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _in_float32(*modules):
+    """Run modules in fp32 and give them back in their own dtype (a user's source object is not changed)."""
+    dtypes = [next(m.parameters()).dtype for m in modules]
+    try:
+        yield [m.float() for m in modules]
+    finally:
+        for module, dtype in zip(modules, dtypes):
+            module.to(dtype)
+
+
+def _probe_ids(vocab_size: int, length: int, avoid: set) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(5, max(6, min(vocab_size, 1000)), (2, length), generator=generator)
+    for token in avoid:
+        ids[ids == token] = 5 if token != 5 else 6
+    return ids
+
+
+def _probe_batch(vocab_size: int, length: int, pad) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two rows of random ids, the second right-padded to half its length."""
+    pad = pad or 0
+    ids = _probe_ids(vocab_size, length, {pad})
+    mask = torch.ones_like(ids)
+    mask[1, length // 2:] = 0
+    ids[1, length // 2:] = pad
+    return ids, mask
+
+
+def _reference_model(source: _Source, auto_class: str):
+    import transformers
+
+    if source.model is not None:
+        return source.model
+    return getattr(transformers, auto_class).from_pretrained(source.folder, dtype=torch.float32)
+
+
+def _probe_drift(source: _Source, model) -> dict | None:
+    """max/mean |Δ| of the outputs, converted vs source (run by transformers), on random ids with right
+    padding: the last hidden state of BERT-family encoders, the logits (or the encoder and decoder states)
+    of T5. None where transformers 5 cannot run the source (legacy relative_key checkpoints)."""
+    if source.legacy:
+        return None
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        diffs = _probe_t5(source, model) if source.is_t5 else _probe_bert(source, model)
+    model.train(was_training)
+    diff, length = diffs
+    return {"max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean()), "probe_length": int(length)}
+
+
+def _probe_bert(source: _Source, model):
+    reference = _reference_model(source, "AutoModel")
+    reference_base = reference.base_model
+    length = min(32, model.config.max_position_embeddings)
+    ids, mask = _probe_batch(model.config.vocab_size, length, source.config.get("pad_token_id", 0))
+    training = reference_base.training
+    with _in_float32(reference_base, model.base_model) as (ref, ours):
+        expected = ref.eval()(input_ids=ids, attention_mask=mask).last_hidden_state
+        got = ours(input_ids=ids, attention_mask=mask).last_hidden_state
+    reference_base.train(training)
+    return (expected - got).abs()[mask.bool()], length
+
+
+def _probe_t5(source: _Source, model):
+    reference = _reference_model(source, "AutoModelForSeq2SeqLM")
+    length = 16
+    ids, mask = _probe_batch(model.config.vocab_size, length, model.config.pad_token_id)
+    decoder_ids = _probe_ids(model.config.vocab_size, length // 2, {model.config.pad_token_id})
+    training = reference.training
+    with _in_float32(reference, model) as (ref, ours):
+        kwargs = dict(input_ids=ids, attention_mask=mask, decoder_input_ids=decoder_ids)
+        expected, got = ref.eval()(**kwargs), ours(**kwargs)
+        pairs = [(expected.encoder_last_hidden_state[mask.bool()], got.encoder_last_hidden_state[mask.bool()])]
+        if getattr(expected, "logits", None) is not None and getattr(got, "logits", None) is not None:
+            pairs.append((expected.logits, got.logits))
+        elif getattr(got, "last_hidden_state", None) is not None:  # head='base': the decoder's states
+            decoder = ref.get_decoder()(input_ids=decoder_ids, encoder_hidden_states=expected.encoder_last_hidden_state,
+                                        encoder_attention_mask=mask)
+            pairs.append((decoder.last_hidden_state, got.last_hidden_state))
+    reference.train(training)
+    return torch.cat([(a - b).abs().flatten() for a, b in pairs]), length
+
+
+def _check_drift(plan: _Plan, model, info: dict):
+    info["check"] = _probe_drift(plan.source, model)
+    if info["check"] is None:
+        info["notes"].append("no drift check: transformers 5 cannot run a legacy relative_key checkpoint")
+    elif plan.options.exact and info["check"]["max_abs_diff"] > 1e-4:
+        raise ValueError(
+            f"exact=True but the converted model differs from the source by {info['check']['max_abs_diff']:.3g} "
+            "(max |Δ| of the outputs on a probe input); nothing was written"
+        )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Write: a complete folder or none
+# ---------------------------------------------------------------------------------------------------
+
+
+def _check_out(out) -> Path:
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ValueError(f"out={str(out)!r} already exists and is not an empty folder; choose a new or empty folder")
+    return out
+
+
+def _load_tokenizer(source: _Source, tokenizer, no_tokenizer: bool):
+    """(tokenizer object or None, where it came from)."""
+    if no_tokenizer:
+        return None, None
+    if tokenizer is None:
+        folder = source.folder
+        if folder is None or not any((folder / name).is_file() for name in _TOKENIZER_FILES):
+            raise ValueError(
+                f"tokenizer=None: the source ({str(folder) if folder else type(source.model).__name__}) has no tokenizer "
+                f"files ({', '.join(_TOKENIZER_FILES)}); pass tokenizer=<folder or Hub id> (--tokenizer), or "
+                "no_tokenizer=True (--no-tokenizer) to write a checkpoint without one"
+            )
+        tokenizer = str(folder)
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(tokenizer), tokenizer
+    except Exception as err:
+        raise ValueError(f"tokenizer={str(tokenizer)!r} could not be loaded ({type(err).__name__}: {err})") from None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists (another user's), or unknowable: leave its folder alone
+    return True
+
+
+def _remove_stale(out: Path):
+    """Temporary folders of conversions into ``out`` whose process is gone (killed): removed."""
+    stem = f".{out.name}{_TMP_MARK}"
+    for path in out.parent.iterdir():
+        pid = path.name[len(stem):] if path.name.startswith(stem) else ""
+        if pid.isdigit() and (int(pid) == os.getpid() or not _pid_alive(int(pid))):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _write(out: Path, model, tokenizer, info: dict, model_max_length: int | None):
+    """Write everything into ``.<out>.converting-<pid>`` beside ``out``, then rename it to ``out``: ``out`` is
+    complete or absent, even if the process is killed; a killed run's folder is removed by the next run."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale(out)
+    tmp = out.parent / f".{out.name}{_TMP_MARK}{os.getpid()}"
+    tmp.mkdir()  # (not mkdtemp: its 0700 mode would stick to the renamed folder)
+    try:
+        model.save_pretrained(tmp)
+        if tokenizer is not None:
+            if model_max_length:
+                tokenizer.model_max_length = model_max_length
+            tokenizer.save_pretrained(tmp)
+        (tmp / "conversion.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
+        _check_out(out)
+        if out.exists():
+            out.rmdir()
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # (gone after a successful rename)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Public entry points: compositions of the steps above
+# ---------------------------------------------------------------------------------------------------
+
+
+def convert_t5_to_relpos(
+    hf_model_or_path,
+    *,
+    dtype: torch.dtype | None = torch.float32,
+    **config_overrides,
+) -> RelPosT5ForConditionalGeneration:
+    """Convert an HF T5 encoder-decoder to ``relpos_t5`` with T5's own bucket scheme, exactly.
+
+    Args:
+        hf_model_or_path: a ``T5ForConditionalGeneration`` (or any T5-architecture model with the same
+            parameter names, e.g. ``T5Model`` minus the LM head) or a local folder / Hub name.
+        dtype: dtype of the returned model (``None``: keep the source's dtype).
+        **config_overrides: extra ``RelPosT5Config`` fields (e.g. ``dropout_rate=0.0``); position
+            fields that would break equivalence are refused.
+
+    The bucket tables ``{encoder,decoder}.block.0.layer.0.SelfAttention.relative_attention_bias`` become
+    the stack-shared ``{encoder,decoder}.relative_position.relative_attention_bias``. A T5 whose decoder
+    output is not rescaled (T5 v1.1, ``tie_word_embeddings=False`` in its original config) becomes an
+    untied relpos_t5 whose ``lm_head`` is a copy of T5's LM head.
+    """
+    options = ConvertOptions(dtype=dtype, config_overrides=config_overrides)
+    source = _load_source(hf_model_or_path)
+    _check_model_type(source, T5_MODEL_TYPES)
+    return _build(_plan(source, options))[0]
+
+
+def _convert_bert(src, scheme=None, keep_absolute=None, *, source=None, **kwargs):
+    """(model, info): convert_bert_to_relpos with its report; ``kwargs`` as there."""
+    options = ConvertOptions.from_kwargs(scheme=scheme, keep_absolute=keep_absolute, **kwargs)
+    source = source or _load_source(src)
+    _check_model_type(source, BERT_LIKE_MODEL_TYPES)
+    return _build(_plan(source, options))
 
 
 def convert_bert_to_relpos(
@@ -690,85 +1016,26 @@ def convert_bert_to_relpos(
             ``position_embedding_type="relative_key"`` / ``"relative_key_query"`` (read from config.json and
             the raw weights, since transformers 5 drops them).
         scheme: the relative scheme (``relative_positions.SCHEMES``). Legacy checkpoints: ``None`` or
-            their exact counterpart (``relative_key`` → ``shaw`` with clip P − 1 and the table reversed,
-            ``relative_key_query`` → ``shaw_kq`` with the table as is).
+            their exact counterpart (``LEGACY_RELATIVE``: ``relative_key`` → Shaw with clip P − 1 and the
+            table reversed, ``relative_key_query`` → Shaw key-query with the table as is).
         keep_absolute: keep the learned absolute table (default for absolute sources) or drop it
             (purely relative, any length). Legacy checkpoints never used theirs: leave it ``None``.
         max_position_embeddings: resize the absolute table (Longformer-style copies past the source's
-            length, exact on shorter inputs) / size ``shaw_kq``'s table. Default: the source's
+            length, exact on shorter inputs) / size the legacy key-query table. Default: the source's
             (RoBERTa: ``max_position_embeddings − padding_idx − 1``, its table shifted accordingly).
         exact: refuse (ValueError) options that cannot reproduce the source's outputs.
         head: ``"auto"`` (the source's task head) or ``"base"`` (encoder only).
-        init: ``"preserve"`` (zero the new relative parameters where that makes them add nothing:
-            t5, shaw, shaw_kq, xl, fire) or ``"random"`` (each scheme's own initialisation).
+        init: ``"preserve"`` (zero the new relative parameters where that makes them add nothing: the
+            schemes in ``EXACT_FROM_ABSOLUTE``) or ``"random"`` (each scheme's own initialisation).
         dtype: dtype of the returned model (``None``: the source's).
         **config_overrides: further ``RelPosBertConfig`` fields (scheme hyper-parameters, dropouts).
 
     Returns a ``RelPosBert*`` model in eval mode.
     """
-    model, _ = _convert_bert(src, scheme, keep_absolute, max_position_embeddings=max_position_embeddings, exact=exact,
-                             head=head, init=init, dtype=dtype, **config_overrides)
-    return model
-
-
-def _probe_ids(vocab_size: int, length: int, avoid: set) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(0)
-    ids = torch.randint(5, max(6, min(vocab_size, 1000)), (2, length), generator=generator)
-    for token in avoid:
-        ids[ids == token] = 5 if token != 5 else 6
-    return ids
-
-
-def _probe_drift(source: _Source, model) -> dict | None:
-    """max/mean |Δ| of the last hidden state, converted vs source (run by transformers), on random ids with
-    right padding. None where transformers 5 cannot run the source (legacy relative_key checkpoints)."""
-    if source.legacy:
-        return None
-    from transformers import AutoModel
-
-    if source.model is not None:
-        reference = source.model.base_model
-    else:
-        reference = AutoModel.from_pretrained(source.folder, dtype=torch.float32)
-    reference = reference.float().eval()
-    base = model.base_model.float()
-    length = min(32, base.config.max_position_embeddings)
-    ids = _probe_ids(base.config.vocab_size, length, {source.config.get("pad_token_id", 0)})
-    mask = torch.ones_like(ids)
-    mask[1, length // 2:] = 0
-    ids[1, length // 2:] = source.config.get("pad_token_id", 0) or 0
-    with torch.no_grad():
-        expected = reference(input_ids=ids, attention_mask=mask).last_hidden_state
-        got = base(input_ids=ids, attention_mask=mask).last_hidden_state
-    diff = (expected - got).abs()[mask.bool()]
-    return {"max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean()), "probe_length": int(length)}
-
-
-# ---------------------------------------------------------------------------------------------------
-# A converted checkpoint folder
-# ---------------------------------------------------------------------------------------------------
-
-
-def _check_out(out) -> Path:
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ValueError(f"out={str(out)!r} already exists and is not an empty folder; choose a new or empty folder")
-    return out
-
-
-def _tokenizer_source(source: _Source, tokenizer, no_tokenizer):
-    if no_tokenizer:
-        return None
-    if tokenizer is not None:
-        return tokenizer
-    folder = source.folder
-    if folder is not None and any((folder / name).is_file() for name in _TOKENIZER_FILES):
-        return str(folder)
-    raise ValueError(
-        f"tokenizer=None: the source ({str(folder) if folder else type(source.model).__name__}) has no tokenizer files "
-        f"({', '.join(_TOKENIZER_FILES)}); pass tokenizer=<folder or Hub id> (--tokenizer), or no_tokenizer=True "
-        "(--no-tokenizer) to write a checkpoint without one"
-    )
+    options = ConvertOptions(scheme, keep_absolute, max_position_embeddings, exact, head, init, dtype, config_overrides)
+    source = _load_source(src)
+    _check_model_type(source, BERT_LIKE_MODEL_TYPES)
+    return _build(_plan(source, options))[0]
 
 
 def convert_checkpoint(
@@ -790,87 +1057,31 @@ def convert_checkpoint(
     """Convert ``src`` and write a ``relpos_bert`` / ``relpos_t5`` checkpoint folder ``out``.
 
     The source family comes from its config.json ``model_type``: BERT-family encoders and legacy 4.x
-    ``relative_key*`` BERTs go through :func:`convert_bert_to_relpos` (see it for every argument); T5 /
-    mT5 through :func:`convert_t5_to_relpos` (scheme ``t5``, exact; ``keep_absolute`` and
-    ``max_position_embeddings`` do not apply). ``out`` gets safetensors weights, config.json with
-    ``auto_map``, the modeling code (loadable with ``trust_remote_code=True`` without hf_relpos), the
-    tokenizer (from the source or ``tokenizer``; a source without one fails unless ``no_tokenizer``) and
-    ``conversion.json`` (what was done, and with ``check`` the measured drift against the source on a
-    probe input). Everything is written into a temporary folder beside ``out`` and renamed at the end:
-    a failure leaves no partial ``out``, which must not exist or be empty.
+    ``relative_key*`` BERTs as in :func:`convert_bert_to_relpos` (see it for every argument); T5 / mT5 as in
+    :func:`convert_t5_to_relpos` (T5's scheme, exact; ``head="base"`` gives a ``RelPosT5Model`` without
+    the LM head; ``keep_absolute``, ``max_position_embeddings`` and ``init="random"`` do not apply). ``out``
+    gets safetensors weights, config.json with ``auto_map``, the modeling code (loadable with
+    ``trust_remote_code=True`` without hf_relpos), the tokenizer (from the source or ``tokenizer``; a source
+    without one fails unless ``no_tokenizer``) and ``conversion.json`` (what was done, and with ``check`` the
+    measured drift against the source on a probe input). Everything is written into a temporary folder
+    beside ``out`` and renamed at the end: a failure, or a killed process, leaves no partial ``out``, which
+    must not exist or be empty.
 
     Returns the conversion report (also written to ``conversion.json``).
     """
+    options = ConvertOptions(scheme, keep_absolute, max_position_embeddings, exact, head, init, dtype, config_overrides)
     out = _check_out(out)
     source = _load_source(src, read_weights=False)
-    _check_model_type(source)
-    is_t5 = source.model_type in T5_MODEL_TYPES
-    if is_t5:
-        if scheme not in (None, "t5"):
-            _check_scheme(scheme)
-            raise ValueError(f"scheme={scheme!r} is not valid for a {source.model_type} source; choose: t5 (exact)")
-        for name, value in (("keep_absolute", keep_absolute), ("max_position_embeddings", max_position_embeddings)):
-            if value:
-                raise ValueError(f"{name}={value!r} does not apply to a T5 source (T5 has no absolute positions); leave it unset")
-        if head not in HEADS:
-            raise ValueError(f"head={head!r} is not valid; choose one of: {', '.join(HEADS)}")
-        if init not in INITS:
-            raise ValueError(f"init={init!r} is not valid; choose one of: {', '.join(INITS)}")
-    else:
-        _plan_bert(source, scheme, keep_absolute, max_position_embeddings, exact, init, config_overrides)
-        _target_head(source, head)
-        if source.model is None:
-            source.state = _read_state_dict(source.folder)
-    tokenizer_src = _tokenizer_source(source, tokenizer, no_tokenizer)
-    tok = None
-    if tokenizer_src is not None:
-        from transformers import AutoTokenizer
-
-        try:
-            tok = AutoTokenizer.from_pretrained(tokenizer_src)
-        except Exception as err:
-            raise ValueError(f"tokenizer={str(tokenizer_src)!r} could not be loaded ({type(err).__name__}: {err})") from None
-
-    if is_t5:
-        model = convert_t5_to_relpos(source.model if source.model is not None else str(source.folder), dtype=dtype,
-                                     **config_overrides)
-        info = {"source_model_type": source.model_type, "source_architecture": source.architecture,
-                "model_class": type(model).__name__, "relative_position": "t5", "absolute_position": "none",
-                "exact": True, "notes": []}
-    else:
-        model, info = _convert_bert(src, scheme, keep_absolute, max_position_embeddings=max_position_embeddings,
-                                    exact=exact, head=head, init=init, dtype=dtype, source=source, **config_overrides)
-        if check:
-            info["check"] = _probe_drift(source, model)
-            if info["check"] is None:
-                info["notes"].append("no drift check: transformers 5 cannot run a legacy relative_key checkpoint")
-            elif exact and info["check"]["max_abs_diff"] > 1e-4:
-                raise ValueError(
-                    f"exact=True but the converted model differs from the source by {info['check']['max_abs_diff']:.3g} "
-                    "(max |Δ| of the last hidden state on a probe input); nothing was written"
-                )
+    plan = _plan(source, options)
+    tok, tokenizer_src = _load_tokenizer(source, tokenizer, no_tokenizer)
+    model, info = _build(plan)
+    if check:
+        _check_drift(plan, model, info)
     info["source"] = str(src) if isinstance(src, (str, os.PathLike)) else type(src).__name__
     info["tokenizer"] = str(tokenizer_src) if tokenizer_src is not None else None
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.converting-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()  # (not mkdtemp: its 0700 mode would stick to the renamed folder)
-    try:
-        model.save_pretrained(tmp)
-        if tok is not None:
-            if max_position_embeddings:
-                tok.model_max_length = max_position_embeddings
-            tok.save_pretrained(tmp)
-        (tmp / "conversion.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
-        _check_out(out)
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    _write(out, model, tok, info, max_position_embeddings)
     info["output_dir"] = str(out)
     return info
 
 
-__all__ = ["convert_bert_to_relpos", "convert_checkpoint", "convert_t5_to_relpos"]
+__all__ = ["ConvertOptions", "convert_bert_to_relpos", "convert_checkpoint", "convert_t5_to_relpos"]
