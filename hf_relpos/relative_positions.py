@@ -1,16 +1,23 @@
-"""Relative position schemes: one small class each, one interface, one registry.
+"""Relative position schemes: one class each, the single source of everything known about a scheme.
 
 Attention score for query i and key j, per head (see SCHEMES.md):
 
     s_ij = (q_i·k_j + c_ij) * scale + b_ij        o_i = Σ_j p_ij (v_j + u_ij)
 
-A scheme contributes through the hooks it declares and nothing else:
+A scheme contributes through the hooks of its ``cost`` class and nothing else:
 
-- ``rotate(q, k)``           RoPE-like: changes q, k before attention.
-- ``bias(q_len, k_len)``     content-free bias b, (H, Lq, Lk).
+- ``rotate(q, k)``           RoPE-like: changes q, k before attention                    (cost "rotate")
+- ``bias(q_len, k_len)``     content-free bias b, (H, Lq, Lk); ``bias_1d`` for distance-only
+                             schemes, an (H, Lq + Lk − 1) table (flex score_mod)          (cost "bias")
 - ``content(q, k, proj)``    query/key-dependent term c, (B, H, Lq, Lk), computed as q·Tableᵀ over
-                             the relative vocabulary then gathered; no (L, L, d) tensor is built.
-- ``values(probs)``          value-side term Σ_j p_ij u_ij, (B, H, Lq, d) (eager only).
+                             the relative vocabulary then gathered; no (L, L, d) tensor  (cost "content")
+- ``values(probs)``          value-side term Σ_j p_ij u_ij, (B, H, Lq, d) (eager only; ``uses_values``)
+
+Besides its hooks a scheme class declares its paper and summary (model cards, README), its
+hyper-parameters (``defaults``, checked by ``validate``; the configs keep them in one dict field),
+whether it is shared by the layers of a stack, distance-only, and whether ``zero_init_`` lets a
+converted absolute checkpoint start exactly where it was. Adding a scheme = one class here, added
+to ``SCHEMES``, plus one naive reference in tests/test_engine.py.
 
 Queries are always the LAST ``q_len`` of the ``k_len`` positions, so a decoder with a cache needs
 no offset argument. This file travels as remote code: it imports only torch and transformers.
@@ -27,23 +34,7 @@ from torch.nn import functional as F
 from transformers import initialization as init  # init.* skips tensors loaded from a checkpoint
 
 ABSOLUTE_POSITIONS = ("none", "learned", "sinusoidal")
-
-# Defaults of every scheme hyper-parameter; the config classes expose each one as a field.
-SCHEME_DEFAULTS = {
-    "relative_position": "none",
-    "absolute_position": "learned",
-    "relative_position_per_layer": None,  # None: the scheme's own default (see `shared_by_default`)
-    "max_relative_position": 128,  # clip k of `sinusoidal` and `shaw`
-    "relative_value": False,  # Shaw value side a^V
-    "relative_attention_num_buckets": 32,  # t5
-    "relative_attention_max_distance": 128,  # t5
-    "position_buckets": 256,  # deberta
-    "max_relative_positions": 512,  # deberta
-    "rope_theta": 10000.0,  # rotary
-    "fire_mlp_width": 32,
-    "fire_init_c": 0.1,
-    "fire_init_threshold": 512.0,
-}
+COSTS = ("none", "bias", "rotate", "content")
 
 
 def _choice_error(field, value, choices):
@@ -60,6 +51,7 @@ def relative_distance(q_len: int, k_len: int, device=None, q_start: int | None =
     q_pos = torch.arange(q_start, q_start + q_len, device=device)
     k_pos = torch.arange(k_len, device=device)
     return k_pos[None, :] - q_pos[:, None]
+
 
 
 RELATIVE_TILE = 64  # rows per tile in relative_dot: the table product costs (1 + tile / M) × the minimum
@@ -169,33 +161,127 @@ def deberta_log_bucket(relative_pos: torch.Tensor, bucket_size: int, max_positio
     log_pos = torch.ceil(torch.log(abs_pos / mid) / math.log((max_position - 1) / mid) * (mid - 1)) + mid
     return torch.where(abs_pos <= mid, relative_pos.type_as(log_pos), log_pos * sign).long()
 
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
 
 class RelativePositionScheme(nn.Module):
-    """Base class. Subclasses set the ``uses_*`` flags of the hooks they implement.
+    """Base class and interface of a scheme.
 
-    Args: ``config`` (any object with the SCHEME_DEFAULTS fields), ``num_heads`` H, ``head_dim`` d,
-    ``hidden_size``, ``causal`` (decoder self-attention: the scheme's causal variant).
+    Class attributes (what the rest of the package reads; nothing else names a scheme):
+        name: the registry key (``SCHEMES``) and the value of the configs' ``relative_position``.
+        paper, paper_url: citation and link (None for "none"); summary: two sentences for cards/README.
+        defaults: the scheme's hyper-parameters and their defaults (the config's
+            ``relative_position_parameters`` dict holds exactly these keys).
+        aliases: flat config field of hf_relpos 0.1 → key of ``defaults`` (old configs still load).
+        cost: "none" | "bias" | "rotate" | "content": which hook it uses (sets ``uses_*``).
+        distance_only: its bias in one forward depends on j − i only (flex gets a 1-D table).
+        shared_by_default: one instance per stack (True) or per layer (False).
+        exact_from_absolute: ``zero_init_`` makes it add nothing, so a converted absolute checkpoint
+            starts exact; False when no such start exists (fixed terms, or none that keeps gradients).
+        shift_invariant: outputs do not change when the whole sequence is shifted.
+        scale_factor: the score scale becomes scale / √scale_factor (DeBERTa: 3).
+
+    Instances: ``Scheme(params, num_heads, head_dim, hidden_size, causal=False,
+    max_position_embeddings=512)``; ``params`` holds ``defaults``' keys (missing ones take the default).
+    ``causal``: decoder self-attention (the scheme's causal variant).
     """
 
     name = "none"
-    uses_rotate = False
-    uses_bias = False
-    uses_content = False
-    uses_values = False
-    shared_by_default = False  # one instance per stack (True) or per layer (False)
-    shift_invariant = True  # depends on j − i only
-    scale_factor = 1.0  # score scale becomes scale / sqrt(scale_factor) (DeBERTa: 3)
+    paper: str | None = None
+    paper_url: str | None = None
+    summary = ""
+    defaults: dict = {}
+    aliases: dict = {}
+    cost = "none"
+    distance_only = False
+    shared_by_default = False
+    exact_from_absolute = True
+    shift_invariant = True
+    scale_factor = 1.0
+    uses_rotate = uses_bias = uses_content = uses_values = False
 
-    def __init__(self, config, num_heads: int, head_dim: int, hidden_size: int, causal: bool = False):
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.cost not in COSTS:
+            raise TypeError(f"{cls.__name__}.cost={cls.cost!r} is not valid; choose one of: {', '.join(COSTS)}")
+        cls.uses_rotate = cls.cost == "rotate"
+        cls.uses_bias = cls.cost == "bias"
+        cls.uses_content = cls.cost == "content"
+
+    def __init__(self, params: dict | None = None, num_heads: int = 1, head_dim: int = 1, hidden_size: int = 1,
+                 causal: bool = False, max_position_embeddings: int = 512):
         super().__init__()
+        self.params = {**self.defaults, **(params or {})}
         self.num_heads = num_heads
         self.head_dim = head_dim
         self.hidden_size = hidden_size
         self.causal = causal
 
-    def reset_parameters(self, std: float = 0.02):
-        """Initialise learned parameters (called by the models' ``_init_weights``)."""
+    # --- hyper-parameters -------------------------------------------------------------------------
+    @classmethod
+    def field(cls, key: str, prefix: str = "") -> str:
+        """How messages name a hyper-parameter: the dict entry, plus its 0.1 flat name if it has one."""
+        where = f"{prefix}relative_position_parameters[{key!r}]"
+        flat = [f for f, k in cls.aliases.items() if k == key]
+        return where + (f" (flat field {flat[0]})" if flat else "")
 
+    @classmethod
+    def validate(cls, params: dict, prefix: str = "", *, causal: bool = False, head_dim: int | None = None) -> None:
+        """Raise ValueError naming the field, the value and the valid choices, for anything this
+        scheme's forward cannot run with. ``params`` may omit keys (they take the defaults);
+        ``causal``: checked for the decoder variant; ``head_dim``: checked when the size is known."""
+        if not isinstance(params, dict):
+            raise ValueError(f"{prefix}relative_position_parameters={params!r} is not valid; choose a dict with keys "
+                             f"among: {', '.join(cls.defaults) or '(none)'}")
+        unknown = [k for k in params if k not in cls.defaults]
+        if unknown:
+            raise ValueError(
+                f"{prefix}relative_position_parameters has key(s) {', '.join(map(repr, unknown))} that "
+                f"relative_position={cls.name!r} does not use; choose among: {', '.join(cls.defaults) or '(none)'}"
+            )
+        cls._check({**cls.defaults, **params}, prefix, causal=causal, head_dim=head_dim)
+
+    @classmethod
+    def _check(cls, p: dict, prefix: str, causal: bool, head_dim: int | None) -> None:
+        """Per-scheme checks of a complete parameter dict (override)."""
+
+    @classmethod
+    def _require(cls, ok: bool, p: dict, key: str, prefix: str, valid: str) -> None:
+        if not ok:
+            raise ValueError(f"{cls.field(key, prefix)}={p[key]!r} is not valid for relative_position={cls.name!r}; "
+                             f"choose {valid}")
+
+    @classmethod
+    def resolve(cls, params: dict | None = None, flat: dict | None = None, prefix: str = "", **context) -> dict:
+        """The complete, validated parameter dict: the defaults, updated by 0.1 flat fields (``flat``,
+        those this scheme has an alias for; None values ignored), then by ``params`` (whose keys may also
+        be flat names)."""
+        if params is not None and not isinstance(params, dict):
+            cls.validate(params, prefix)  # raises, naming the field
+        out = dict(cls.defaults)
+        for name, value in (flat or {}).items():
+            if name in cls.aliases and value is not None:
+                out[cls.aliases[name]] = value
+        for key, value in (params or {}).items():
+            out[cls.aliases.get(key, key)] = value
+        cls.validate(out, prefix, **context)
+        return out
+
+    # --- weights ----------------------------------------------------------------------------------
+    def reset_parameters(self, std: float = 0.02):
+        """Initialise learned parameters and buffers (called by the models' ``_init_weights``)."""
+
+    @torch.no_grad()
+    def zero_init_(self) -> None:
+        """Make the scheme add nothing to the scores where it can (``exact_from_absolute``), while its
+        parameters still receive gradients. A scheme without such a start leaves its init as it is."""
+
+    # --- hooks ------------------------------------------------------------------------------------
     # Per-forward memo: a scheme shared by all layers computes its bias once per forward.
     def cached_bias(self, q_len, k_len, memo: dict | None):
         if memo is None:
@@ -212,8 +298,8 @@ class RelativePositionScheme(nn.Module):
         raise NotImplementedError
 
     def bias_1d(self, q_len: int, k_len: int) -> torch.Tensor | None:
-        """For schemes whose bias depends only on j − i: (H, Lq + Lk − 1) table indexed by
-        j − i + (Lk − 1); lets flex compute the bias in its score_mod without an (L, L) tensor."""
+        """For distance-only schemes: (H, Lq + Lk − 1) table indexed by j − i + (Lk − 1); lets flex
+        compute the bias in its score_mod without an (L, L) tensor. None otherwise."""
         return None
 
     def content(self, q, k, projections=None, memo=None, q_start=None) -> torch.Tensor:
@@ -222,7 +308,7 @@ class RelativePositionScheme(nn.Module):
         ``q_start``: position of the first query when ``q`` is a block (default: the last Lq)."""
         raise NotImplementedError
 
-    def values(self, probs) -> torch.Tensor:
+    def values(self, probs, q_start=None) -> torch.Tensor:
         raise NotImplementedError
 
     def extra_repr(self):
@@ -230,24 +316,27 @@ class RelativePositionScheme(nn.Module):
 
 
 class NoRelativePosition(RelativePositionScheme):
-    """No relative term (absolute embeddings only, or no positions at all)."""
+    """No relative term (absolute embeddings only, or no positions at all): the null scheme passed
+    wherever a layer has no relative term (never None)."""
 
     name = "none"
+    summary = ("No relative term is added to the attention scores. Position information comes only from the absolute "
+               "embeddings, if any, so this is the plain BERT/T5 baseline.")
 
 
 class _DistanceBias(RelativePositionScheme):
     """A bias b_ij = g(j − i) per head, built from a 1-D table over the distances present."""
 
-    uses_bias = True
+    cost = "bias"
+    distance_only = True
 
     def distance_bias(self, distances: torch.Tensor) -> torch.Tensor:
         """(N,) integer j − i → (H, N) bias."""
         raise NotImplementedError
 
     def bias_1d(self, q_len, k_len):
-        device = self._device()
         # queries are the last positions, so j − i ∈ [−(k_len − 1), q_len − 1]
-        distances = torch.arange(-(k_len - 1), q_len, device=device)
+        distances = torch.arange(-(k_len - 1), q_len, device=self._device())
         return self.distance_bias(distances)
 
     def bias(self, q_len, k_len):
@@ -262,6 +351,13 @@ class _DistanceBias(RelativePositionScheme):
             return b.device
         return torch.device("cpu")
 
+    def _dtype(self):
+        for p in self.parameters():
+            return p.dtype
+        for b in self.buffers():
+            return b.dtype
+        return torch.float32
+
 
 class T5RelativePosition(_DistanceBias):
     """T5 bucketed bias (Raffel et al. 2020): b_ij = W[h, bucket(j − i)], W ∈ ℝ^{buckets×H}.
@@ -269,17 +365,40 @@ class T5RelativePosition(_DistanceBias):
     Parameter named as in HF T5 (``relative_attention_bias``, an Embedding(buckets, H))."""
 
     name = "t5"
+    paper = "Raffel et al. 2020, Exploring the Limits of Transfer Learning with a Unified Text-to-Text Transformer"
+    paper_url = "https://arxiv.org/abs/1910.10683"
+    summary = ("Each head learns one scalar bias per bucket of the signed distance j − i, added to the attention scores. "
+               "Buckets are exact for short distances and log-spaced up to relative_attention_max_distance, and one table "
+               "is shared by all layers.")
+    defaults = {"num_buckets": 32, "max_distance": 128}
+    aliases = {"relative_attention_num_buckets": "num_buckets", "relative_attention_max_distance": "max_distance"}
     shared_by_default = True
 
-    def __init__(self, config, num_heads, head_dim, hidden_size, causal=False):
-        super().__init__(config, num_heads, head_dim, hidden_size, causal)
-        self.num_buckets = config.relative_attention_num_buckets
-        self.max_distance = config.relative_attention_max_distance
+    @classmethod
+    def _check(cls, p, prefix, causal, head_dim):
+        buckets = p["num_buckets"]
+        cls._require(_is_int(buckets) and buckets >= 4 and buckets % 2 == 0, p, "num_buckets", prefix,
+                     "an even integer ≥ 4 (half the buckets per direction, each with ≥ 1 exact distance)")
+        # distances below `exact` get one bucket each; the log-spaced rest must reach beyond them, or the
+        # bucket formula divides by log(1) = 0 / goes negative (ZeroDivisionError, IndexError at forward)
+        exact = buckets // 2 if causal else buckets // 4
+        cls._require(_is_int(p["max_distance"]) and p["max_distance"] > exact, p, "max_distance", prefix,
+                     f"an integer > {exact} (num_buckets={buckets}: the exact range is num_buckets/"
+                     f"{'2 in a causal decoder' if causal else '4'}, and the log-spaced buckets must reach beyond it)")
+
+    def __init__(self, params=None, num_heads=1, head_dim=1, hidden_size=1, causal=False, max_position_embeddings=512):
+        super().__init__(params, num_heads, head_dim, hidden_size, causal)
+        self.num_buckets = self.params["num_buckets"]
+        self.max_distance = self.params["max_distance"]
         self.relative_attention_bias = nn.Embedding(self.num_buckets, num_heads)
         self.reset_parameters()
 
     def reset_parameters(self, std=0.02):
         init.normal_(self.relative_attention_bias.weight, std=std)
+
+    @torch.no_grad()
+    def zero_init_(self):
+        self.relative_attention_bias.weight.zero_()
 
     def distance_bias(self, distances):
         buckets = t5_relative_position_bucket(
@@ -293,27 +412,37 @@ class ALiBi(_DistanceBias):
     decoder the masked j > i never count, so the same formula is the causal one."""
 
     name = "alibi"
+    paper = "Press et al. 2022, Train Short, Test Long: Attention with Linear Biases Enables Input Length Extrapolation"
+    paper_url = "https://arxiv.org/abs/2108.12409"
+    summary = ("Attention scores get a fixed penalty −m·|i − j|, linear in the distance, with one geometric slope m per "
+               "head. Nothing is learned, and the penalty extends to any length, which helps extrapolation.")
     shared_by_default = True
+    exact_from_absolute = False  # a fixed, non-zero bias
 
-    def __init__(self, config, num_heads, head_dim, hidden_size, causal=False):
-        super().__init__(config, num_heads, head_dim, hidden_size, causal)
+    def __init__(self, params=None, num_heads=1, head_dim=1, hidden_size=1, causal=False, max_position_embeddings=512):
+        super().__init__(params, num_heads, head_dim, hidden_size, causal)
         self.register_buffer("slopes", alibi_slopes(num_heads), persistent=False)
 
     def reset_parameters(self, std=0.02):
         init.copy_(self.slopes, alibi_slopes(self.num_heads))
 
     def distance_bias(self, distances):
-        return -self.slopes.to(distances.device)[:, None] * distances.abs().float()[None, :]
+        return -self.slopes[:, None] * distances.abs().to(self.slopes.dtype)[None, :]
 
 
 class KERPLE(_DistanceBias):
     """KERPLE log kernel (Chi et al. 2022): b_ij = −r1_h·log(1 + r2_h·|i − j|), r1, r2 > 0 via softplus."""
 
     name = "kerple"
+    paper = "Chi et al. 2022, KERPLE: Kernelized Relative Positional Embedding for Length Extrapolation"
+    paper_url = "https://arxiv.org/abs/2205.09921"
+    summary = ("Attention scores get a learned logarithmic penalty −r1·log(1 + r2·|i − j|) per head, with r1, r2 > 0. "
+               "The kernel decays smoothly with the distance and extends to any length.")
     shared_by_default = True
+    exact_from_absolute = False  # softplus-positive r1, r2: no zero that keeps gradients
 
-    def __init__(self, config, num_heads, head_dim, hidden_size, causal=False):
-        super().__init__(config, num_heads, head_dim, hidden_size, causal)
+    def __init__(self, params=None, num_heads=1, head_dim=1, hidden_size=1, causal=False, max_position_embeddings=512):
+        super().__init__(params, num_heads, head_dim, hidden_size, causal)
         self.r1 = nn.Parameter(torch.empty(num_heads))
         self.r2 = nn.Parameter(torch.empty(num_heads))
         self.reset_parameters()
@@ -325,25 +454,40 @@ class KERPLE(_DistanceBias):
 
     def distance_bias(self, distances):
         r1, r2 = F.softplus(self.r1), F.softplus(self.r2)
-        return -r1[:, None] * torch.log1p(r2[:, None] * distances.abs().float()[None, :])
+        return -r1[:, None] * torch.log1p(r2[:, None] * distances.abs().to(r2.dtype)[None, :])
 
 
 class FIRE(RelativePositionScheme):
     """FIRE (Li et al. 2023): b_ij = f_θ(ψ(|i − j|) / ψ(max(L_thr, n_i))), ψ(x) = log(c·x + 1),
     f_θ an MLP 1→width→H. n_i is the query position (causal) or the key length (bidirectional),
-    so the bias is not shift-invariant by design. Parameters as in the paper's reference code:
-    ``c``, ``L_multiplier`` (threshold = |L_multiplier · init_L|)."""
+    so the bias is not shift-invariant by design (but in one bidirectional forward it depends on
+    j − i only). Parameters as in the paper's reference code: ``c``, ``L_multiplier`` (threshold =
+    |L_multiplier · init_threshold|)."""
 
     name = "fire"
-    uses_bias = True
+    paper = "Li et al. 2023, Functional Interpolation for Relative Positions Improves Long Context Transformers"
+    paper_url = "https://arxiv.org/abs/2310.04418"
+    summary = ("A small learned MLP maps a log-transformed distance, normalised by the sequence length, to one bias per "
+               "head. The normalisation is meant to let the learned bias shape generalise to longer inputs.")
+    defaults = {"mlp_width": 32, "init_c": 0.1, "init_threshold": 512.0}
+    aliases = {"fire_mlp_width": "mlp_width", "fire_init_c": "init_c", "fire_init_threshold": "init_threshold"}
+    cost = "bias"
+    distance_only = True  # bidirectional; the causal variant has no 1-D table (bias_1d is None)
     shared_by_default = True
     shift_invariant = False
 
-    def __init__(self, config, num_heads, head_dim, hidden_size, causal=False):
-        super().__init__(config, num_heads, head_dim, hidden_size, causal)
-        self.mlp = nn.Sequential(nn.Linear(1, config.fire_mlp_width), nn.ReLU(), nn.Linear(config.fire_mlp_width, num_heads))
-        self.init_c = float(config.fire_init_c)
-        self.init_L = float(config.fire_init_threshold)
+    @classmethod
+    def _check(cls, p, prefix, causal, head_dim):
+        cls._require(_is_int(p["mlp_width"]) and p["mlp_width"] >= 1, p, "mlp_width", prefix, "a positive integer (≥ 1)")
+        for key in ("init_c", "init_threshold"):
+            cls._require(_is_number(p[key]) and p[key] > 0, p, key, prefix, "a positive number")
+
+    def __init__(self, params=None, num_heads=1, head_dim=1, hidden_size=1, causal=False, max_position_embeddings=512):
+        super().__init__(params, num_heads, head_dim, hidden_size, causal)
+        width = self.params["mlp_width"]
+        self.mlp = nn.Sequential(nn.Linear(1, width), nn.ReLU(), nn.Linear(width, num_heads))
+        self.init_c = float(self.params["init_c"])
+        self.init_L = float(self.params["init_threshold"])
         self.c = nn.Parameter(torch.tensor(self.init_c))
         self.L_multiplier = nn.Parameter(torch.tensor(1.0))
         self.eps = 1e-6
@@ -356,29 +500,34 @@ class FIRE(RelativePositionScheme):
         init.constant_(self.c, self.init_c)
         init.constant_(self.L_multiplier, 1.0)
 
+    @torch.no_grad()
+    def zero_init_(self):
+        # zero output layer: bias 0, still trainable (the gradient reaches it)
+        self.mlp[2].weight.zero_()
+        self.mlp[2].bias.zero_()
+
     def _psi(self, x):
         return torch.log(torch.abs(self.c * x) + 1)
 
     def bias(self, q_len, k_len):
-        device = self.c.device
+        if not self.causal:
+            table = self.bias_1d(q_len, k_len)
+            return table[:, relative_distance(q_len, k_len, table.device) + (k_len - 1)]
+        # normaliser per query position: (Lq, Lk) inputs to the MLP, in the parameters' dtype
+        device, dtype = self.c.device, self.c.dtype
         threshold = torch.abs(self.L_multiplier * self.init_L)
-        if self.causal:
-            # normaliser per query position: (Lq, Lk) inputs to the MLP
-            q_pos = torch.arange(k_len - q_len, k_len, device=device, dtype=torch.float32)
-            dist = relative_distance(q_len, k_len, device).abs().float()
-            norm = self._psi(torch.maximum(q_pos, threshold))[:, None] + self.eps
-            return self.mlp((self._psi(dist) / norm).unsqueeze(-1)).permute(2, 0, 1)
-        table = self.bias_1d(q_len, k_len)
-        index = relative_distance(q_len, k_len, device) + (k_len - 1)
-        return table[:, index]
+        q_pos = torch.arange(k_len - q_len, k_len, device=device).to(dtype)
+        dist = relative_distance(q_len, k_len, device).abs().to(dtype)
+        norm = self._psi(torch.maximum(q_pos, threshold))[:, None] + self.eps
+        return self.mlp((self._psi(dist) / norm).unsqueeze(-1)).permute(2, 0, 1)
 
     def bias_1d(self, q_len, k_len):
         if self.causal:
             return None
-        device = self.c.device
+        device, dtype = self.c.device, self.c.dtype
         threshold = torch.abs(self.L_multiplier * self.init_L)
-        dist = torch.arange(-(k_len - 1), q_len, device=device).abs().float()
-        norm = self._psi(torch.maximum(torch.tensor(float(k_len), device=device), threshold)) + self.eps
+        dist = torch.arange(-(k_len - 1), q_len, device=device).abs().to(dtype)
+        norm = self._psi(torch.maximum(torch.tensor(float(k_len), device=device, dtype=dtype), threshold)) + self.eps
         return self.mlp((self._psi(dist) / norm).unsqueeze(-1)).t()
 
 
@@ -386,13 +535,27 @@ class Rotary(RelativePositionScheme):
     """RoPE (Su et al. 2021), HF Llama's rotate_half layout over the full head size."""
 
     name = "rotary"
-    uses_rotate = True
+    paper = "Su et al. 2021, RoFormer: Enhanced Transformer with Rotary Position Embedding"
+    paper_url = "https://arxiv.org/abs/2104.09864"
+    summary = ("Queries and keys are rotated by angles proportional to their positions (RoPE), so their dot product "
+               "depends on the distance only. It adds no parameters and keeps the fused attention kernels.")
+    defaults = {"theta": 10000.0}
+    aliases = {"rope_theta": "theta"}
+    cost = "rotate"
+    exact_from_absolute = False  # the rotation changes every score
 
-    def __init__(self, config, num_heads, head_dim, hidden_size, causal=False):
-        super().__init__(config, num_heads, head_dim, hidden_size, causal)
+    @classmethod
+    def _check(cls, p, prefix, causal, head_dim):
+        cls._require(_is_number(p["theta"]) and p["theta"] > 0, p, "theta", prefix, "a positive number")
+        if head_dim is not None and head_dim % 2:
+            raise ValueError(f"relative_position='rotary' needs an even head size, got head_dim={head_dim}; choose "
+                             "sizes giving an even head size")
+
+    def __init__(self, params=None, num_heads=1, head_dim=2, hidden_size=2, causal=False, max_position_embeddings=512):
+        super().__init__(params, num_heads, head_dim, hidden_size, causal)
         if head_dim % 2:
             raise ValueError(f"relative_position='rotary' needs an even head size, got head_dim={head_dim}")
-        self.theta = float(config.rope_theta)
+        self.theta = float(self.params["theta"])
 
     def cos_sin(self, positions: torch.Tensor, dtype):
         inv_freq = 1.0 / (self.theta ** (torch.arange(0, self.head_dim, 2, device=positions.device).float() / self.head_dim))
@@ -419,11 +582,23 @@ class SinusoidalRelative(RelativePositionScheme):
     to i − j): c_ij = q_i·R[clip(i − j, −k, k)], R[r, 2t] = sin(r/10000^(2t/d)), R[r, 2t+1] = cos."""
 
     name = "sinusoidal"
-    uses_content = True
+    paper = "Vaswani et al. 2017, Attention Is All You Need"
+    paper_url = "https://arxiv.org/abs/1706.03762"
+    summary = ("Each query is dotted with a fixed sinusoidal encoding of the clipped distance i − j, added to the "
+               "attention score next to q·k. Nothing is learned, and the clip (max_relative_position) lets any length run.")
+    defaults = {"max_distance": 128}
+    aliases = {"max_relative_position": "max_distance"}
+    cost = "content"
+    exact_from_absolute = False  # a fixed, non-zero term
 
-    def __init__(self, config, num_heads, head_dim, hidden_size, causal=False):
-        super().__init__(config, num_heads, head_dim, hidden_size, causal)
-        self.clip = config.max_relative_position
+    @classmethod
+    def _check(cls, p, prefix, causal, head_dim):
+        cls._require(_is_int(p["max_distance"]) and p["max_distance"] >= 1, p, "max_distance", prefix,
+                     "a positive integer (≥ 1)")
+
+    def __init__(self, params=None, num_heads=1, head_dim=1, hidden_size=1, causal=False, max_position_embeddings=512):
+        super().__init__(params, num_heads, head_dim, hidden_size, causal)
+        self.clip = self.params["max_distance"]
 
     def content(self, q, k, projections=None, memo=None, q_start=None):
         q_len, k_len = q.shape[-2], k.shape[-2]
@@ -438,13 +613,25 @@ class Shaw(RelativePositionScheme):
     Tables ∈ ℝ^{(2k+1)×d}, shared by the heads of a layer."""
 
     name = "shaw"
-    uses_content = True
+    paper = "Shaw et al. 2018, Self-Attention with Relative Position Representations"
+    paper_url = "https://arxiv.org/abs/1803.02155"
+    summary = ("Every attention layer learns an embedding for each clipped distance j − i and dots it with the query "
+               "(optionally also adding one to the values). Distances beyond max_relative_position share the edge embedding.")
+    defaults = {"max_distance": 128, "value": False}
+    aliases = {"max_relative_position": "max_distance", "relative_value": "value"}
+    cost = "content"
 
-    def __init__(self, config, num_heads, head_dim, hidden_size, causal=False):
-        super().__init__(config, num_heads, head_dim, hidden_size, causal)
-        self.clip = config.max_relative_position
+    @classmethod
+    def _check(cls, p, prefix, causal, head_dim):
+        cls._require(_is_int(p["max_distance"]) and p["max_distance"] >= 1, p, "max_distance", prefix,
+                     "a positive integer (≥ 1)")
+        cls._require(isinstance(p["value"], bool), p, "value", prefix, "one of: True, False")
+
+    def __init__(self, params=None, num_heads=1, head_dim=1, hidden_size=1, causal=False, max_position_embeddings=512):
+        super().__init__(params, num_heads, head_dim, hidden_size, causal)
+        self.clip = self.params["max_distance"]
         self.relative_key = nn.Embedding(2 * self.clip + 1, head_dim)
-        self.relative_value = nn.Embedding(2 * self.clip + 1, head_dim) if config.relative_value else None
+        self.relative_value = nn.Embedding(2 * self.clip + 1, head_dim) if self.params["value"] else None
         self.uses_values = self.relative_value is not None
         self.reset_parameters()
 
@@ -452,6 +639,12 @@ class Shaw(RelativePositionScheme):
         init.normal_(self.relative_key.weight, std=std)
         if self.relative_value is not None:
             init.normal_(self.relative_value.weight, std=std)
+
+    @torch.no_grad()
+    def zero_init_(self):
+        self.relative_key.weight.zero_()
+        if self.relative_value is not None:
+            self.relative_value.weight.zero_()
 
     def _index(self, q_len, k_len, device, q_start=None):
         d = relative_distance(q_len, k_len, device, q_start)
@@ -474,20 +667,29 @@ class Shaw(RelativePositionScheme):
 
 class ShawKeyQuery(RelativePositionScheme):
     """Huang et al. 2020 / transformers 4.x ``relative_key_query``: c_ij = q_i·e[i − j] + k_j·e[i − j],
-    e ∈ ℝ^{(2P−1)×d} (``distance_embedding``, index i − j + P − 1). 4.x had no clipping (index error
-    past P); here i − j is clipped to ±(P − 1) so longer inputs run, equal to 4.x wherever 4.x runs."""
+    e ∈ ℝ^{(2P−1)×d} (``distance_embedding``, index i − j + P − 1), P = the host config's
+    ``max_position_embeddings``. 4.x had no clipping (index error past P); here i − j is clipped to
+    ±(P − 1) so longer inputs run, equal to 4.x wherever 4.x runs."""
 
     name = "shaw_kq"
-    uses_content = True
+    paper = "Huang et al. 2020, Improve Transformer Models with Better Relative Position Embeddings"
+    paper_url = "https://arxiv.org/abs/2009.13658"
+    summary = ("Learned distance embeddings interact with both the query and the key of every pair, as transformers "
+               "4.x `relative_key_query`. Distances are clipped to the position table, so longer inputs still run.")
+    cost = "content"
 
-    def __init__(self, config, num_heads, head_dim, hidden_size, causal=False):
-        super().__init__(config, num_heads, head_dim, hidden_size, causal)
-        self.max_positions = config.max_position_embeddings
+    def __init__(self, params=None, num_heads=1, head_dim=1, hidden_size=1, causal=False, max_position_embeddings=512):
+        super().__init__(params, num_heads, head_dim, hidden_size, causal)
+        self.max_positions = max_position_embeddings
         self.distance_embedding = nn.Embedding(2 * self.max_positions - 1, head_dim)
         self.reset_parameters()
 
     def reset_parameters(self, std=0.02):
         init.normal_(self.distance_embedding.weight, std=std)
+
+    @torch.no_grad()
+    def zero_init_(self):
+        self.distance_embedding.weight.zero_()
 
     def content(self, q, k, projections=None, memo=None, q_start=None):
         q_len, k_len = q.shape[-2], k.shape[-2]
@@ -505,10 +707,14 @@ class TransformerXL(RelativePositionScheme):
     δ ∈ [−(Lk−1), Lk−1]."""
 
     name = "xl"
-    uses_content = True
+    paper = "Dai et al. 2019, Transformer-XL: Attentive Language Models Beyond a Fixed-Length Context"
+    paper_url = "https://arxiv.org/abs/1901.02860"
+    summary = ("Sinusoids of the distance i − j are projected per layer and scored against the query, with global content "
+               "and position biases u and v. This is the relative attention of Transformer-XL.")
+    cost = "content"
 
-    def __init__(self, config, num_heads, head_dim, hidden_size, causal=False):
-        super().__init__(config, num_heads, head_dim, hidden_size, causal)
+    def __init__(self, params=None, num_heads=1, head_dim=1, hidden_size=1, causal=False, max_position_embeddings=512):
+        super().__init__(params, num_heads, head_dim, hidden_size, causal)
         self.r_net = nn.Linear(hidden_size, num_heads * head_dim, bias=False)
         self.u = nn.Parameter(torch.zeros(num_heads, head_dim))
         self.v = nn.Parameter(torch.zeros(num_heads, head_dim))
@@ -518,6 +724,12 @@ class TransformerXL(RelativePositionScheme):
         init.normal_(self.r_net.weight, std=std)
         init.normal_(self.u, std=std)
         init.normal_(self.v, std=std)
+
+    @torch.no_grad()
+    def zero_init_(self):
+        self.r_net.weight.zero_()
+        self.u.zero_()
+        self.v.zero_()
 
     def content(self, q, k, projections=None, memo=None, q_start=None):
         q_len, k_len = q.shape[-2], k.shape[-2]
@@ -535,31 +747,41 @@ class TransformerXL(RelativePositionScheme):
 class DeBERTa(RelativePositionScheme):
     """DeBERTa disentangled attention (He et al. 2021): c_ij = q_i·k^r[δ] + k_j·q^r[δ] (c2p + p2c),
     δ = log_bucket(i − j) + b, k^r/q^r = the layer's own key/query projections of a relative
-    embedding table P ∈ ℝ^{2b×hidden} (+ LayerNorm) shared by the layers (``share_att_key``).
-    Scores are scaled by 1/√(3d)."""
+    embedding table P ∈ ℝ^{2b×hidden} (+ LayerNorm, eps 1e-7 as HF DebertaV2) shared by the layers
+    (``share_att_key``). Scores are scaled by 1/√(3d)."""
 
     name = "deberta"
-    uses_content = True
+    paper = "He et al. 2021, DeBERTa: Decoding-enhanced BERT with Disentangled Attention"
+    paper_url = "https://arxiv.org/abs/2006.03654"
+    summary = ("Attention adds disentangled content-to-position and position-to-content terms, computed from a shared "
+               "table of log-bucketed distances. It is DeBERTa-v2's attention, with scale 1/√(3d).")
+    defaults = {"position_buckets": 256, "max_relative_positions": 512}
+    aliases = {"position_buckets": "position_buckets", "max_relative_positions": "max_relative_positions"}
+    cost = "content"
     shared_by_default = True
+    exact_from_absolute = False  # the 1/√(3d) scale and the projected LayerNorm bias change every score
     scale_factor = 3.0
+    layer_norm_eps = 1e-7  # HF DebertaV2Config's default, whatever the host model's own LayerNorm epsilon
 
-    def __init__(self, config, num_heads, head_dim, hidden_size, causal=False):
-        super().__init__(config, num_heads, head_dim, hidden_size, causal)
-        self.position_buckets = config.position_buckets
-        self.max_relative_positions = config.max_relative_positions
+    @classmethod
+    def _check(cls, p, prefix, causal, head_dim):
+        cls._require(_is_int(p["position_buckets"]) and p["position_buckets"] >= 2, p, "position_buckets", prefix,
+                     "an integer ≥ 2")
+        cls._require(_is_int(p["max_relative_positions"]) and p["max_relative_positions"] >= 1, p,
+                     "max_relative_positions", prefix, "a positive integer (≥ 1)")
+
+    def __init__(self, params=None, num_heads=1, head_dim=1, hidden_size=1, causal=False, max_position_embeddings=512):
+        super().__init__(params, num_heads, head_dim, hidden_size, causal)
+        self.position_buckets = self.params["position_buckets"]
+        self.max_relative_positions = self.params["max_relative_positions"]
         self.rel_embeddings = nn.Embedding(2 * self.position_buckets, hidden_size)
-        self.LayerNorm = nn.LayerNorm(hidden_size, eps=getattr(config, "layer_norm_eps", 1e-7) or 1e-7)
+        self.LayerNorm = nn.LayerNorm(hidden_size, eps=self.layer_norm_eps)
         self.reset_parameters()
 
     def reset_parameters(self, std=0.02):
         init.normal_(self.rel_embeddings.weight, std=std)
         init.ones_(self.LayerNorm.weight)
         init.zeros_(self.LayerNorm.bias)
-
-    def relative_index(self, q_len, k_len, device, q_start=None):
-        d = -relative_distance(q_len, k_len, device, q_start)  # i − j
-        b = self.position_buckets
-        return (deberta_log_bucket(d, b, self.max_relative_positions) + b).clamp(0, 2 * b - 1)
 
     def content(self, q, k, projections=None, memo=None, q_start=None):
         if projections is None:
@@ -586,7 +808,7 @@ class DeBERTa(RelativePositionScheme):
         return c2p + p2c.transpose(-1, -2)
 
 
-SCHEMES = {
+SCHEMES: dict[str, type[RelativePositionScheme]] = {
     cls.name: cls
     for cls in (
         NoRelativePosition,
@@ -603,80 +825,124 @@ SCHEMES = {
     )
 }
 
-# Schemes whose decoder (causal) variant differs from the encoder one.
-CAUSAL_VARIANTS = {"t5", "fire"}
+
+def scheme_class(name, field: str = "relative_position") -> type[RelativePositionScheme]:
+    """The class registered as ``name``; ValueError naming ``field`` and the choices otherwise."""
+    if not isinstance(name, str) or name not in SCHEMES:
+        raise _choice_error(field, name, SCHEMES)
+    return SCHEMES[name]
 
 
-def validate_scheme_config(config, prefix: str = "") -> None:
-    """Raise ValueError naming the field, the value and the valid choices for any bad scheme field.
+# The flat scheme fields of hf_relpos 0.1 configs (each an alias of one scheme's parameter) and their
+# defaults, derived from the classes. Configs still accept them as keyword arguments and attributes.
+SCHEME_DEFAULTS = {
+    "relative_position": "none",
+    "absolute_position": "learned",
+    "relative_position_per_layer": None,  # None: the scheme's own default (see `shared_by_default`)
+    **{flat: cls.defaults[key] for cls in SCHEMES.values() for flat, key in cls.aliases.items()},
+}
+FLAT_SCHEME_FIELDS = tuple(k for k in SCHEME_DEFAULTS if k not in ("relative_position", "absolute_position",
+                                                                   "relative_position_per_layer"))
+# Flat fields that switch a feature on: True must reach a scheme that has it (else a ValueError).
+_FLAT_SWITCHES = tuple(f for f in FLAT_SCHEME_FIELDS if isinstance(SCHEME_DEFAULTS[f], bool))
 
-    ``prefix`` names the field in messages when one config holds several scheme choices (T5)."""
-    rel = config.relative_position
-    if rel not in SCHEMES:
-        raise _choice_error(prefix + "relative_position", rel, SCHEMES)
-    absolute = config.absolute_position
-    if absolute not in ABSOLUTE_POSITIONS:
-        raise _choice_error(prefix + "absolute_position", absolute, ABSOLUTE_POSITIONS)
-    per_layer = config.relative_position_per_layer
-    if per_layer not in (None, True, False):
-        raise _choice_error(prefix + "relative_position_per_layer", per_layer, (None, True, False))
-    positive_ints = {
-        "max_relative_position": "sinusoidal, shaw",
-        "relative_attention_num_buckets": "t5",
-        "relative_attention_max_distance": "t5",
-        "position_buckets": "deberta",
-        "max_relative_positions": "deberta",
-        "fire_mlp_width": "fire",
-    }
-    for field, used_by in positive_ints.items():
-        value = getattr(config, field)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{prefix}{field}={value!r} is not valid ({used_by}); choose a positive integer (≥ 1)")
-    if config.relative_attention_num_buckets < 2 or config.relative_attention_num_buckets % 2:
-        if rel == "t5":
-            raise ValueError(
-                f"{prefix}relative_attention_num_buckets={config.relative_attention_num_buckets} is not valid; "
-                "choose an even integer ≥ 2 (half the buckets per direction)"
-            )
-    if rel == "deberta" and config.position_buckets < 2:
-        raise ValueError(f"{prefix}position_buckets={config.position_buckets} is not valid; choose an integer ≥ 2")
-    for field in ("rope_theta", "fire_init_threshold"):
-        value = getattr(config, field)
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-            raise ValueError(f"{prefix}{field}={value!r} is not valid; choose a positive number")
-    if not isinstance(config.relative_value, bool):
-        raise _choice_error(prefix + "relative_value", config.relative_value, (True, False))
-    if config.relative_value and rel != "shaw":
-        raise ValueError(
-            f"{prefix}relative_value=True is only valid with relative_position='shaw', not {rel!r}; choose shaw or set it False"
-        )
+
+def resolve_scheme_parameters(name, params=None, flat=None, prefix: str = "", *, causal: bool = False,
+                              head_dim: int | None = None) -> dict:
+    """The complete, validated hyper-parameters of scheme ``name``: its defaults, then the 0.1 flat
+    fields in ``flat`` that it has aliases for, then ``params``."""
+    cls = scheme_class(name, prefix + "relative_position")
+    for switch in _FLAT_SWITCHES:
+        value = (flat or {}).get(switch)
+        if value is not None and not isinstance(value, bool):
+            raise _choice_error(switch, value, (True, False))
+        if value and switch not in cls.aliases:
+            users = [n for n, c in SCHEMES.items() if switch in c.aliases]
+            raise ValueError(f"{switch}=True is only valid with relative_position in ({', '.join(users)}), not "
+                             f"{name!r}; choose one of those or set it False")
+    return cls.resolve(params, flat, prefix, causal=causal, head_dim=head_dim)
+
+
+def flat_scheme_fields(source) -> dict:
+    """The 0.1 flat scheme fields present on ``source`` (an object or a dict), for ``resolve``."""
+    if isinstance(source, dict):
+        return {f: source[f] for f in FLAT_SCHEME_FIELDS if f in source}
+    return {f: getattr(source, f) for f in FLAT_SCHEME_FIELDS if hasattr(source, f)}
+
+
+def validate_per_layer(value, prefix: str = "") -> None:
+    if value not in (None, True, False):
+        raise _choice_error(prefix + "relative_position_per_layer", value, (None, True, False))
+
+
+def validate_absolute_position(value, prefix: str = "") -> None:
+    if value not in ABSOLUTE_POSITIONS:
+        raise _choice_error(prefix + "absolute_position", value, ABSOLUTE_POSITIONS)
+
+
+def is_shared(name: str, per_layer: bool | None) -> bool:
+    """One scheme instance per stack (True) or one per layer; ``per_layer`` None = the scheme's default."""
+    return SCHEMES[name].shared_by_default if per_layer is None else not per_layer
+
+
+def build_scheme(name, params, num_heads, head_dim, hidden_size, causal=False,
+                 max_position_embeddings=512) -> RelativePositionScheme:
+    """One instance of scheme ``name`` with the (resolved) hyper-parameters ``params``."""
+    return scheme_class(name)(params, num_heads, head_dim, hidden_size, causal=causal,
+                              max_position_embeddings=max_position_embeddings)
+
+
+def build_stack_schemes(name, params, per_layer, num_layers, num_heads, head_dim, hidden_size, causal=False,
+                        max_position_embeddings=512) -> tuple[list[RelativePositionScheme], bool]:
+    """The schemes of a stack's ``num_layers`` self-attention layers, for both model families:
+    ``(schemes, shared)``, with the same instance repeated when ``shared`` (the stack registers it as
+    ``relative_position``; else each layer registers its own under that name)."""
+    make = functools.partial(build_scheme, name, params, num_heads, head_dim, hidden_size, causal,
+                             max_position_embeddings)
+    shared = is_shared(name, per_layer)
+    if shared:
+        return [make()] * num_layers, True
+    return [make() for _ in range(num_layers)], False
+
+
+# --- 0.1 entry points, kept for callers outside the configs/models --------------------------------
+
+
+def validate_scheme_config(config, prefix: str = "", *, causal: bool = False, head_dim: int | None = None) -> dict:
+    """Validate the scheme fields of ``config`` (a config, or any object with ``relative_position`` and
+    either ``relative_position_parameters`` or 0.1 flat fields) and return the resolved parameters.
+    ValueError names the field, the value and the valid choices."""
+    name = getattr(config, "relative_position")
+    scheme_class(name, prefix + "relative_position")
+    if hasattr(config, "absolute_position"):
+        validate_absolute_position(config.absolute_position, prefix)
+    validate_per_layer(getattr(config, "relative_position_per_layer", None), prefix)
+    params = getattr(config, "relative_position_parameters", None)
+    return resolve_scheme_parameters(name, params, flat_scheme_fields(config), prefix, causal=causal, head_dim=head_dim)
 
 
 def scheme_is_shared(config) -> bool:
-    cls = SCHEMES[config.relative_position]
-    per_layer = config.relative_position_per_layer
-    return cls.shared_by_default if per_layer is None else not per_layer
+    return is_shared(config.relative_position, getattr(config, "relative_position_per_layer", None))
 
 
 def build_relative_position(config, num_heads, head_dim, hidden_size, causal=False) -> RelativePositionScheme:
-    """Instantiate the scheme named by ``config.relative_position``."""
-    validate_scheme_config(config)
-    return SCHEMES[config.relative_position](config, num_heads, head_dim, hidden_size, causal=causal)
+    """Instantiate the scheme named by ``config.relative_position`` (see ``validate_scheme_config``)."""
+    params = validate_scheme_config(config, causal=causal, head_dim=head_dim)
+    return build_scheme(config.relative_position, params, num_heads, head_dim, hidden_size, causal,
+                        getattr(config, "max_position_embeddings", 512))
 
 
 def scheme_fields(config, **overrides) -> "SchemeFields":
-    """The scheme fields of ``config`` (missing ones at their defaults), with ``overrides`` applied:
-    e.g. the T5 decoder's scheme is ``scheme_fields(config, relative_position=decoder_choice)``."""
+    """The 0.1 flat scheme fields of ``config`` (missing ones at their defaults), with ``overrides``."""
     fields = {name: getattr(config, name, default) for name, default in SCHEME_DEFAULTS.items()}
     fields["max_position_embeddings"] = getattr(config, "max_position_embeddings", 512)
-    fields["layer_norm_eps"] = getattr(config, "layer_norm_eps", 1e-7)
     fields.update(overrides)
     return SchemeFields(**fields)
 
 
 class SchemeFields:
-    """A plain namespace with every scheme field (defaults filled in), e.g. for the T5 decoder whose
-    fields carry a ``decoder_`` prefix in its config."""
+    """A plain namespace of 0.1 flat scheme fields (defaults filled in), accepted by
+    ``build_relative_position``; e.g. ``SchemeFields(relative_position="t5", max_position_embeddings=1024)``."""
 
     def __init__(self, **fields):
         for name, default in SCHEME_DEFAULTS.items():
