@@ -475,7 +475,7 @@ def _t5_scales_decoder_output(hf_config) -> bool:
     return bool(hf_config.tie_word_embeddings if scale is None else scale)
 
 
-def _map_t5_state(state: dict, kind: str, tied: bool, notes: list) -> dict:
+def _map_t5_state(state: dict, kind: str, tied: bool) -> dict:
     """T5 parameter names → relpos_t5's: the block-0 bucket tables become the stack-shared
     ``{encoder,decoder}.relative_position.relative_attention_bias``."""
     mapped = {}
@@ -494,8 +494,7 @@ def _map_t5_state(state: dict, kind: str, tied: bool, notes: list) -> dict:
     if "shared.weight" not in mapped and "encoder.embed_tokens.weight" in state:
         mapped["shared.weight"] = state["encoder.embed_tokens.weight"]
     if kind == "base":
-        if mapped.pop("lm_head.weight", None) is not None:
-            notes.append("lm_head dropped (head='base')")
+        mapped.pop("lm_head.weight", None)
     elif not tied and "lm_head.weight" not in mapped:
         mapped["lm_head.weight"] = mapped["shared.weight"]  # an HF T5 without rescaling may still share the head
     return mapped
@@ -511,8 +510,8 @@ def _build_t5(plan: _Plan):
     config = RelPosT5Config(**fields, tie_word_embeddings=tied, relative_position=plan.scheme,
                             decoder_relative_position=None, absolute_position="none", **options.config_overrides)
     model = (RelPosT5Model if plan.kind == "base" else RelPosT5ForConditionalGeneration)(config)
-    notes = []
-    mapped = _map_t5_state(source.state, plan.kind, tied, notes)
+    notes = ["lm_head dropped (head='base')"] if plan.kind == "base" and "ForConditional" in str(source.architecture) else []
+    mapped = _map_t5_state(source.state, plan.kind, tied)
     tied_key = "lm_head.weight" if tied and plan.kind != "base" else None
     missing = _load_mapped(model, mapped, tied_key)
     if missing:
