@@ -9,69 +9,34 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "model_cards"
-if not TEMPLATES.is_dir():  # installed wheel: the templates ship as package data
-    TEMPLATES = Path(__file__).resolve().parent / "model_cards"
+from .relative_positions import SCHEMES
 
-# scheme -> (what it does, in two sentences; paper; link)
-SCHEME_PAPERS = {
-    "none": ("No relative term is added to the attention scores. Position information comes only from the absolute "
-             "embeddings, if any, so this is the plain BERT/T5 baseline.", None, None),
-    "sinusoidal": ("Each query is dotted with a fixed sinusoidal encoding of the clipped distance i − j, added to the "
-                   "attention score next to q·k. Nothing is learned, and the clip (max_relative_position) lets any length run.",
-                   "Vaswani et al. 2017, Attention Is All You Need", "https://arxiv.org/abs/1706.03762"),
-    "shaw": ("Every attention layer learns an embedding for each clipped distance j − i and dots it with the query "
-             "(optionally also adding one to the values). Distances beyond max_relative_position share the edge embedding.",
-             "Shaw et al. 2018, Self-Attention with Relative Position Representations", "https://arxiv.org/abs/1803.02155"),
-    "shaw_kq": ("Learned distance embeddings interact with both the query and the key of every pair, as transformers "
-                "4.x `relative_key_query`. Distances are clipped to the position table, so longer inputs still run.",
-                "Huang et al. 2020, Improve Transformer Models with Better Relative Position Embeddings",
-                "https://arxiv.org/abs/2009.13658"),
-    "t5": ("Each head learns one scalar bias per bucket of the signed distance j − i, added to the attention scores. "
-           "Buckets are exact for short distances and log-spaced up to relative_attention_max_distance, and one table "
-           "is shared by all layers.",
-           "Raffel et al. 2020, Exploring the Limits of Transfer Learning with a Unified Text-to-Text Transformer",
-           "https://arxiv.org/abs/1910.10683"),
-    "alibi": ("Attention scores get a fixed penalty −m·|i − j|, linear in the distance, with one geometric slope m per "
-              "head. Nothing is learned, and the penalty extends to any length, which helps extrapolation.",
-              "Press et al. 2022, Train Short, Test Long: Attention with Linear Biases Enables Input Length Extrapolation",
-              "https://arxiv.org/abs/2108.12409"),
-    "rotary": ("Queries and keys are rotated by angles proportional to their positions (RoPE), so their dot product "
-               "depends on the distance only. It adds no parameters and keeps the fused attention kernels.",
-               "Su et al. 2021, RoFormer: Enhanced Transformer with Rotary Position Embedding",
-               "https://arxiv.org/abs/2104.09864"),
-    "xl": ("Sinusoids of the distance i − j are projected per layer and scored against the query, with global content "
-           "and position biases u and v. This is the relative attention of Transformer-XL.",
-           "Dai et al. 2019, Transformer-XL: Attentive Language Models Beyond a Fixed-Length Context",
-           "https://arxiv.org/abs/1901.02860"),
-    "deberta": ("Attention adds disentangled content-to-position and position-to-content terms, computed from a shared "
-                "table of log-bucketed distances. It is DeBERTa-v2's attention, with scale 1/√(3d).",
-                "He et al. 2021, DeBERTa: Decoding-enhanced BERT with Disentangled Attention",
-                "https://arxiv.org/abs/2006.03654"),
-    "fire": ("A small learned MLP maps a log-transformed distance, normalised by the sequence length, to one bias per "
-             "head. The normalisation is meant to let the learned bias shape generalise to longer inputs.",
-             "Li et al. 2023, Functional Interpolation for Relative Positions Improves Long Context Transformers",
-             "https://arxiv.org/abs/2310.04418"),
-    "kerple": ("Attention scores get a learned logarithmic penalty −r1·log(1 + r2·|i − j|) per head, with r1, r2 > 0. "
-               "The kernel decays smoothly with the distance and extends to any length.",
-               "Chi et al. 2022, KERPLE: Kernelized Relative Positional Embedding for Length Extrapolation",
-               "https://arxiv.org/abs/2205.09921"),
-}
+# the templates live at the top of the repository (model_cards/) and ship in the wheel as the
+# package data `hf_relpos/model_cards/` (see pyproject.toml)
+TEMPLATES = Path(__file__).resolve().parents[1] / "model_cards"
+if not TEMPLATES.is_dir():  # installed wheel
+    TEMPLATES = Path(__file__).resolve().parent / "model_cards"
 
 
 def scheme_description(scheme: str) -> str:
-    """Two sentences on the scheme, then its paper as a link."""
-    text, paper, url = SCHEME_PAPERS.get(scheme, (f"Relative position scheme `{scheme}`.", None, None))
-    return f"{text} Paper: [{paper}]({url})." if paper else text
+    """The scheme class's two-sentence summary, then its paper as a link (from the scheme registry)."""
+    cls = SCHEMES.get(scheme)
+    text = getattr(cls, "summary", None) or f"Relative position scheme `{scheme}`."
+    paper, url = getattr(cls, "paper", None), getattr(cls, "paper_url", None)
+    if paper and url:
+        return f"{text} Paper: [{paper}]({url})."
+    return f"{text} Paper: {paper}." if paper else text
 
 
-SCHEME_DESCRIPTIONS = {name: scheme_description(name) for name in SCHEME_PAPERS}
+def task_template(task: str) -> Path:
+    """model_cards/<task>.md, or a ValueError naming the task and the templates there are."""
+    path = TEMPLATES / f"{task}.md"
+    if not path.is_file():
+        names = sorted(p.stem for p in TEMPLATES.glob("*.md") if p.stem != "base")
+        raise ValueError(f"task={task!r} has no model card template {path.name} in {TEMPLATES}; "
+                         f"templates exist for: {', '.join(names)}")
+    return path
 
-TASK_INFO = {
-    "classification": ("text-classification", "AutoModelForSequenceClassification"),
-    "qa": ("question-answering", "AutoModelForQuestionAnswering"),
-    "summarization": ("summarization", "AutoModelForSeq2SeqLM"),
-}
 
 # architecture suffix -> (Auto class, Hub pipeline tag, transformers pipeline usable in 5.x or None)
 HEADS = (
@@ -137,10 +102,15 @@ def default_limitations(config, dataset=None, max_seq_length=None) -> str:
 
 
 def build_model_card(task, config, metrics, training_args, dataset, repo_id=None, limitations=None, example_input="",
-                     example_question="", version_2=None, max_seq_length=None) -> ModelCard:
-    """A ModelCard for a fine-tuned checkpoint. ``metrics`` are the final eval metrics (eval_ prefix);
-    ``config`` and ``training_args`` may be objects or dicts (e.g. read back from config.json / metrics.json)."""
-    pipeline_tag, auto_class = TASK_INFO[task]
+                     example_question="", version_2=None, max_seq_length=None, pipeline_tag=None,
+                     auto_class=None) -> ModelCard:
+    """A ModelCard for a fine-tuned checkpoint from the template model_cards/<task>.md. ``metrics`` are the
+    final eval metrics (eval_ prefix); ``config`` and ``training_args`` may be objects or dicts (e.g. read
+    back from config.json / metrics.json). ``pipeline_tag`` and ``auto_class`` (the task's, from the
+    recipe task registry) default to what the checkpoint's architecture says."""
+    template = task_template(task)
+    head_class, head_tag, _ = head_of(config)
+    pipeline_tag, auto_class = pipeline_tag or head_tag, auto_class or head_class
     scheme = _get(config, "relative_position", "none")
     decoder_scheme = _get(config, "decoder_relative_position") or scheme
     repo_id = repo_id or "path/to/this/folder"
@@ -166,7 +136,7 @@ def build_model_card(task, config, metrics, training_args, dataset, repo_id=None
         version_2 = bool(getattr(training_args, "version_2_with_negative", False))
     return ModelCard.from_template(
         card_data,
-        template_path=str(TEMPLATES / f"{task}.md"),
+        template_path=str(template),
         model_name=model_name,
         repo_id=repo_id,
         auto_class=auto_class,

@@ -1,10 +1,13 @@
 """`hf-relpos` command line (also `python -m hf_relpos.cli`).
 
     hf-relpos train recipes/classification_demo.yaml [--key value ...]
-    hf-relpos compare recipes/classification_demo.yaml --schemes t5,alibi,shaw_kq,rotary,none [--key value ...]
+    hf-relpos compare recipes/classification_demo.yaml --schemes NAME,NAME,...,none [--key value ...]
     hf-relpos push OUTPUT_DIR --repo-id user/name [--private] [--revision BRANCH] [--commit-message MSG]
     hf-relpos convert SRC OUT --scheme NAME [--keep-absolute | --drop-absolute] [--max-position-embeddings N] [--exact]
-    hf-relpos bench {speed,extrapolation} [options]   (``hf-relpos bench speed --help``)
+    hf-relpos bench {speed,extrapolation,attention,convert-finetune} [options]   (``hf-relpos bench speed --help``)
+
+The command line only parses and prints: the work is in hf_relpos.training (train, compare),
+hf_relpos.hub (push), hf_relpos.convert and hf_relpos.bench.
 """
 
 from __future__ import annotations
@@ -14,8 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-
-BENCH_SUITES = ("speed", "extrapolation")
+from .bench import SUITES as BENCH_SUITES
 
 
 def _train(args, overrides):
@@ -26,54 +28,15 @@ def _train(args, overrides):
     return result
 
 
-def compare(recipe, schemes, overrides=(), output_dir=None):
-    """Run ``recipe`` once per scheme; return rows of (scheme, metrics, time) and write JSON + PNG."""
-    from .relative_positions import SCHEMES
-    from .training.arguments import parse_recipe
-    from .training.run import run
+def _compare(args, overrides):
+    from .training.compare import compare, compare_table
 
-    for scheme in schemes:
-        if scheme not in SCHEMES:
-            raise ValueError(f"--schemes: {scheme!r} is not valid; choose from: {', '.join(SCHEMES)}")
-    base_args = parse_recipe(recipe, list(overrides))
-    base = Path(output_dir or base_args[2].output_dir) / "compare"
-    rows = []
-    for scheme in schemes:
-        model_args, data_args, training_args = parse_recipe(
-            recipe, [*overrides, "--relative_position", scheme, "--output_dir", str(base / scheme)]
-        )
-        result = run(model_args, data_args, training_args)
-        rows.append({"scheme": scheme, "main_metric": result["main_metric"],
-                     "value": result["eval"].get("eval_" + result["main_metric"]), "eval": result["eval"],
-                     "train_seconds": result["train_seconds"]})
-    base.mkdir(parents=True, exist_ok=True)
-    (base / "compare.json").write_text(json.dumps(rows, indent=2, default=str))
-    metric_names = sorted({k for r in rows for k in r["eval"] if k.startswith("eval_") and isinstance(r["eval"][k], float)
-                           and not k.endswith(("runtime", "per_second", "epoch"))})
-    header = f"{'scheme':<12}" + "".join(f"{m.removeprefix('eval_'):>14}" for m in metric_names) + f"{'train s':>10}"
-    print(header)
-    for r in rows:
-        print(f"{r['scheme']:<12}" + "".join(f"{r['eval'].get(m, float('nan')):>14.4f}" for m in metric_names)
-              + f"{r['train_seconds']:>10.1f}")
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed: no chart (pip install matplotlib)")
-        return rows
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    names = [r["scheme"] for r in rows]
-    axes[0].bar(names, [r["value"] or 0 for r in rows], color="tab:blue")
-    axes[0].set_title(f"eval {rows[0]['main_metric']}")
-    axes[1].bar(names, [r["train_seconds"] for r in rows], color="tab:orange")
-    axes[1].set_title("training time (s)")
-    for ax in axes:
-        ax.tick_params(axis="x", rotation=30)
-    fig.tight_layout()
-    fig.savefig(base / "compare.png", dpi=100)
-    print(f"wrote {base / 'compare.png'} and {base / 'compare.json'}")
+    rows = compare(args.recipe, [s.strip() for s in args.schemes.split(",") if s.strip()], overrides)
+    print(compare_table(rows))
+    base = Path(rows[0]["output_dir"]).parent
+    chart = base / "compare.png"
+    print(f"wrote {chart} and {base / 'compare.json'}" if chart.is_file()
+          else f"wrote {base / 'compare.json'}; matplotlib is not installed: no chart (pip install matplotlib)")
     return rows
 
 
@@ -84,7 +47,8 @@ def main(argv=None):
     p_train.add_argument("recipe", help="YAML recipe (see recipes/)")
     p_compare = sub.add_parser("compare", help="run a recipe once per scheme and compare metrics and time")
     p_compare.add_argument("recipe")
-    p_compare.add_argument("--schemes", required=True, help="comma-separated, e.g. t5,alibi,shaw_kq,rotary,none")
+    p_compare.add_argument("--schemes", required=True,
+                           help="comma-separated relative_position values (`none`: no relative scheme)")
     p_push = sub.add_parser("push", help="upload a checkpoint folder (safetensors, code, tokenizer, card) to the Hub")
     p_push.add_argument("output_dir", help="a folder written by `hf-relpos train` or save_pretrained")
     p_push.add_argument("--repo-id", required=True, help="namespace/name (a bare name goes under the token's user)")
@@ -102,9 +66,7 @@ def main(argv=None):
         rest = argv[1:]
         if not rest or rest[0] not in BENCH_SUITES:
             parser.error(f"bench: choose a suite from: {', '.join(BENCH_SUITES)} (got {rest[0] if rest else 'nothing'!r})")
-        import importlib
-
-        return importlib.import_module(f"hf_relpos.bench.{rest[0]}").main(rest[1:]) or 0
+        return BENCH_SUITES[rest[0]](rest[1:]) or 0
     args, overrides = parser.parse_known_args(argv)
     if args.command in ("push", "convert") and overrides:
         parser.error(f"unrecognized arguments: {' '.join(overrides)}")
@@ -112,7 +74,7 @@ def main(argv=None):
         if args.command == "train":
             _train(args, overrides)
         elif args.command == "compare":
-            compare(args.recipe, [s.strip() for s in args.schemes.split(",") if s.strip()], overrides)
+            _compare(args, overrides)
         elif args.command == "push":
             return _push(args)
         elif args.command == "convert":
@@ -147,7 +109,7 @@ def _add_convert_parser(sub):
         "convert", help="convert a pretrained BERT/RoBERTa/ELECTRA, a legacy 4.x relative_key* BERT or a T5/mT5 checkpoint",
         description="Write a relpos_bert / relpos_t5 checkpoint folder (weights, code, tokenizer, conversion.json) "
         "from SRC (a folder or Hub id). Absolute BERT-family encoders take any --scheme; legacy relative_key / "
-        "relative_key_query BERTs become shaw / shaw_kq and T5 / mT5 becomes t5, exactly.",
+        "relative_key_query BERTs and T5 / mT5 become their exact relative counterparts.",
     )
     p.add_argument("src", help="source checkpoint folder or Hub repo id")
     p.add_argument("out", help="output folder (must not exist, or be empty)")
@@ -168,19 +130,9 @@ def _add_convert_parser(sub):
     p.add_argument("--config-overrides", default=None, help='JSON of extra config fields, e.g. {"max_relative_position": 64}')
 
 
-def parse_json_object(field: str, text: str) -> dict:
-    """A JSON object of config fields, or a ValueError naming the field and the value."""
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{field}={text!r} is not valid JSON: {err}") from None
-    if not isinstance(value, dict):
-        raise ValueError(f"{field}={text!r} must be a JSON object of config fields")
-    return value
-
-
 def _convert(args) -> int:
     from .convert import convert_checkpoint
+    from .training.arguments import parse_json_object
 
     overrides = parse_json_object("--config-overrides", args.config_overrides) if args.config_overrides else {}
     info = convert_checkpoint(

@@ -197,7 +197,7 @@ def rewrite_card(text: str, repo_id: str, config: dict | None = None) -> str:
 def card_for_push(plan: UploadPlan, repo_id: str) -> str:
     """The README.md to upload: the folder's own card pointed at ``repo_id``, else one rendered from
     metrics.json (task card) or from config.json alone (base card)."""
-    from .training.cards import TASK_INFO, build_base_card, build_model_card
+    from .cards import TEMPLATES, build_base_card, build_model_card
 
     readme = plan.folder / CARD
     if readme.is_file():
@@ -208,12 +208,14 @@ def card_for_push(plan: UploadPlan, repo_id: str) -> str:
             metrics = json.loads((plan.folder / "metrics.json").read_text())
         except json.JSONDecodeError:
             metrics = {}
-    if metrics.get("task") in TASK_INFO and isinstance(metrics.get("eval"), dict):
+    task = metrics.get("task")
+    if isinstance(task, str) and (TEMPLATES / f"{task}.md").is_file() and isinstance(metrics.get("eval"), dict):
         card = build_model_card(
-            metrics["task"], plan.config, metrics["eval"], metrics.get("training_args") or {},
+            task, plan.config, metrics["eval"], metrics.get("training_args") or {},
             metrics.get("dataset") or "unknown", repo_id=repo_id,
             example_input=str(metrics.get("example_input", "")), example_question=str(metrics.get("example_question", "")),
             version_2=metrics.get("version_2_with_negative", False), max_seq_length=metrics.get("max_seq_length"),
+            pipeline_tag=metrics.get("pipeline_tag"), auto_class=metrics.get("auto_class"),
         )
     else:
         card = build_base_card(plan.config, repo_id=repo_id, has_tokenizer=plan.has_tokenizer)
@@ -235,7 +237,7 @@ def check_repo_id(repo_id) -> str:
 
 def push_to_hub(folder, repo_id: str, *, private: bool | None = None, revision: str | None = None,
                 commit_message: str | None = None, commit_description: str | None = None, token: str | None = None,
-                endpoint: str | None = None, dry_run: bool = False) -> dict:
+                dry_run: bool = False) -> dict:
     """Upload the checkpoint in ``folder`` to ``repo_id`` (created if needed; ``private`` applies to a new
     repository). ``revision``: a branch, created from main if absent. Returns what was sent and skipped,
     and the commit URL. Raises ValueError (before any network call) for an incomplete folder or a bad id."""
@@ -253,7 +255,7 @@ def push_to_hub(folder, repo_id: str, *, private: bool | None = None, revision: 
 
     if constants.is_offline_mode():
         raise ValueError("cannot push: HF_HUB_OFFLINE is set (offline mode); unset it to reach the Hub")
-    endpoint = endpoint or os.environ.get("HF_ENDPOINT", "").rstrip("/") or constants.ENDPOINT
+    endpoint = os.environ.get("HF_ENDPOINT", "").rstrip("/") or constants.ENDPOINT
     api = HfApi(endpoint=endpoint, token=token)
     if "/" not in repo_id:  # a bare name lives under the token's user, as with Trainer's hub_model_id
         repo_id = f"{api.whoami()['name']}/{repo_id}"

@@ -102,7 +102,8 @@ def test_bad_scheme_names_the_field():
 def test_mlm_micro_run(tmp_path):
     if not (SHARED_DATA / "sentiment" / "train.jsonl").is_file():
         pytest.skip(f"{SHARED_DATA} is absent (../shared/data is only on the project's machines)")
-    report, _ = run(tmp_path, "--schemes", "t5", "--tasks", "mlm", "--factors", "1", "4", "--mlm-vocab", "300")
+    report, _ = run(tmp_path, "--schemes", "t5", "--tasks", "mlm", "--factors", "1", "4", "--mlm-vocab", "300",
+                    "--data-dir", str(SHARED_DATA))
     rows = report["results"]
     assert [(r["task"], r["factor"], r["length"]) for r in rows] == [("mlm", 1, TRAIN_LENGTH), ("mlm", 4, 4 * TRAIN_LENGTH)]
     for r in rows:

@@ -329,7 +329,7 @@ def test_task_card_code_runs(tmp_path, task, capsys):
     from hf_relpos import RelPosBertConfig, RelPosT5Config
     from hf_relpos.modeling_relpos_bert import RelPosBertForQuestionAnswering
     from hf_relpos.modeling_relpos_t5 import RelPosT5ForConditionalGeneration
-    from hf_relpos.training.cards import build_model_card
+    from hf_relpos.cards import build_model_card
     from hf_relpos.training.modeling import BERT_PRESETS, T5_PRESETS, train_sentencepiece_tokenizer, train_wordpiece_tokenizer
 
     texts = ["the cat sat on the mat near the door", "where did the cat sit", "key alpha beta key gamma"] * 10

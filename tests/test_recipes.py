@@ -260,15 +260,16 @@ def test_two_processes_with_accelerate(tmp_path):
 
 def test_relative_position_learning_rate_gets_its_own_group(tmp_path):
     from hf_relpos.training.arguments import parse_recipe as parse
-    from hf_relpos.training.classification import setup
     from hf_relpos.training.data import load_raw_datasets
+    from hf_relpos.training.tasks import TASKS
     from hf_relpos.training.trainer import is_position_parameter
 
     model_args, data_args, training_args = parse(
         RECIPES / "classification_demo.yaml",
         [*FAST, "--relative_position", "t5", "--relative_position_learning_rate", "0.1", "--output_dir", str(tmp_path)],
     )
-    trainer = setup(model_args, data_args, training_args, load_raw_datasets(data_args)).trainer
+    task = TASKS["classification"]
+    trainer = task.setup(model_args, data_args, training_args, load_raw_datasets(data_args, task.synthetic)).trainer
     optimizer = trainer.create_optimizer()
     names = {id(p): n for n, p in trainer.model.named_parameters()}
     groups = [{names[id(p)] for p in g["params"]} for g in optimizer.param_groups]

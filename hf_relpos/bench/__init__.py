@@ -1,2 +1,39 @@
-"""Benchmarks behind ``hf-relpos bench``: speed and memory against HF anchors (:mod:`.speed`) and
-length extrapolation (:mod:`.extrapolation`). Each module has ``main(argv)``; results are JSON + PNG."""
+"""Benchmarks behind ``hf-relpos bench SUITE``: each suite is a module with ``main(argv)`` that prints
+ratios measured side by side in one run and writes a JSON report (``--out``; a PNG beside it where the
+suite plots). Inputs outside the package come from explicit options (``--data-dir``), never from paths
+computed from the source tree.
+
+- ``speed``: speed and memory of whole models against HF anchors (:mod:`.speed`);
+- ``extrapolation``: length extrapolation, train short / test long (:mod:`.extrapolation`);
+- ``attention``: one attention layer per scheme against plain sdpa (:mod:`.attention`);
+- ``convert-finetune``: a real pretrained BERT converted, its drift, fine-tuning and long inputs
+  (:mod:`.convert_finetune`).
+"""
+
+
+def _speed(argv):
+    from .speed import main
+
+    return main(argv)
+
+
+def _extrapolation(argv):
+    from .extrapolation import main
+
+    return main(argv)
+
+
+def _attention(argv):
+    from .attention import main
+
+    return main(argv)
+
+
+def _convert_finetune(argv):
+    from .convert_finetune import main
+
+    return main(argv)
+
+
+SUITES = {"speed": _speed, "extrapolation": _extrapolation, "attention": _attention,
+          "convert-finetune": _convert_finetune}

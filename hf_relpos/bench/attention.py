@@ -1,10 +1,10 @@
 """Forward+backward time and peak memory of ONE attention layer per scheme, against plain sdpa
 attention without positions, measured side by side in one run.
 
-    python benchmarks/attention.py [--lengths 128 512 2048] [--schemes t5 alibi ...] [--out FILE]
+    hf-relpos bench attention [--lengths 128 512 2048] [--schemes NAME ...] [--out FILE]
 
 Peak memory as in ``hf-relpos bench speed`` (which measures whole models against HF anchors; this
-script isolates one layer). Writes JSON (default benchmarks/results/attention.json) and prints ratios
+suite isolates one layer). Writes JSON (default benchmarks/results/attention.json) and prints ratios
 to the baseline at each length.
 """
 
@@ -17,10 +17,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from hf_relpos.bench.common import write_json
-from hf_relpos.bench.speed import peak_memory
-from hf_relpos.relative_positions import SCHEMES, SchemeFields, build_relative_position
-from hf_relpos.relpos_attention import relpos_attention
+from ..relative_positions import SCHEMES, SchemeFields, build_relative_position
+from ..relpos_attention import relpos_attention
+from .common import add_io_options, write_json
+from .speed import peak_memory
 
 
 class Layer(nn.Module):
@@ -68,7 +68,8 @@ def measure(scheme, L, args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="hf-relpos bench attention", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lengths", type=int, nargs="+", default=[128, 512, 2048])
     parser.add_argument("--schemes", nargs="+", default=[s for s in SCHEMES if s != "none"])
     parser.add_argument("--batch", type=int, default=1)
@@ -77,7 +78,7 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--backend", default="sdpa", choices=["eager", "sdpa", "flex_attention"])
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
-    parser.add_argument("--out", default="benchmarks/results/attention.json")
+    add_io_options(parser, "attention")
     args = parser.parse_args(argv)
     for name in args.schemes:
         if name not in SCHEMES:
@@ -103,7 +104,4 @@ def main(argv=None):
                   f"{m['peak_bytes'] / 2**20:>10.1f}{row['memory_ratio']:>8.2f}", flush=True)
     out = write_json(args.out, {k: v for k, v in vars(args).items() if k != "out"}, rows)
     print(f"wrote {out}")
-
-
-if __name__ == "__main__":
-    main()
+    return 0

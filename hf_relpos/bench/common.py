@@ -3,10 +3,26 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 from pathlib import Path
 
 import torch
+
+# Inputs and outputs are explicit options of every suite; these are only their defaults, relative to
+# the working directory (the repository root, as `make bench` runs): the project's text data beside the
+# repository (or $HF_RELPOS_DATA_DIR) and an uncommitted results folder.
+DEFAULT_DATA_DIR = Path(os.environ.get("HF_RELPOS_DATA_DIR", "../shared/data"))
+RESULTS_DIR = Path("benchmarks/results")
+
+
+def add_io_options(parser, suite: str, data_help: str | None = None) -> None:
+    """``--out`` (JSON report, default benchmarks/results/<suite>.json) and, with ``data_help``, ``--data-dir``."""
+    if data_help is not None:
+        parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
+                            help=f"{data_help} (default: {DEFAULT_DATA_DIR}, or $HF_RELPOS_DATA_DIR)")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / f"{suite.replace('-', '_')}.json",
+                        help="JSON report; a PNG goes beside it where the suite plots")
 
 
 def environment() -> dict:

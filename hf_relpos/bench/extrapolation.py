@@ -13,11 +13,12 @@ changes between the columns of the table.
 
 Verdict at 4×: "holds" ≥ 95% of the 1× quality; "collapses" < 50% of it, or ≤ 25% of its margin over the
 floor left; "degrades" in between; "not learned" when the 1× quality itself is too low for a ratio to mean
-anything (position: < 40%; mlm: < the order-blind `nopos` model + 0.02). Direction-blind schemes (alibi,
-kerple, fire: a bias of |i − j| only) are reversal-equivariant without absolute embeddings, so they cannot
-tell the token at i − 2 from the one at i + 2: ≈ 53% is their ceiling on the position task.
+anything (position: < 40%; mlm: < the order-blind `nopos` model + 0.02). Direction-blind schemes (a bias
+of |i − j| only) are reversal-equivariant without absolute embeddings, so they cannot tell the token at
+i − 2 from the one at i + 2: ≈ 53% is their ceiling on the position task.
 
-    hf-relpos bench extrapolation [--schemes t5,alibi,absolute] [--tasks position,mlm] [--seed 0] ...
+    hf-relpos bench extrapolation [--schemes NAME,NAME,absolute] [--tasks position,mlm] [--seed 0]
+                                  [--data-dir ../shared/data] [--out benchmarks/results/extrapolation.json] ...
 """
 
 from __future__ import annotations
@@ -34,11 +35,7 @@ import torch
 from ..configuration_relpos_bert import RelPosBertConfig
 from ..modeling_relpos_bert import RelPosBertForMaskedLM, RelPosBertForTokenClassification
 from ..relative_positions import SCHEMES
-from .common import line_plot, write_json
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
-DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "extrapolation.json"
+from .common import add_io_options, line_plot, write_json
 
 # Baselines without a relative scheme, named by their absolute embeddings; `nopos` sees no order at all
 # (a bag of words): the floor a scheme must beat to show it uses positions.
@@ -55,9 +52,10 @@ POSITION_VOCAB = 16  # position task: input tokens 1..POSITION_VOCAB (0 is paddi
 #   at 0.1 the order-aware schemes reach ~100% within 800 steps (the slowest, absolute_sinusoidal, checked
 #   on seeds 0, 1, 3); the lr decays to 0 so that the copies end exact.
 # - mlm: BERT's init; the lr stays constant after warmup, because with this short budget a decay slows
-#   the escape from the bag-of-words plateau (rotary 0.15 vs 0.18 masked accuracy at 800 steps). Even so,
-#   at this size only the content × position schemes (rotary, xl, deberta) leave that plateau; t5 and
-#   absolute stay on it at 3000 steps too, and lr 1e-3, init 0.1, 2 heads or batch 32 did not help.
+#   the escape from the bag-of-words plateau (the rotation scheme: 0.15 vs 0.18 masked accuracy at 800
+#   steps). Even so, at this size only the schemes where position meets content (rotation, projected
+#   distance encodings, disentangled attention) leave that plateau; bucketed biases and learned absolute
+#   embeddings stay on it at 3000 steps too, and lr 1e-3, init 0.1, 2 heads or batch 32 did not help.
 TASK_DEFAULTS = {
     "position": dict(steps=800, batch_size=16, lr=2e-3, init_range=0.1, eval_examples=16, decay=True),
     "mlm": dict(steps=800, batch_size=16, lr=3e-3, init_range=0.02, eval_examples=32, decay=False),
@@ -127,10 +125,10 @@ class PositionTask:
     name, metric = "position", "token accuracy"
 
     def __init__(self, args=None):
-        # A direction-blind encoder (bias of |i − j| only and no absolute embeddings: alibi, kerple, fire) is
+        # A direction-blind encoder (a bias of |i − j| only and no absolute embeddings) is
         # reversal-equivariant, so it cannot tell the token at i − 2 from the one at i + 2 and tops out near
         # 53% (1/2 + chance/2). 40% counts as learned: enough to have singled out distance 2, which a bias
-        # monotone in |i − j| (alibi, kerple) cannot do.
+        # monotone in |i − j| (linear or logarithmic penalties) cannot do.
         self.learned_at = 0.4
         self.chance = 1.0 / POSITION_VOCAB
         self.num_labels = POSITION_VOCAB + 1
@@ -355,8 +353,7 @@ def parse_args(argv):
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--mlm-vocab", type=int, default=500,
                    help="WordPiece vocabulary of the mlm task (small: more word pieces, more local structure to learn)")
-    p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="../shared/data beside the repository")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON report; the PNG goes beside it")
+    add_io_options(p, "extrapolation", data_help="text data of the mlm task: sentiment/ and summarization/ jsonl")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     args = p.parse_args(argv)
     for s in args.schemes:

@@ -11,11 +11,22 @@ from pathlib import Path
 import yaml
 from transformers import HfArgumentParser, Seq2SeqTrainingArguments
 
-from ..cli import parse_json_object
 from ..relative_positions import ABSOLUTE_POSITIONS, SCHEMES
+from .modeling import BERT_PRESETS, check_position_limit
+from .tasks import TASKS, get_task
 
-TASKS = ("classification", "qa", "summarization")
-PRESETS = ("tiny", "small", "base")
+PRESETS = tuple(BERT_PRESETS)
+
+
+def parse_json_object(field: str, text: str) -> dict:
+    """A JSON object of config fields, or a ValueError naming the field and the value."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{field}={text!r} is not valid JSON: {err}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{field}={text!r} must be a JSON object of config fields")
+    return value
 
 
 @dataclass
@@ -24,7 +35,9 @@ class ModelArguments:
 
     model_name_or_path: str | None = field(default=None, metadata={"help": "Checkpoint dir or Hub id; empty: build from `preset`."})
     preset: str = field(default="tiny", metadata={"help": f"Size of a fresh model: {', '.join(PRESETS)}."})
-    relative_position: str = field(default="t5", metadata={"help": f"Scheme of a fresh model: {', '.join(SCHEMES)}."})
+    relative_position: str | None = field(
+        default=None, metadata={"help": f"Scheme of a fresh model: {', '.join(SCHEMES)} (default: the model config's)."}
+    )
     absolute_position: str = field(default="none", metadata={"help": f"Absolute embeddings: {', '.join(ABSOLUTE_POSITIONS)}."})
     decoder_relative_position: str | None = field(default=None, metadata={"help": "Summarization: decoder scheme (default: same)."})
     model_overrides: str | None = field(default=None, metadata={"help": 'JSON of config fields, e.g. {"num_hidden_layers": 4}.'})
@@ -34,6 +47,10 @@ class ModelArguments:
     tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer dir or Hub id; default: the model's, or one trained on the training text."})
     tokenizer_vocab_size: int = field(default=2000, metadata={"help": "Vocabulary of a tokenizer trained on the fly."})
     trust_remote_code: bool = field(default=True, metadata={"help": "Load checkpoints that carry their modeling code."})
+
+    def overrides(self) -> dict:
+        """``model_overrides`` as a dict (ValueError naming the field for bad JSON)."""
+        return parse_json_object("model_overrides", self.model_overrides) if self.model_overrides else {}
 
 
 @dataclass
@@ -122,8 +139,7 @@ def parse_recipe(recipe: str | dict | None = None, overrides: list[str] | None =
 
 def validate(model_args: ModelArguments, data_args: DataTrainingArguments) -> None:
     """Fail before any download or training with the field, the value and the valid choices."""
-    if data_args.task not in TASKS:
-        raise ValueError(f"task={data_args.task!r} is not valid; choose one of: {', '.join(TASKS)}")
+    task = get_task(data_args.task)
     if model_args.model_name_or_path is None:
         if model_args.preset not in PRESETS:
             raise ValueError(f"preset={model_args.preset!r} is not valid; choose one of: {', '.join(PRESETS)}")
@@ -135,8 +151,7 @@ def validate(model_args: ModelArguments, data_args: DataTrainingArguments) -> No
             raise ValueError(
                 f"absolute_position={model_args.absolute_position!r} is not valid; choose one of: {', '.join(ABSOLUTE_POSITIONS)}"
             )
-    if model_args.model_overrides:
-        parse_json_object("model_overrides", model_args.model_overrides)
+    model_args.overrides()
     if model_args.relative_position_learning_rate is not None and model_args.relative_position_learning_rate <= 0:
         raise ValueError(
             f"relative_position_learning_rate={model_args.relative_position_learning_rate} is not valid; choose a positive number"
@@ -157,3 +172,10 @@ def validate(model_args: ModelArguments, data_args: DataTrainingArguments) -> No
                 raise ValueError(f"{name}={path!r} does not exist")
             if Path(path).suffix.lower() not in (".csv", ".json", ".jsonl"):
                 raise ValueError(f"{name}={path!r} has an unsupported extension; choose one of: .csv, .json, .jsonl")
+    config_file = Path(model_args.model_name_or_path or "") / "config.json"
+    if model_args.model_name_or_path and config_file.is_file():  # a local checkpoint: its limit is known now
+        try:
+            config = json.loads(config_file.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"model_name_or_path={model_args.model_name_or_path!r}: config.json is not valid JSON ({err})") from None
+        check_position_limit({**config, **model_args.overrides()}, task.max_length(data_args), model_args.model_name_or_path)

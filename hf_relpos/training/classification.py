@@ -6,9 +6,9 @@ from pathlib import Path
 
 import evaluate
 import numpy as np
-from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
+from transformers import DataCollatorWithPadding
 
-from .data import DEFAULT_COLUMNS, require_columns, tokenize
+from .data import require_columns, tokenize
 from .modeling import build_config, load_model, load_tokenizer
 from .task import TaskSetup
 from .trainer import RelPosTrainer
@@ -24,8 +24,8 @@ def _label_names(dataset, column):
     return [str(v) for v in values]
 
 
-def setup(model_args, data_args, training_args, raw) -> TaskSetup:
-    text_column = data_args.text_column or DEFAULT_COLUMNS["classification"]["text_column"]
+def setup(task, model_args, data_args, training_args, raw) -> TaskSetup:
+    text_column = task.column(data_args, "text_column")
     columns = {"text_column": text_column, "text_pair_column": data_args.text_pair_column, "label_column": data_args.label_column}
     for split in ("train", "validation"):
         require_columns(raw[split], columns, split)
@@ -47,13 +47,12 @@ def setup(model_args, data_args, training_args, raw) -> TaskSetup:
                 f"training labels ({', '.join(map(str, labels))})"
             )
 
-    seq2seq = False
-    tokenizer = load_tokenizer(model_args, raw["train"][text_column], seq2seq)
+    tokenizer = load_tokenizer(model_args, raw["train"][text_column], task.seq2seq)
     config = build_config(
-        model_args, tokenizer, seq2seq, num_labels=len(labels),
+        model_args, tokenizer, task.seq2seq, max_length=task.max_length(data_args), num_labels=len(labels),
         id2label=dict(enumerate(labels)), label2id={name: i for i, name in enumerate(labels)},
     )
-    model = load_model(AutoModelForSequenceClassification, model_args, config)
+    model = load_model(task.auto_class, model_args, config)
 
     def preprocess(batch):
         pair = batch[data_args.text_pair_column] if data_args.text_pair_column else None
@@ -76,5 +75,4 @@ def setup(model_args, data_args, training_args, raw) -> TaskSetup:
         model=model, args=training_args, train_dataset=train, eval_dataset=evals, processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_metrics,
     )
-    return TaskSetup(trainer=trainer, evaluate=lambda: trainer.evaluate(), main_metric="accuracy",
-                     dataset_name=data_args.dataset_name or "synthetic", text_column=text_column)
+    return TaskSetup(trainer=trainer, evaluate=lambda: trainer.evaluate(), main_metric="accuracy", text_column=text_column)

@@ -18,12 +18,6 @@ WORDS = (
     "tulip umber velvet walnut yarrow zephyr basil clover dahlia fennel ginger heron iris"
 ).split()
 
-DEFAULT_COLUMNS = {
-    "classification": {"text_column": "text"},
-    "summarization": {"text_column": "document", "summary_column": "summary"},
-}
-
-
 def _split(rows_fn, train_size, eval_size, seed):
     return DatasetDict(
         train=Dataset.from_list(rows_fn(random.Random(seed), train_size)),
@@ -97,26 +91,47 @@ def synthetic_summarization(train_size=2000, eval_size=300, seed=1234) -> Datase
     return _split(rows, train_size, eval_size, seed)
 
 
-SYNTHETIC = {"classification": synthetic_classification, "qa": synthetic_qa, "summarization": synthetic_summarization}
+def data_files(data_args) -> dict[str, str]:
+    """split → local file of the recipe (empty when the data does not come from files)."""
+    if not (data_args.train_file or data_args.validation_file):
+        return {}
+    return {k: v for k, v in (("train", data_args.train_file), ("validation", data_args.validation_file),
+                              ("test", data_args.test_file)) if v}
 
 
-def load_raw_datasets(data_args) -> DatasetDict:
+def uses_synthetic(data_args) -> bool:
+    return not data_files(data_args) and data_args.dataset_name in (None, "synthetic")
+
+
+def dataset_label(data_args) -> str:
+    """What the data was, for metrics.json and the model card: the Hub name (and config), the local
+    files (folder/name, as given), or "synthetic"."""
+    files = data_files(data_args)
+    if files:
+        return ", ".join(dict.fromkeys("/".join(Path(p).parts[-2:]) for p in files.values()))
+    if uses_synthetic(data_args):
+        return "synthetic"
+    name = data_args.dataset_name
+    return f"{name}/{data_args.dataset_config_name}" if data_args.dataset_config_name else name
+
+
+def load_raw_datasets(data_args, synthetic=None) -> DatasetDict:
     """A DatasetDict with `train` and `validation` (and `test` when given), from local files, the
-    Hub, or the synthetic generator (the offline default when neither files nor a name are set)."""
-    if data_args.train_file or data_args.validation_file:
-        files = {k: v for k, v in (("train", data_args.train_file), ("validation", data_args.validation_file),
-                                   ("test", data_args.test_file)) if v}
+    Hub, or ``synthetic(data_args)`` (the task's builder: the offline default when neither files nor a
+    name are set)."""
+    files = data_files(data_args)
+    if files:
         for split, path in files.items():
             with open(path, encoding="utf-8") as handle:
                 if not any(line.strip() for line in handle):
                     raise ValueError(f"{split}_file={path!r} is empty: the {split!r} split has no rows")
         extension = Path(next(iter(files.values()))).suffix.lower().lstrip(".")
         raw = load_dataset("json" if extension in ("json", "jsonl") else extension, data_files=files)
-    elif data_args.dataset_name in (None, "synthetic"):
-        kwargs = dict(train_size=data_args.synthetic_train_size, eval_size=data_args.synthetic_eval_size, seed=data_args.seed_data)
-        if data_args.task == "qa":
-            kwargs["with_negative"] = data_args.version_2_with_negative
-        raw = SYNTHETIC[data_args.task](**kwargs)
+    elif uses_synthetic(data_args):
+        if synthetic is None:
+            raise ValueError(f"task={data_args.task!r} has no built-in synthetic data; give train_file / "
+                             "validation_file or dataset_name")
+        raw = synthetic(data_args)
     else:
         raw = load_dataset(data_args.dataset_name, data_args.dataset_config_name)
     if "validation" not in raw and "test" in raw:

@@ -6,7 +6,6 @@ from __future__ import annotations
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import AutoConfig, AutoTokenizer, PreTrainedTokenizerFast
 
-from ..cli import parse_json_object
 from ..configuration_relpos_bert import RelPosBertConfig
 from ..configuration_relpos_t5 import RelPosT5Config
 
@@ -62,25 +61,74 @@ def load_tokenizer(model_args, texts, seq2seq: bool):
     return train(texts, vocab_size=model_args.tokenizer_vocab_size)
 
 
-def build_config(model_args, tokenizer, seq2seq: bool, **task_fields):
-    """The config of the model to fine-tune: the checkpoint's, or a preset with the chosen scheme."""
-    overrides = parse_json_object("model_overrides", model_args.model_overrides) if model_args.model_overrides else {}
+def learned_position_limit(config) -> int | None:
+    """The longest input a checkpoint's learned absolute position table takes, or None when it has no
+    such limit. ``config``: a config object or config.json's dict (relpos_* models, and the absolute
+    BERT family that ``model_name_or_path`` may also name)."""
+    get = config.get if isinstance(config, dict) else (lambda k, d=None: getattr(config, k, d))
+    model_type, limit = str(get("model_type", "")), get("max_position_embeddings")
+    if not isinstance(limit, int):
+        return None
+    if model_type.startswith("relpos_"):
+        return limit if get("absolute_position", "none") == "learned" else None
+    if get("position_embedding_type", "absolute") != "absolute":
+        return None
+    if "roberta" in model_type or model_type == "camembert":  # positions start after the padding index
+        return limit - (get("pad_token_id", 1) or 0) - 1
+    return limit
+
+
+def check_position_limit(config, max_length, source) -> None:
+    """ValueError when the recipe's inputs (``max_length``) exceed the learned absolute position table."""
+    limit = learned_position_limit(config)
+    if limit is not None and max_length > limit:
+        raise ValueError(
+            f"model_name_or_path={source!r} has learned absolute positions for {limit} tokens "
+            f"(max_position_embeddings), but the recipe asks for inputs of {max_length} tokens "
+            f"(max_seq_length / max_source_length / max_target_length): lower them to ≤ {limit}, or convert "
+            "the checkpoint with `hf-relpos convert --drop-absolute` (or --max-position-embeddings)"
+        )
+
+
+def build_config(model_args, tokenizer, seq2seq: bool, max_length: int | None = None, **task_fields):
+    """The config of the model to fine-tune: the checkpoint's, or a preset with the chosen scheme.
+
+    ``max_length``: the longest input the recipe feeds. A fresh model with learned absolute positions gets
+    a table at least that long (``max_position_embeddings`` from the preset, raised to it); if
+    ``model_overrides`` sets a shorter ``max_position_embeddings``, or a checkpoint's learned table is
+    shorter, a ValueError names both fields."""
+    overrides = model_args.overrides()
     if model_args.model_name_or_path:
         config = AutoConfig.from_pretrained(model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code)
         for key, value in {**task_fields, **overrides}.items():
             setattr(config, key, value)
+        if max_length is not None:
+            check_position_limit(config, max_length, model_args.model_name_or_path)
         return config
     if seq2seq:
-        fields = dict(T5_PRESETS[model_args.preset], relative_position=model_args.relative_position,
-                      absolute_position=model_args.absolute_position,
+        fields = dict(T5_PRESETS[model_args.preset], absolute_position=model_args.absolute_position,
                       decoder_relative_position=model_args.decoder_relative_position,
                       vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
                       decoder_start_token_id=tokenizer.pad_token_id)
-        return RelPosT5Config(**{**fields, **task_fields, **overrides})
-    fields = dict(BERT_PRESETS[model_args.preset], relative_position=model_args.relative_position,
-                  absolute_position=model_args.absolute_position, vocab_size=len(tokenizer),
-                  pad_token_id=tokenizer.pad_token_id)
-    return RelPosBertConfig(**{**fields, **task_fields, **overrides})
+        config_class = RelPosT5Config
+    else:
+        fields = dict(BERT_PRESETS[model_args.preset], absolute_position=model_args.absolute_position,
+                      vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
+        config_class = RelPosBertConfig
+    if model_args.relative_position is not None:  # None: the config's default scheme
+        fields["relative_position"] = model_args.relative_position
+    if max_length is not None and model_args.absolute_position == "learned":
+        if "max_position_embeddings" in overrides:
+            if overrides["max_position_embeddings"] < max_length:
+                raise ValueError(
+                    f"model_overrides max_position_embeddings={overrides['max_position_embeddings']} is shorter "
+                    f"than the recipe's inputs ({max_length} tokens: max_seq_length / max_source_length / "
+                    "max_target_length) and absolute_position='learned' cannot run past it; raise it or lower those"
+                )
+        else:
+            default = config_class().max_position_embeddings
+            fields["max_position_embeddings"] = max(default, max_length)
+    return config_class(**{**fields, **task_fields, **overrides})
 
 
 def load_model(auto_class, model_args, config):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import evaluate
 import numpy as np
-from transformers import AutoModelForQuestionAnswering, default_data_collator
+from transformers import default_data_collator
 
 from .data import require_columns, tokenize
 from .modeling import build_config, load_model, load_tokenizer
@@ -67,7 +67,7 @@ def postprocess_predictions(examples, features, start_logits, end_logits, data_a
     return predictions
 
 
-def setup(model_args, data_args, training_args, raw) -> TaskSetup:
+def setup(task, model_args, data_args, training_args, raw) -> TaskSetup:
     columns = {"question_column": data_args.question_column, "context_column": data_args.context_column,
                "answer_column": data_args.answer_column}
     for split in ("train", "validation"):
@@ -75,11 +75,11 @@ def setup(model_args, data_args, training_args, raw) -> TaskSetup:
         check_answers(raw[split], data_args, split)
 
     texts = list(raw["train"][data_args.context_column]) + list(raw["train"][data_args.question_column])
-    tokenizer = load_tokenizer(model_args, texts, False)
+    tokenizer = load_tokenizer(model_args, texts, task.seq2seq)
     if not tokenizer.is_fast:
         raise ValueError(f"tokenizer_name={model_args.tokenizer_name!r}: extractive QA needs a fast tokenizer (offset mapping)")
-    config = build_config(model_args, tokenizer, False)
-    model = load_model(AutoModelForQuestionAnswering, model_args, config)
+    config = build_config(model_args, tokenizer, task.seq2seq, max_length=task.max_length(data_args))
+    model = load_model(task.auto_class, model_args, config)
     pad_right = tokenizer.padding_side == "right"
     q_col, c_col, a_col = data_args.question_column, data_args.context_column, data_args.answer_column
 
@@ -157,5 +157,4 @@ def setup(model_args, data_args, training_args, raw) -> TaskSetup:
         )
         return {**{k: v for k, v in output.metrics.items() if k.startswith("eval_")}, **{f"eval_{k}": v for k, v in scores.items()}}
 
-    return TaskSetup(trainer=trainer, evaluate=final_evaluate, main_metric="f1",
-                     dataset_name=data_args.dataset_name or "synthetic", text_column=c_col)
+    return TaskSetup(trainer=trainer, evaluate=final_evaluate, main_metric="f1", text_column=c_col)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import time
 from pathlib import Path
@@ -10,9 +9,11 @@ from pathlib import Path
 from transformers import set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
+from ..cards import build_model_card, training_args_dict
+from ..hub import check_repo_id, push_to_hub
 from .arguments import parse_recipe
-from .cards import build_model_card, training_args_dict
-from .data import load_raw_datasets
+from .data import data_files, dataset_label, load_raw_datasets
+from .tasks import get_task
 
 
 def train(recipe=None, overrides: list[str] | None = None) -> dict:
@@ -40,8 +41,6 @@ def _hub_push_request(training_args):
     tokenizer, card; no pickles or checkpoint folders), so Trainer's own pushes are switched off."""
     if not training_args.push_to_hub:
         return None
-    from ..hub import check_repo_id
-
     repo_id = training_args.hub_model_id or Path(training_args.output_dir).name
     try:
         check_repo_id(repo_id)
@@ -55,9 +54,10 @@ def run(model_args, data_args, training_args) -> dict:
     set_seed(training_args.seed)
     resume = _resume_path(training_args)
     hub_repo_id = _hub_push_request(training_args)  # checked before any data or training
-    raw = load_raw_datasets(data_args)
-    task = importlib.import_module(f"{__package__}.{data_args.task}")
+    task = get_task(data_args.task)
+    raw = load_raw_datasets(data_args, task.synthetic)
     setup = task.setup(model_args, data_args, training_args, raw)
+    dataset = dataset_label(data_args)
     trainer = setup.trainer
     if trainer.is_world_process_zero():
         total = training_args.per_device_train_batch_size * training_args.world_size * training_args.gradient_accumulation_steps
@@ -82,7 +82,8 @@ def run(model_args, data_args, training_args) -> dict:
         "task": data_args.task,
         "relative_position": getattr(trainer.model.config, "relative_position", None),
         "absolute_position": getattr(trainer.model.config, "absolute_position", None),
-        "dataset": setup.dataset_name,
+        "dataset": dataset,
+        "data_files": data_files(data_args) or None,
         "main_metric": setup.main_metric,
         "eval": metrics,
         "train": train_result.metrics,
@@ -96,19 +97,20 @@ def run(model_args, data_args, training_args) -> dict:
             "example_input": str(example.get(setup.text_column or "", ""))[:300],
             "example_question": str(example.get(data_args.question_column, "")),
             "version_2_with_negative": bool(data_args.version_2_with_negative),
-            "max_seq_length": data_args.max_source_length if data_args.task == "summarization" else data_args.max_seq_length,
+            "max_seq_length": getattr(data_args, task.length_fields[0]),
+            "pipeline_tag": task.pipeline_tag,
+            "auto_class": task.auto_class_name,
         }
         (out / "metrics.json").write_text(json.dumps({**result, **card_fields}, indent=2, default=str))
         card = build_model_card(
-            data_args.task, trainer.model.config, metrics, training_args, setup.dataset_name,
+            task.name, trainer.model.config, metrics, training_args, dataset,
             repo_id=hub_repo_id or training_args.hub_model_id or str(out),
             example_input=card_fields["example_input"], example_question=card_fields["example_question"],
             version_2=card_fields["version_2_with_negative"], max_seq_length=card_fields["max_seq_length"],
+            pipeline_tag=task.pipeline_tag, auto_class=task.auto_class_name,
         )
         card.save(out / "README.md")
         if hub_repo_id:
-            from ..hub import push_to_hub
-
             result["hub"] = push_to_hub(
                 out, hub_repo_id, private=training_args.hub_private_repo, revision=training_args.hub_revision,
                 token=training_args.hub_token,

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 from rouge_score import rouge_scorer, scoring
-from transformers import AutoModelForSeq2SeqLM, DataCollatorForSeq2Seq
+from transformers import DataCollatorForSeq2Seq
 
-from .data import DEFAULT_COLUMNS, require_columns, tokenize
+from .data import require_columns, tokenize
 from .modeling import build_config, load_model, load_tokenizer
 from .task import TaskSetup
 from .trainer import RelPosSeq2SeqTrainer
@@ -25,17 +25,16 @@ def rouge(predictions, references) -> dict:
     return {key: 100.0 * result[key].mid.fmeasure for key in ROUGE_TYPES}
 
 
-def setup(model_args, data_args, training_args, raw) -> TaskSetup:
-    defaults = DEFAULT_COLUMNS["summarization"]
-    text_column = data_args.text_column or defaults["text_column"]
-    summary_column = data_args.summary_column or defaults["summary_column"]
+def setup(task, model_args, data_args, training_args, raw) -> TaskSetup:
+    text_column = task.column(data_args, "text_column")
+    summary_column = task.column(data_args, "summary_column")
     for split in ("train", "validation"):
         require_columns(raw[split], {"text_column": text_column, "summary_column": summary_column}, split)
 
     texts = list(raw["train"][text_column]) + list(raw["train"][summary_column])
-    tokenizer = load_tokenizer(model_args, texts, True)
-    config = build_config(model_args, tokenizer, True)
-    model = load_model(AutoModelForSeq2SeqLM, model_args, config)
+    tokenizer = load_tokenizer(model_args, texts, task.seq2seq)
+    config = build_config(model_args, tokenizer, task.seq2seq, max_length=task.max_length(data_args))
+    model = load_model(task.auto_class, model_args, config)
 
     def preprocess(batch):
         inputs = [data_args.source_prefix + doc for doc in batch[text_column]]
@@ -67,5 +66,4 @@ def setup(model_args, data_args, training_args, raw) -> TaskSetup:
         data_collator=DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100),
         compute_metrics=compute_metrics if training_args.predict_with_generate else None,
     )
-    return TaskSetup(trainer=trainer, evaluate=lambda: trainer.evaluate(), main_metric="rougeL",
-                     dataset_name=data_args.dataset_name or "synthetic", text_column=text_column)
+    return TaskSetup(trainer=trainer, evaluate=lambda: trainer.evaluate(), main_metric="rougeL", text_column=text_column)
