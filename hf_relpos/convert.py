@@ -38,9 +38,9 @@ _ROBERTA_LIKE = ("roberta", "xlm-roberta", "camembert")
 # transformers 4.x `position_embedding_type` → the scheme that reproduces it exactly (its table mapped in
 # _legacy_tables)
 LEGACY_RELATIVE = {"relative_key": Shaw.name, "relative_key_query": ShawKeyQuery.name}
-# With absolute embeddings kept, these schemes have an initialisation that adds exactly nothing to the
-# scores (zero tables / zero output layer), so the converted model starts equal to the source.
-EXACT_FROM_ABSOLUTE = ("none", "t5", "shaw", "shaw_kq", "xl", "fire")
+# With absolute embeddings kept, these schemes have an initialisation (``zero_init_``) that adds exactly
+# nothing to the scores, so the converted model starts equal to the source.
+EXACT_FROM_ABSOLUTE = tuple(name for name, cls in SCHEMES.items() if cls.exact_from_absolute)
 INITS = ("preserve", "random")
 HEADS = ("auto", "base")
 # config fields a BERT conversion sets itself (from the weights or its own arguments)
@@ -436,25 +436,9 @@ def _load_mapped(model, mapped: dict, tied_key: str | None) -> list:
 
 def _zero_init(model):
     """Make the new relative parameters add nothing to the scores where the scheme allows it."""
-    from .relative_positions import FIRE, TransformerXL
-
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, T5RelativePosition):
-                module.relative_attention_bias.weight.zero_()
-            elif isinstance(module, Shaw):
-                module.relative_key.weight.zero_()
-                if module.relative_value is not None:
-                    module.relative_value.weight.zero_()
-            elif isinstance(module, ShawKeyQuery):
-                module.distance_embedding.weight.zero_()
-            elif isinstance(module, TransformerXL):
-                module.r_net.weight.zero_()
-                module.u.zero_()
-                module.v.zero_()
-            elif isinstance(module, FIRE):  # zero output layer: bias 0, still trainable (gradient reaches it)
-                module.mlp[2].weight.zero_()
-                module.mlp[2].bias.zero_()
+    for module in model.modules():
+        if isinstance(module, RelativePositionScheme):
+            module.zero_init_()
 
 
 # --- T5 / mT5 → relpos_t5 ---------------------------------------------------------------------------
