@@ -76,3 +76,36 @@ def test_compiled_cpu_flex_equals_sdpa(name, monkeypatch):
     assert (got[0] - want[0]).abs().max() <= 1e-5
     assert (got[1, :40] - want[1, :40]).abs().max() <= 1e-5
     assert not flex_compiled(probe.requires_grad_(True), probe)  # training never takes the compiled CPU path
+
+
+def test_targets_and_flex_schemes_come_from_the_registry(monkeypatch):
+    """A new scheme is benchmarked without touching the bench: its cost class gives its time target and
+    distance_only puts it in the flex part."""
+    from hf_relpos.relative_positions import SCHEMES
+
+    targets = speed.time_targets()
+    assert set(targets) == {name for name, cls in SCHEMES.items() if cls.cost != "none"}
+    assert {targets[n] for n, cls in SCHEMES.items() if cls.cost == "content"} == {1.35}
+    assert {targets[n] for n, cls in SCHEMES.items() if cls.cost in ("bias", "rotate")} == {1.10}
+    assert speed.flex_schemes() == [name for name, cls in SCHEMES.items() if cls.distance_only]
+    distance_only = SCHEMES[speed.flex_schemes()[0]]
+    monkeypatch.setitem(SCHEMES, "brand_new", type("BrandNew", (distance_only,), {"name": "brand_new"}))
+    assert speed.time_targets()["brand_new"] == 1.10 and "brand_new" in speed.flex_schemes()
+
+
+def test_bench_suites_run_from_the_cli(tmp_path, capsys):
+    from hf_relpos.cli import main as cli_main
+    from hf_relpos.relative_positions import SCHEMES
+
+    schemes = [n for n in SCHEMES if n != "none"][:2]
+    out = tmp_path / "attention.json"
+    assert cli_main(["bench", "attention", "--lengths", "16", "--schemes", *schemes, "--hidden", "16", "--heads", "2",
+                     "--repeats", "1", "--threads", "1", "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["results"]
+    assert [r["scheme"] for r in rows] == ["baseline_sdpa", *schemes]
+    with pytest.raises(SystemExit) as done:
+        cli_main(["bench", "convert-finetune", "--help"])
+    assert done.value.code == 0 and "--data-dir" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        cli_main(["bench", "nope"])
+    assert "choose a suite from: speed, extrapolation, attention, convert-finetune" in capsys.readouterr().err

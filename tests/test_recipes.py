@@ -280,3 +280,62 @@ def test_relative_position_learning_rate_gets_its_own_group(tmp_path):
     assert sum(len(g) for g in groups) == len(names)  # every parameter in exactly one group
     with pytest.raises(ValueError, match="relative_position_learning_rate=-1.0"):
         parse(RECIPES / "classification_demo.yaml", ["--relative_position_learning_rate", "-1"])
+
+
+def test_task_registry_drives_the_runner():
+    from transformers import AutoModelForSequenceClassification
+
+    from hf_relpos.training import TASKS, Task, get_task
+
+    assert list(TASKS) == ["classification", "qa", "summarization"]
+    task = get_task("classification")
+    assert isinstance(task, Task) and task.pipeline_tag == "text-classification"
+    assert task.auto_class is AutoModelForSequenceClassification
+    assert TASKS["summarization"].default_columns == {"text_column": "document", "summary_column": "summary"}
+    with pytest.raises(ValueError, match="task='translation' is not valid; choose one of: classification, qa, summarization"):
+        get_task("translation")
+
+
+def test_learned_positions_follow_max_seq_length(tmp_path):
+    """A fresh model with learned absolute positions gets a table as long as the recipe's inputs (QA pads
+    every window to max_seq_length, so 520 > 512 would fail at the first forward otherwise)."""
+    out = tmp_path / "qa_long"
+    train(RECIPES / "qa_demo.yaml", [*FAST, "--absolute_position", "learned", "--max_seq_length", "520",
+                                     "--synthetic_train_size", "16", "--synthetic_eval_size", "8", "--max_steps", "1",
+                                     "--output_dir", str(out)])
+    assert json.loads((out / "config.json").read_text())["max_position_embeddings"] == 520
+    # a table fixed shorter than the inputs by model_overrides: refused at parse time, naming both fields
+    with pytest.raises(ValueError, match=r"max_position_embeddings=256.*max_seq_length"):
+        parse_recipe(RECIPES / "qa_demo.yaml", ["--absolute_position", "learned", "--max_seq_length", "520",
+                                                "--model_overrides", '{"max_position_embeddings": 256}'])
+
+
+def test_pretrained_learned_positions_refuse_longer_inputs(tmp_path):
+    from hf_relpos import RelPosBertConfig, RelPosBertForSequenceClassification
+
+    folder = tmp_path / "short"
+    RelPosBertForSequenceClassification(RelPosBertConfig(
+        hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, vocab_size=100,
+        absolute_position="learned", relative_position="none", max_position_embeddings=64)).save_pretrained(folder)
+    with pytest.raises(ValueError, match=r"learned absolute positions for 64 tokens.*128 tokens.*max_seq_length"):
+        parse_recipe(RECIPES / "classification_demo.yaml", ["--model_name_or_path", str(folder), "--max_seq_length", "128"])
+    parse_recipe(RECIPES / "classification_demo.yaml", ["--model_name_or_path", str(folder), "--max_seq_length", "64"])
+
+
+def test_metrics_and_card_name_the_data_files(tmp_path):
+    data = tmp_path / "mydata"
+    data.mkdir()
+    rows = synthetic_classification(48, 16, seed=5)
+    train_file = _write_jsonl(data / "train.jsonl", rows["train"].to_list())
+    valid_file = _write_jsonl(data / "valid.jsonl", rows["validation"].to_list())
+    out = tmp_path / "files"
+    result = train(RECIPES / "classification_demo.yaml", [*FAST, "--train_file", train_file, "--validation_file", valid_file,
+                                                          "--output_dir", str(out)])
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["dataset"] == "mydata/train.jsonl, mydata/valid.jsonl"
+    assert saved["data_files"] == {"train": train_file, "validation": valid_file}
+    assert saved["pipeline_tag"] == "text-classification" and saved["auto_class"] == "AutoModelForSequenceClassification"
+    card = ModelCard.load(out / "README.md")
+    assert card.data.datasets == ["mydata/train.jsonl, mydata/valid.jsonl"]
+    assert "synthetic" not in card.text and "mydata/train.jsonl" in card.text
+    assert result["dataset"] == saved["dataset"]

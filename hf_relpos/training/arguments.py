@@ -12,7 +12,7 @@ import yaml
 from transformers import HfArgumentParser, Seq2SeqTrainingArguments
 
 from ..relative_positions import ABSOLUTE_POSITIONS, SCHEMES
-from .modeling import BERT_PRESETS, check_position_limit
+from .modeling import BERT_PRESETS, check_fresh_position_limit, check_position_limit
 from .tasks import TASKS, get_task
 
 PRESETS = tuple(BERT_PRESETS)
@@ -172,6 +172,8 @@ def validate(model_args: ModelArguments, data_args: DataTrainingArguments) -> No
                 raise ValueError(f"{name}={path!r} does not exist")
             if Path(path).suffix.lower() not in (".csv", ".json", ".jsonl"):
                 raise ValueError(f"{name}={path!r} has an unsupported extension; choose one of: .csv, .json, .jsonl")
+    if not model_args.model_name_or_path:
+        check_fresh_position_limit(model_args, task.max_length(data_args))
     config_file = Path(model_args.model_name_or_path or "") / "config.json"
     if model_args.model_name_or_path and config_file.is_file():  # a local checkpoint: its limit is known now
         try:

@@ -90,6 +90,18 @@ def check_position_limit(config, max_length, source) -> None:
         )
 
 
+def check_fresh_position_limit(model_args, max_length) -> None:
+    """A fresh model with learned absolute positions whose ``model_overrides`` fix a table shorter than the
+    recipe's inputs cannot run them: ValueError naming both fields."""
+    table = model_args.overrides().get("max_position_embeddings")
+    if model_args.absolute_position == "learned" and table is not None and table < max_length:
+        raise ValueError(
+            f"model_overrides max_position_embeddings={table} is shorter than the recipe's inputs ({max_length} "
+            "tokens: max_seq_length / max_source_length / max_target_length), and absolute_position='learned' "
+            "cannot run past it; raise max_position_embeddings or lower those lengths"
+        )
+
+
 def build_config(model_args, tokenizer, seq2seq: bool, max_length: int | None = None, **task_fields):
     """The config of the model to fine-tune: the checkpoint's, or a preset with the chosen scheme.
 
@@ -118,16 +130,9 @@ def build_config(model_args, tokenizer, seq2seq: bool, max_length: int | None = 
     if model_args.relative_position is not None:  # None: the config's default scheme
         fields["relative_position"] = model_args.relative_position
     if max_length is not None and model_args.absolute_position == "learned":
-        if "max_position_embeddings" in overrides:
-            if overrides["max_position_embeddings"] < max_length:
-                raise ValueError(
-                    f"model_overrides max_position_embeddings={overrides['max_position_embeddings']} is shorter "
-                    f"than the recipe's inputs ({max_length} tokens: max_seq_length / max_source_length / "
-                    "max_target_length) and absolute_position='learned' cannot run past it; raise it or lower those"
-                )
-        else:
-            default = config_class().max_position_embeddings
-            fields["max_position_embeddings"] = max(default, max_length)
+        check_fresh_position_limit(model_args, max_length)
+        if "max_position_embeddings" not in overrides:
+            fields["max_position_embeddings"] = max(config_class().max_position_embeddings, max_length)
     return config_class(**{**fields, **task_fields, **overrides})
 
 
