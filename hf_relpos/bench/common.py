@@ -20,9 +20,9 @@ def add_io_options(parser, suite: str, data_help: str | None = None) -> None:
     """``--out`` (JSON report, default benchmarks/results/<suite>.json) and, with ``data_help``, ``--data-dir``."""
     if data_help is not None:
         parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
-                            help=f"{data_help} (default: {DEFAULT_DATA_DIR}, or $HF_RELPOS_DATA_DIR)")
+                            help=f"{data_help} (default: %(default)s, relative to the working directory; or $HF_RELPOS_DATA_DIR)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / f"{suite.replace('-', '_')}.json",
-                        help="JSON report; a PNG goes beside it where the suite plots")
+                        help="JSON report, default %(default)s; a PNG goes beside it where the suite plots")
 
 
 def environment() -> dict:

@@ -401,7 +401,7 @@ def main(argv=None):
     print(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} threads")
     rows = []
     for part in args.parts:
-        rows += globals()[f"part_{part}"](args, device)
+        rows += {"encoder": part_encoder, "memory": part_memory, "generation": part_generation, "flex": part_flex}[part](args, device)
     from .common import write_json
 
     settings = {k: v for k, v in vars(args).items() if k not in ("out", "v4_worker")}
