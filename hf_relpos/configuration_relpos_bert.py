@@ -1,5 +1,5 @@
 """Configuration of ``relpos_bert``: a BERT encoder whose position information comes from a relative
-position scheme (see ``relative_positions.SCHEMES``) and, optionally, absolute embeddings.
+position scheme (one of ``relative_positions.SCHEMES``) and, optionally, absolute embeddings.
 
 This file travels as remote code with every ``save_pretrained`` folder: it imports only
 transformers and the flat sibling module ``relative_positions``.
@@ -9,7 +9,18 @@ from __future__ import annotations
 
 from transformers import PreTrainedConfig
 
-from .relative_positions import SCHEME_DEFAULTS, validate_scheme_config
+from .relative_positions import (
+    FLAT_SCHEME_FIELDS,
+    add_flat_scheme_fields,
+    check_head_size,
+    check_positive_int,
+    check_positive_number,
+    check_probability,
+    resolve_scheme_parameters,
+    scheme_class,
+    validate_absolute_position,
+    validate_per_layer,
+)
 
 # Every Auto class one relpos_bert checkpoint can be loaded with (``trust_remote_code=True``).
 RELPOS_BERT_AUTO_MAP = {
@@ -22,38 +33,25 @@ RELPOS_BERT_AUTO_MAP = {
     "AutoModelForMultipleChoice": "modeling_relpos_bert.RelPosBertForMultipleChoice",
 }
 
-# The defaults of a purely relative encoder: T5 buckets, no absolute embeddings.
-_BERT_SCHEME_DEFAULTS = {**SCHEME_DEFAULTS, "relative_position": "t5", "absolute_position": "none"}
 
-
-def _check_positive_int(field, value):
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{field}={value!r} is not valid; choose a positive integer (≥ 1)")
-
-
-def _check_probability(field, value):
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"{field}={value!r} is not valid; choose a probability in [0, 1]")
-
-
+@add_flat_scheme_fields
 class RelPosBertConfig(PreTrainedConfig):
     r"""Configuration of a [`RelPosBertModel`]: the fields of `BertConfig` plus the relative position
     scheme fields.
 
     Args (beyond BERT's usual ones):
-        relative_position (`str`, defaults to `"t5"`): the scheme, one of `relative_positions.SCHEMES`
-            (`none`, `sinusoidal`, `shaw`, `shaw_kq`, `t5`, `alibi`, `rotary`, `xl`, `deberta`, `fire`, `kerple`).
+        relative_position (`str`, defaults to `"t5"`): the scheme, a key of `relative_positions.SCHEMES`
+            (each class there documents itself: paper, summary, hyper-parameters).
+        relative_position_parameters (`dict`, *optional*): the scheme's hyper-parameters, keyed as its class's
+            `defaults` (missing keys take those defaults; the config stores the complete dict, validated by the
+            class). The flat fields of hf_relpos 0.1 (`max_relative_position`, `relative_value`,
+            `relative_attention_num_buckets`, `relative_attention_max_distance`, `position_buckets`,
+            `max_relative_positions`, `rope_theta`, `fire_*`) are still accepted as keyword arguments (saved 0.1
+            configs load) and readable as attributes: each is an alias of one scheme's key (the classes' `aliases`).
         absolute_position (`str`, defaults to `"none"`): `"learned"` (BERT's table, inputs limited to
             `max_position_embeddings`), `"sinusoidal"` (fixed, any length) or `"none"`.
         relative_position_per_layer (`bool`, *optional*): one scheme per layer (True) or one shared by all
-            layers (False); None takes the scheme's own default (t5, alibi, kerple, fire, deberta: shared).
-        max_relative_position (`int`, defaults to 128): clip distance of `sinusoidal` and `shaw`.
-        relative_value (`bool`, defaults to False): Shaw's value-side term (eager attention only).
-        relative_attention_num_buckets / relative_attention_max_distance: `t5` buckets (32 / 128).
-        position_buckets / max_relative_positions: `deberta` log buckets (256 / 512).
-        rope_theta: `rotary` base (10000). fire_mlp_width / fire_init_c / fire_init_threshold: `fire`.
-
-    `shaw_kq` sizes its table with `max_position_embeddings` (clipped past it, so longer inputs run).
+            layers (False); None takes the scheme's own default (its class's `shared_by_default`).
 
     Example:
 
@@ -84,19 +82,10 @@ class RelPosBertConfig(PreTrainedConfig):
         pad_token_id=0,
         classifier_dropout=None,
         tie_word_embeddings=True,
-        relative_position=_BERT_SCHEME_DEFAULTS["relative_position"],
-        absolute_position=_BERT_SCHEME_DEFAULTS["absolute_position"],
-        relative_position_per_layer=_BERT_SCHEME_DEFAULTS["relative_position_per_layer"],
-        max_relative_position=_BERT_SCHEME_DEFAULTS["max_relative_position"],
-        relative_value=_BERT_SCHEME_DEFAULTS["relative_value"],
-        relative_attention_num_buckets=_BERT_SCHEME_DEFAULTS["relative_attention_num_buckets"],
-        relative_attention_max_distance=_BERT_SCHEME_DEFAULTS["relative_attention_max_distance"],
-        position_buckets=_BERT_SCHEME_DEFAULTS["position_buckets"],
-        max_relative_positions=_BERT_SCHEME_DEFAULTS["max_relative_positions"],
-        rope_theta=_BERT_SCHEME_DEFAULTS["rope_theta"],
-        fire_mlp_width=_BERT_SCHEME_DEFAULTS["fire_mlp_width"],
-        fire_init_c=_BERT_SCHEME_DEFAULTS["fire_init_c"],
-        fire_init_threshold=_BERT_SCHEME_DEFAULTS["fire_init_threshold"],
+        relative_position="t5",
+        absolute_position="none",
+        relative_position_per_layer=None,
+        relative_position_parameters=None,
         **kwargs,
     ):
         self.vocab_size = vocab_size
@@ -118,16 +107,10 @@ class RelPosBertConfig(PreTrainedConfig):
         self.relative_position = relative_position
         self.absolute_position = absolute_position
         self.relative_position_per_layer = relative_position_per_layer
-        self.max_relative_position = max_relative_position
-        self.relative_value = relative_value
-        self.relative_attention_num_buckets = relative_attention_num_buckets
-        self.relative_attention_max_distance = relative_attention_max_distance
-        self.position_buckets = position_buckets
-        self.max_relative_positions = max_relative_positions
-        self.rope_theta = rope_theta
-        self.fire_mlp_width = fire_mlp_width
-        self.fire_init_c = fire_init_c
-        self.fire_init_threshold = fire_init_threshold
+        # the scheme's hyper-parameters: the given dict, else 0.1 flat fields, else the class defaults
+        flat = {name: kwargs.pop(name) for name in FLAT_SCHEME_FIELDS if name in kwargs}
+        scheme_class(relative_position)  # ValueError naming the field and the choices
+        self.relative_position_parameters = resolve_scheme_parameters(relative_position, relative_position_parameters, flat)
 
         # one checkpoint serves every Auto class, with or without hf_relpos installed
         if kwargs.get("auto_map") is None:
@@ -135,31 +118,29 @@ class RelPosBertConfig(PreTrainedConfig):
         super().__init__(**kwargs)
         self._validate()
 
+    def scheme_roles(self):
+        """(scheme name, its parameter dict) of each scheme this config uses: one for relpos_bert."""
+        return [(self.relative_position, self.relative_position_parameters)]
+
+    def validate(self):
+        """Run on save_pretrained: our checks, then transformers' own class validators."""
+        self._validate()
+        parent = getattr(super(), "validate", None)
+        if parent is not None:
+            parent()
+
     def _validate(self):
-        for field in (
-            "vocab_size",
-            "hidden_size",
-            "num_hidden_layers",
-            "num_attention_heads",
-            "intermediate_size",
-            "max_position_embeddings",
-            "type_vocab_size",
-        ):
-            _check_positive_int(field, getattr(self, field))
-        if self.hidden_size % self.num_attention_heads:
-            raise ValueError(
-                f"num_attention_heads={self.num_attention_heads} does not divide hidden_size={self.hidden_size}; "
-                f"choose a number of heads that divides it (e.g. "
-                f"{', '.join(str(h) for h in range(1, self.hidden_size + 1) if self.hidden_size % h == 0 and h <= 64)})"
-            )
+        """ValueError naming the field, the bad value and the valid choices."""
+        for field in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                      "max_position_embeddings", "type_vocab_size"):
+            check_positive_int(field, getattr(self, field))
+        check_head_size(self.hidden_size, self.num_attention_heads)
         for field in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
-            _check_probability(field, getattr(self, field))
+            check_probability(field, getattr(self, field))
         if self.classifier_dropout is not None:
-            _check_probability("classifier_dropout", self.classifier_dropout)
+            check_probability("classifier_dropout", self.classifier_dropout)
         for field in ("initializer_range", "layer_norm_eps"):
-            value = getattr(self, field)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"{field}={value!r} is not valid; choose a positive number")
+            check_positive_number(field, getattr(self, field))
         if self.pad_token_id is not None and (
             not isinstance(self.pad_token_id, int) or not 0 <= self.pad_token_id < self.vocab_size
         ):
@@ -168,13 +149,12 @@ class RelPosBertConfig(PreTrainedConfig):
             )
         if not isinstance(self.tie_word_embeddings, bool):
             raise ValueError(f"tie_word_embeddings={self.tie_word_embeddings!r} is not valid; choose one of: True, False")
-        validate_scheme_config(self)
-        if self.relative_position == "rotary" and (self.hidden_size // self.num_attention_heads) % 2:
-            raise ValueError(
-                f"relative_position='rotary' needs an even head size, but hidden_size={self.hidden_size} / "
-                f"num_attention_heads={self.num_attention_heads} = {self.hidden_size // self.num_attention_heads}; "
-                "choose sizes giving an even head size"
-            )
+        validate_absolute_position(self.absolute_position)
+        validate_per_layer(self.relative_position_per_layer)
+        self.relative_position_parameters = resolve_scheme_parameters(
+            self.relative_position, self.relative_position_parameters,
+            head_dim=self.hidden_size // self.num_attention_heads,
+        )
 
 
 __all__ = ["RelPosBertConfig"]

@@ -1,9 +1,11 @@
 """Configuration of ``relpos_t5``: a T5-style encoder-decoder with any relative position scheme.
 
-The encoder's self-attention uses ``relative_position``; the decoder's causal self-attention uses
-``decoder_relative_position`` (``None``: the same scheme as the encoder), in its causal variant.
-Cross-attention has no relative term, as in T5. This file travels as remote code: it imports only
-transformers and the flat ``relative_positions`` module.
+The encoder's self-attention uses ``relative_position`` with ``relative_position_parameters``; the
+decoder's causal self-attention uses ``decoder_relative_position`` with
+``decoder_relative_position_parameters`` — or, when ``decoder_relative_position`` is None, the
+encoder's scheme and parameter dict, in its causal variant. Cross-attention has no relative term, as
+in T5. This file travels as remote code: it imports only transformers and the flat
+``relative_positions`` module.
 """
 
 from __future__ import annotations
@@ -11,14 +13,21 @@ from __future__ import annotations
 from transformers import PreTrainedConfig
 from transformers.activations import ACT2FN
 
-from .relative_positions import ABSOLUTE_POSITIONS, SCHEMES, scheme_fields, validate_scheme_config
+from .relative_positions import (
+    FLAT_SCHEME_FIELDS,
+    SCHEMES,
+    add_flat_scheme_fields,
+    check_positive_int,
+    check_positive_number,
+    check_probability,
+    resolve_scheme_parameters,
+    scheme_class,
+    validate_absolute_position,
+    validate_per_layer,
+)
 
 
-def _positive_int(field, value):
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{field}={value!r} is not valid; choose a positive integer (≥ 1)")
-
-
+@add_flat_scheme_fields
 class RelPosT5Config(PreTrainedConfig):
     r"""Configuration of a :class:`RelPosT5Model` / :class:`RelPosT5ForConditionalGeneration`.
 
@@ -26,13 +35,19 @@ class RelPosT5Config(PreTrainedConfig):
     ``num_decoder_layers``, ``num_heads``, ``feed_forward_proj`` "relu" or "gated-<act>", ...).
     Position fields:
 
-    - ``relative_position`` (default ``"t5"``): the encoder self-attention scheme, one of ``SCHEMES``.
+    - ``relative_position`` (default ``"t5"``): the encoder self-attention scheme, a key of ``SCHEMES``.
+    - ``relative_position_parameters`` (dict, optional): its hyper-parameters, keyed as its class's
+      ``defaults`` (missing keys take the defaults; stored complete and validated by the class).
     - ``decoder_relative_position`` (default ``None`` = same as the encoder): the decoder
       self-attention scheme (its causal variant is used).
+    - ``decoder_relative_position_parameters`` (dict, optional): the decoder scheme's hyper-parameters,
+      only when ``decoder_relative_position`` is set (None otherwise: the decoder shares the encoder's dict).
     - ``absolute_position`` (default ``"none"``): "none", "learned" or "sinusoidal" embeddings added
       to the input embeddings of both stacks (``max_position_embeddings`` bounds "learned").
-    - the scheme hyper-parameters of ``SCHEME_DEFAULTS`` (``relative_attention_num_buckets``,
-      ``relative_attention_max_distance``, ``max_relative_position``, ``relative_value``, ...).
+    - the flat scheme fields of hf_relpos 0.1 (``relative_attention_num_buckets``,
+      ``relative_attention_max_distance`` — T5's own names, used by conversion from HF T5 —,
+      ``max_relative_position``, ``relative_value``, ...) are still accepted as keyword arguments and
+      readable as attributes: each is an alias of one scheme's key and applies to both dicts.
     - ``tie_word_embeddings`` (default True): tie ``lm_head`` to ``shared``; as in T5, a tied model
       rescales the decoder output by ``d_model ** -0.5`` before the LM head.
     """
@@ -55,8 +70,8 @@ class RelPosT5Config(PreTrainedConfig):
         num_layers=6,
         num_decoder_layers=None,
         num_heads=8,
-        relative_attention_num_buckets=32,
-        relative_attention_max_distance=128,
+        relative_attention_num_buckets=None,
+        relative_attention_max_distance=None,
         dropout_rate=0.1,
         layer_norm_epsilon=1e-6,
         initializer_factor=1.0,
@@ -71,16 +86,9 @@ class RelPosT5Config(PreTrainedConfig):
         decoder_relative_position=None,
         absolute_position="none",
         relative_position_per_layer=None,
-        max_relative_position=128,
-        relative_value=False,
-        position_buckets=256,
-        max_relative_positions=512,
-        rope_theta=10000.0,
-        fire_mlp_width=32,
-        fire_init_c=0.1,
-        fire_init_threshold=512.0,
+        relative_position_parameters=None,
+        decoder_relative_position_parameters=None,
         max_position_embeddings=512,
-        classifier_dropout=0.0,
         **kwargs,
     ):
         self.vocab_size = vocab_size
@@ -90,8 +98,6 @@ class RelPosT5Config(PreTrainedConfig):
         self.num_layers = num_layers
         self.num_decoder_layers = num_decoder_layers if num_decoder_layers is not None else num_layers
         self.num_heads = num_heads
-        self.relative_attention_num_buckets = relative_attention_num_buckets
-        self.relative_attention_max_distance = relative_attention_max_distance
         self.dropout_rate = dropout_rate
         self.layer_norm_epsilon = layer_norm_epsilon
         self.initializer_factor = initializer_factor
@@ -105,16 +111,34 @@ class RelPosT5Config(PreTrainedConfig):
         self.decoder_relative_position = decoder_relative_position
         self.absolute_position = absolute_position
         self.relative_position_per_layer = relative_position_per_layer
-        self.max_relative_position = max_relative_position
-        self.relative_value = relative_value
-        self.position_buckets = position_buckets
-        self.max_relative_positions = max_relative_positions
-        self.rope_theta = rope_theta
-        self.fire_mlp_width = fire_mlp_width
-        self.fire_init_c = fire_init_c
-        self.fire_init_threshold = fire_init_threshold
         self.max_position_embeddings = max_position_embeddings
-        self.classifier_dropout = classifier_dropout
+        kwargs.pop("classifier_dropout", None)  # written by 0.1, never used by any relpos_t5 model
+        # the schemes' hyper-parameters: the given dicts, else 0.1 flat fields (shared by both), else defaults
+        flat = {name: kwargs.pop(name) for name in FLAT_SCHEME_FIELDS if name in kwargs}
+        flat.update(relative_attention_num_buckets=relative_attention_num_buckets,
+                    relative_attention_max_distance=relative_attention_max_distance)
+        names = [scheme_class(relative_position).name]
+        if decoder_relative_position is not None:
+            names.append(scheme_class(decoder_relative_position, "decoder_relative_position").name)
+        for switch in [f for f, v in flat.items() if v is True and not any(f in SCHEMES[n].aliases for n in names)]:
+            resolve_scheme_parameters(relative_position, None, {switch: True})  # ValueError naming the field
+        self.relative_position_parameters = resolve_scheme_parameters(
+            relative_position, relative_position_parameters,
+            {k: v for k, v in flat.items() if k in SCHEMES[relative_position].aliases},
+        )
+        if decoder_relative_position is None:
+            if decoder_relative_position_parameters is not None:
+                raise ValueError(
+                    "decoder_relative_position_parameters is only valid with decoder_relative_position set; choose "
+                    "a decoder scheme, or put the parameters in relative_position_parameters (shared by both stacks)"
+                )
+            self.decoder_relative_position_parameters = None
+        else:
+            self.decoder_relative_position_parameters = resolve_scheme_parameters(
+                decoder_relative_position, decoder_relative_position_parameters,
+                {k: v for k, v in flat.items() if k in SCHEMES[decoder_relative_position].aliases}, "decoder_",
+                causal=True,
+            )
         # derived from feed_forward_proj; never serialised
         kwargs.pop("dense_act_fn", None)
         kwargs.pop("is_gated_act", None)
@@ -144,14 +168,17 @@ class RelPosT5Config(PreTrainedConfig):
     def decoder_scheme_name(self) -> str:
         return self.relative_position if self.decoder_relative_position is None else self.decoder_relative_position
 
-    def encoder_scheme_fields(self):
-        """Scheme fields of the encoder self-attention (``relative_position``)."""
-        return scheme_fields(self, relative_value=bool(self.relative_value) and self.relative_position == "shaw")
+    def scheme_roles(self):
+        """(scheme name, its parameter dict) of the encoder, then of the decoder self-attention."""
+        return [self.encoder_scheme(), self.decoder_scheme()]
 
-    def decoder_scheme_fields(self):
-        """Scheme fields of the decoder self-attention (``decoder_relative_position``)."""
-        choice = self.decoder_scheme_name
-        return scheme_fields(self, relative_position=choice, relative_value=bool(self.relative_value) and choice == "shaw")
+    def encoder_scheme(self):
+        return self.relative_position, self.relative_position_parameters
+
+    def decoder_scheme(self):
+        if self.decoder_relative_position is None:
+            return self.relative_position, self.relative_position_parameters
+        return self.decoder_relative_position, self.decoder_relative_position_parameters
 
     def validate(self):
         """Run on save_pretrained: our checks, then transformers' own class validators."""
@@ -164,7 +191,7 @@ class RelPosT5Config(PreTrainedConfig):
         """Raise ValueError naming the field, the bad value and the valid choices."""
         for field in ("vocab_size", "d_model", "d_kv", "d_ff", "num_layers", "num_decoder_layers", "num_heads",
                       "max_position_embeddings"):
-            _positive_int(field, getattr(self, field))
+            check_positive_int(field, getattr(self, field))
         proj = self.feed_forward_proj
         parts = proj.split("-") if isinstance(proj, str) else []
         if not parts or len(parts) > 2 or (len(parts) == 2 and parts[0] != "gated") or parts[-1] not in ACT2FN:
@@ -172,36 +199,21 @@ class RelPosT5Config(PreTrainedConfig):
                 f"feed_forward_proj={proj!r} is not valid; choose '<act>' or 'gated-<act>' (e.g. 'relu', "
                 f"'gated-gelu') with <act> one of: {', '.join(sorted(ACT2FN))}"
             )
-        for field in ("dropout_rate", "classifier_dropout"):
-            value = getattr(self, field)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1:
-                raise ValueError(f"{field}={value!r} is not valid; choose a probability in [0, 1)")
+        check_probability("dropout_rate", self.dropout_rate)
         for field in ("layer_norm_epsilon", "initializer_factor"):
-            value = getattr(self, field)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"{field}={value!r} is not valid; choose a positive number")
-        if self.relative_position not in SCHEMES:
-            raise ValueError(
-                f"relative_position={self.relative_position!r} is not valid; choose one of: {', '.join(SCHEMES)}"
-            )
-        if self.decoder_relative_position is not None and self.decoder_relative_position not in SCHEMES:
-            raise ValueError(
-                f"decoder_relative_position={self.decoder_relative_position!r} is not valid; choose one of: "
-                f"None (same as relative_position), {', '.join(SCHEMES)}"
-            )
-        if self.absolute_position not in ABSOLUTE_POSITIONS:
-            raise ValueError(
-                f"absolute_position={self.absolute_position!r} is not valid; choose one of: {', '.join(ABSOLUTE_POSITIONS)}"
-            )
-        if not isinstance(self.relative_value, bool):
-            raise ValueError(f"relative_value={self.relative_value!r} is not valid; choose one of: True, False")
-        if self.relative_value and "shaw" not in (self.relative_position, self.decoder_scheme_name):
-            raise ValueError(
-                f"relative_value=True is only valid when relative_position or decoder_relative_position is 'shaw' "
-                f"(got {self.relative_position!r} / {self.decoder_scheme_name!r}); choose shaw or set it False"
-            )
-        validate_scheme_config(self.encoder_scheme_fields())
-        validate_scheme_config(self.decoder_scheme_fields(), prefix="decoder_")
+            check_positive_number(field, getattr(self, field))
+        scheme_class(self.relative_position)
+        if self.decoder_relative_position is not None:
+            scheme_class(self.decoder_relative_position, "decoder_relative_position")
+        validate_absolute_position(self.absolute_position)
+        validate_per_layer(self.relative_position_per_layer)
+        name, params = self.encoder_scheme()
+        self.relative_position_parameters = resolve_scheme_parameters(name, params, head_dim=self.d_kv)
+        name, params = self.decoder_scheme()
+        prefix = "" if self.decoder_relative_position is None else "decoder_"
+        params = resolve_scheme_parameters(name, params, prefix=prefix, causal=True, head_dim=self.d_kv)
+        if self.decoder_relative_position is not None:
+            self.decoder_relative_position_parameters = params
 
     def get_text_config(self, decoder=None, encoder=None):
         text_config = super().get_text_config(decoder=decoder, encoder=encoder)

@@ -7,9 +7,10 @@ lives at ``encoder.layer.N.attention.self.relative_position`` (per layer) or at
 ``encoder.relative_position`` (one scheme shared by every layer, e.g. T5 buckets, ALiBi); a shared
 scheme is handed to the layers at call time, never registered in them.
 
-Attention (see ``relpos_attention.py``): eager, sdpa and flex_attention all carry every scheme.
-``output_attentions=True`` returns the per-layer probabilities; since sdpa and flex never expose
-them, a forward that asks for them runs its attention eagerly (one warning).
+Attention (see ``relpos_attention.py``): eager, sdpa (the default) and flex_attention all carry every
+scheme, looked up in the local ``ALL_ATTENTION_FUNCTIONS`` registry. ``output_attentions=True``
+returns the per-layer probabilities; since sdpa and flex never expose them, a forward that asks for
+them runs its attention eagerly (one warning) — the same rule as relpos_t5.
 
 This file travels as remote code with every ``save_pretrained`` folder: it imports only torch,
 transformers and its flat sibling modules (``from .x import y``).
@@ -42,8 +43,8 @@ except ImportError:  # older 5.x: the same hooks lived in check_model_inputs
     from transformers.utils.generic import check_model_inputs as capture_outputs
 
 from .configuration_relpos_bert import RelPosBertConfig
-from .relative_positions import RelativePositionScheme, build_relative_position, scheme_is_shared, sinusoid_table
-from .relpos_attention import build_attention_mask, relpos_attention
+from .relative_positions import RelativePositionScheme, build_stack_schemes, sinusoid_table
+from .relpos_attention import ALL_ATTENTION_FUNCTIONS, build_attention_mask
 
 logger = logging.get_logger(__name__)
 
@@ -100,9 +101,11 @@ class RelPosBertEmbeddings(nn.Module):
 class RelPosBertSelfAttention(nn.Module):
     """BERT self-attention (``query``/``key``/``value``) with the relative scheme's hooks.
 
-    Returns ``(context (B, L, hidden), probabilities (B, H, L, L) or None)``."""
+    ``scheme``: this layer's scheme; registered here as ``relative_position`` when ``owns_scheme`` (one
+    per layer), else owned by the encoder (shared) and only used. Returns ``(context (B, L, hidden),
+    probabilities (B, H, L, L) or None)``."""
 
-    def __init__(self, config, layer_idx=None):
+    def __init__(self, config, scheme: RelativePositionScheme, owns_scheme: bool, layer_idx=None):
         super().__init__()
         self.config = config
         self.num_attention_heads = config.num_attention_heads
@@ -116,43 +119,29 @@ class RelPosBertSelfAttention(nn.Module):
         self.key = nn.Linear(config.hidden_size, self.all_head_size)
         self.value = nn.Linear(config.hidden_size, self.all_head_size)
         self.dropout_prob = config.attention_probs_dropout_prob
+        if owns_scheme:
+            self.relative_position = scheme
 
-        # a per-layer scheme lives here; a shared one is owned by the encoder and passed at call time
-        if not scheme_is_shared(config):
-            self.relative_position = build_relative_position(
-                config, self.num_attention_heads, self.attention_head_size, config.hidden_size, causal=False
-            )
-        else:
-            self.relative_position = None
-
-    def forward(self, hidden_states, attention_mask=None, relative_position=None, memo=None, **kwargs):
-        scheme = self.relative_position if self.relative_position is not None else relative_position
+    def forward(self, hidden_states, attention_mask=None, scheme=None, memo=None, **kwargs):
         input_shape = hidden_states.shape[:-1]
         hidden_shape = (*input_shape, -1, self.attention_head_size)
         query = self.query(hidden_states).view(hidden_shape).transpose(1, 2)
         key = self.key(hidden_states).view(hidden_shape).transpose(1, 2)
         value = self.value(hidden_states).view(hidden_shape).transpose(1, 2)
 
-        implementation = self.config._attn_implementation or "sdpa"
-        if kwargs.get("output_attentions") and implementation != "eager":
-            logger.warning_once(
-                f"output_attentions=True needs the attention probabilities, which {implementation} does not expose; "
-                "the attention of this forward runs eagerly."
-            )
-            implementation = "eager"
-
-        context, probs = relpos_attention(
+        attention_interface = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation or "sdpa")
+        context, probs = attention_interface(
             self,
             query,
             key,
             value,
             attention_mask,
-            scheme=scheme,
             scaling=self.scaling,
             dropout=self.dropout_prob if self.training else 0.0,
+            scheme=scheme,
             memo=memo,
             projections=(self.query, self.key),
-            implementation=implementation,
+            output_attentions=kwargs.get("output_attentions", False),
         )
         context = context.reshape(*input_shape, -1).contiguous()
         return context, probs
@@ -171,15 +160,13 @@ class RelPosBertSelfOutput(nn.Module):
 
 
 class RelPosBertAttention(nn.Module):
-    def __init__(self, config, layer_idx=None):
+    def __init__(self, config, scheme, owns_scheme, layer_idx=None):
         super().__init__()
-        self.self = RelPosBertSelfAttention(config, layer_idx=layer_idx)
+        self.self = RelPosBertSelfAttention(config, scheme, owns_scheme, layer_idx=layer_idx)
         self.output = RelPosBertSelfOutput(config)
 
-    def forward(self, hidden_states, attention_mask=None, relative_position=None, memo=None, **kwargs):
-        context, probs = self.self(
-            hidden_states, attention_mask, relative_position=relative_position, memo=memo, **kwargs
-        )
+    def forward(self, hidden_states, attention_mask=None, scheme=None, memo=None, **kwargs):
+        context, probs = self.self(hidden_states, attention_mask, scheme=scheme, memo=memo, **kwargs)
         return self.output(context, hidden_states), probs
 
 
@@ -206,16 +193,14 @@ class RelPosBertOutput(nn.Module):
 
 
 class RelPosBertLayer(GradientCheckpointingLayer):
-    def __init__(self, config, layer_idx=None):
+    def __init__(self, config, scheme, owns_scheme, layer_idx=None):
         super().__init__()
-        self.attention = RelPosBertAttention(config, layer_idx=layer_idx)
+        self.attention = RelPosBertAttention(config, scheme, owns_scheme, layer_idx=layer_idx)
         self.intermediate = RelPosBertIntermediate(config)
         self.output = RelPosBertOutput(config)
 
-    def forward(self, hidden_states, attention_mask=None, relative_position=None, memo=None, **kwargs):
-        attention_output, _ = self.attention(
-            hidden_states, attention_mask, relative_position=relative_position, memo=memo, **kwargs
-        )
+    def forward(self, hidden_states, attention_mask=None, scheme=None, memo=None, **kwargs):
+        attention_output, _ = self.attention(hidden_states, attention_mask, scheme=scheme, memo=memo, **kwargs)
         return self.output(self.intermediate(attention_output), attention_output)
 
 
@@ -223,14 +208,17 @@ class RelPosBertEncoder(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.config = config
-        self.layer = nn.ModuleList([RelPosBertLayer(config, layer_idx=i) for i in range(config.num_hidden_layers)])
-        if scheme_is_shared(config):
-            head_dim = config.hidden_size // config.num_attention_heads
-            self.relative_position = build_relative_position(
-                config, config.num_attention_heads, head_dim, config.hidden_size, causal=False
-            )
-        else:
-            self.relative_position = None
+        schemes, shared = build_stack_schemes(
+            config.relative_position, config.relative_position_parameters, config.relative_position_per_layer,
+            config.num_hidden_layers, config.num_attention_heads, config.hidden_size // config.num_attention_heads,
+            config.hidden_size, causal=False, max_position_embeddings=config.max_position_embeddings,
+        )
+        self.layer = nn.ModuleList(
+            [RelPosBertLayer(config, schemes[i], not shared, layer_idx=i) for i in range(config.num_hidden_layers)]
+        )
+        if shared:
+            self.relative_position = schemes[0]
+        self._schemes = schemes  # layer i's scheme (registered here or in layer i), passed at call time
 
     def forward(self, hidden_states, attention_mask=None, **kwargs):
         # One memo per forward: a shared scheme computes its bias once for all layers. Under gradient
@@ -240,10 +228,8 @@ class RelPosBertEncoder(nn.Module):
             layer.gradient_checkpointing for layer in self.layer
         )
         memo = None if checkpointing else {}
-        for layer in self.layer:
-            hidden_states = layer(
-                hidden_states, attention_mask, relative_position=self.relative_position, memo=memo, **kwargs
-            )
+        for layer, scheme in zip(self.layer, self._schemes):
+            hidden_states = layer(hidden_states, attention_mask, scheme=scheme, memo=memo, **kwargs)
         return BaseModelOutput(last_hidden_state=hidden_states)
 
 
@@ -303,12 +289,6 @@ class RelPosBertPreTrainedModel(PreTrainedModel):
         "hidden_states": RelPosBertLayer,
         "attentions": RelPosBertSelfAttention,
     }
-
-    @classmethod
-    def _can_set_attn_implementation(cls) -> bool:
-        # transformers guesses this from the source text; the attention reads config._attn_implementation
-        # at every call, so model.set_attn_implementation("eager" | "sdpa" | "flex_attention") works
-        return True
 
     def _init_weights(self, module):
         """BERT's initialisation; schemes initialise their own parameters and buffers (ALiBi slopes are

@@ -5,7 +5,11 @@ Parameter names follow HF T5 (``shared``, ``encoder.block.N.layer.0.SelfAttentio
 ``wi_0/wi_1/wo``, ``encoder.final_layer_norm``, ``lm_head``). A scheme shared by the layers of a
 stack (the ``t5`` scheme by default, as in T5) lives at ``encoder.relative_position`` /
 ``decoder.relative_position`` and is handed to each layer at call time; a per-layer scheme lives at
-``...SelfAttention.relative_position``. Cross-attention has no relative term.
+``...SelfAttention.relative_position``. Cross-attention has no relative term (the null scheme).
+Both families build their schemes with ``build_stack_schemes`` and run attention through the local
+``ALL_ATTENTION_FUNCTIONS`` registry; sdpa is the default backend, and ``output_attentions=True`` runs
+that forward's attention eagerly (sdpa and flex never expose probabilities), as in relpos_bert.
+Outputs (hidden states, attentions, cross-attentions) are recorded by ``capture_outputs`` as in HF T5.
 
 This file travels as remote code: it imports only torch, transformers and the flat modules beside it.
 """
@@ -30,9 +34,15 @@ from transformers.modeling_outputs import (
 )
 from transformers.modeling_utils import PreTrainedModel
 
+try:  # transformers >= 5.23
+    from transformers.utils.output_capturing import OutputRecorder, capture_outputs
+except ImportError:  # older 5.x: the same hooks lived in check_model_inputs
+    from transformers.utils.generic import OutputRecorder
+    from transformers.utils.generic import check_model_inputs as capture_outputs
+
 from .configuration_relpos_t5 import RelPosT5Config
-from .relative_positions import RelativePositionScheme, build_relative_position, scheme_is_shared, sinusoid_table
-from .relpos_attention import build_attention_mask, relpos_attention
+from .relative_positions import RelativePositionScheme, build_stack_schemes, sinusoid_table
+from .relpos_attention import ALL_ATTENTION_FUNCTIONS, NO_RELATIVE_POSITION, build_attention_mask
 
 # transformers 5.24 renamed the cache field of the output classes `past_key_values` -> `cache`
 _CACHE_FIELD = "cache" if "cache" in Seq2SeqLMOutput.__dataclass_fields__ else "past_key_values"
@@ -125,10 +135,12 @@ class RelPosT5LayerFF(nn.Module):
 class RelPosT5Attention(nn.Module):
     """T5 attention (no score scaling) on the relpos engine.
 
-    ``scheme``: a per-layer RelativePositionScheme owned by this layer (registered as
-    ``relative_position``), or None; a stack-shared scheme is passed to ``forward`` instead."""
+    ``scheme`` is registered here as ``relative_position`` when ``owns_scheme`` (one per layer); a
+    stack-shared scheme lives on the stack. Either way the scheme is passed to ``forward``
+    (cross-attention: the null scheme)."""
 
-    def __init__(self, config, layer_idx=None, is_cross_attention=False, scheme=None):
+    def __init__(self, config, layer_idx=None, is_cross_attention=False, scheme=NO_RELATIVE_POSITION,
+                 owns_scheme=False):
         super().__init__()
         self.config = config
         self.layer_idx = layer_idx
@@ -143,10 +155,11 @@ class RelPosT5Attention(nn.Module):
         self.k = _tag(nn.Linear(config.d_model, self.inner_dim, bias=False), "k")
         self.v = _tag(nn.Linear(config.d_model, self.inner_dim, bias=False), "v")
         self.o = _tag(nn.Linear(self.inner_dim, config.d_model, bias=False), "o")
-        if scheme is not None:
+        if owns_scheme:
             self.relative_position = scheme
 
-    def forward(self, hidden_states, mask=None, key_value_states=None, cache=None, scheme=None, memo=None):
+    def forward(self, hidden_states, mask=None, key_value_states=None, cache=None, scheme=NO_RELATIVE_POSITION,
+                memo=None, **kwargs):
         batch, q_len = hidden_states.shape[:2]
         query = self.q(hidden_states).view(batch, q_len, -1, self.key_value_proj_dim).transpose(1, 2)
 
@@ -172,38 +185,35 @@ class RelPosT5Attention(nn.Module):
                 if is_cross and isinstance(cache, EncoderDecoderCache):
                     cache.is_updated[self.layer_idx] = True
 
-        if not is_cross and "relative_position" in self._modules:
-            scheme = self.relative_position
-        elif is_cross:
-            scheme = None  # no relative term across, as in T5
-
-        output, probs = relpos_attention(
+        attention_interface = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation or "sdpa")
+        output, probs = attention_interface(
             self,
             query,
             key,
             value,
             mask,
-            scheme=scheme,
             scaling=self.scaling,
             dropout=self.dropout if self.training else 0.0,
+            scheme=scheme,
             memo=memo,
             projections=(self.q, self.k),
-            implementation=self.config._attn_implementation or "eager",
+            output_attentions=kwargs.get("output_attentions", False),
         )
         output = self.o(output.reshape(batch, q_len, -1))
         return output, probs
 
 
 class RelPosT5LayerSelfAttention(nn.Module):
-    def __init__(self, config, layer_idx=None, scheme=None):
+    def __init__(self, config, layer_idx=None, scheme=NO_RELATIVE_POSITION, owns_scheme=False):
         super().__init__()
-        self.SelfAttention = RelPosT5Attention(config, layer_idx=layer_idx, scheme=scheme)
+        self.SelfAttention = RelPosT5Attention(config, layer_idx=layer_idx, scheme=scheme, owns_scheme=owns_scheme)
         self.layer_norm = RelPosT5LayerNorm(config.d_model, eps=config.layer_norm_epsilon)
         self.dropout = nn.Dropout(config.dropout_rate)
 
-    def forward(self, hidden_states, attention_mask=None, cache=None, scheme=None, memo=None):
+    def forward(self, hidden_states, attention_mask=None, cache=None, scheme=NO_RELATIVE_POSITION, memo=None,
+                **kwargs):
         output, probs = self.SelfAttention(
-            self.layer_norm(hidden_states), mask=attention_mask, cache=cache, scheme=scheme, memo=memo
+            self.layer_norm(hidden_states), mask=attention_mask, cache=cache, scheme=scheme, memo=memo, **kwargs
         )
         return hidden_states + self.dropout(output), probs
 
@@ -215,9 +225,10 @@ class RelPosT5LayerCrossAttention(nn.Module):
         self.layer_norm = RelPosT5LayerNorm(config.d_model, eps=config.layer_norm_epsilon)
         self.dropout = nn.Dropout(config.dropout_rate)
 
-    def forward(self, hidden_states, key_value_states, attention_mask=None, cache=None):
+    def forward(self, hidden_states, key_value_states, attention_mask=None, cache=None, **kwargs):
         output, probs = self.EncDecAttention(
-            self.layer_norm(hidden_states), mask=attention_mask, key_value_states=key_value_states, cache=cache
+            self.layer_norm(hidden_states), mask=attention_mask, key_value_states=key_value_states, cache=cache,
+            **kwargs,
         )
         return hidden_states + self.dropout(output), probs
 
@@ -234,10 +245,12 @@ def _clamp_fp16(hidden_states):
 
 
 class RelPosT5Block(GradientCheckpointingLayer):
-    def __init__(self, config, is_decoder, layer_idx, scheme=None):
+    def __init__(self, config, is_decoder, layer_idx, scheme=NO_RELATIVE_POSITION, owns_scheme=False):
         super().__init__()
         self.is_decoder = is_decoder
-        self.layer = nn.ModuleList([RelPosT5LayerSelfAttention(config, layer_idx=layer_idx, scheme=scheme)])
+        self.layer = nn.ModuleList(
+            [RelPosT5LayerSelfAttention(config, layer_idx=layer_idx, scheme=scheme, owns_scheme=owns_scheme)]
+        )
         if is_decoder:
             self.layer.append(RelPosT5LayerCrossAttention(config, layer_idx=layer_idx))
         self.layer.append(RelPosT5LayerFF(config))
@@ -249,21 +262,20 @@ class RelPosT5Block(GradientCheckpointingLayer):
         encoder_hidden_states=None,
         encoder_attention_mask=None,
         cache=None,
-        scheme=None,
+        scheme=NO_RELATIVE_POSITION,
         memo=None,
+        **kwargs,
     ):
-        hidden_states, self_probs = self.layer[0](
-            hidden_states, attention_mask=attention_mask, cache=cache, scheme=scheme, memo=memo
+        hidden_states, _ = self.layer[0](
+            hidden_states, attention_mask=attention_mask, cache=cache, scheme=scheme, memo=memo, **kwargs
         )
         hidden_states = _clamp_fp16(hidden_states)
-        cross_probs = None
         if self.is_decoder and encoder_hidden_states is not None:
-            hidden_states, cross_probs = self.layer[1](
-                hidden_states, encoder_hidden_states, attention_mask=encoder_attention_mask, cache=cache
+            hidden_states, _ = self.layer[1](
+                hidden_states, encoder_hidden_states, attention_mask=encoder_attention_mask, cache=cache, **kwargs
             )
             hidden_states = _clamp_fp16(hidden_states)
-        hidden_states = _clamp_fp16(self.layer[-1](hidden_states))
-        return hidden_states, self_probs, cross_probs
+        return _clamp_fp16(self.layer[-1](hidden_states))
 
 
 class RelPosT5PreTrainedModel(PreTrainedModel):
@@ -277,11 +289,11 @@ class RelPosT5PreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _supports_flex_attn = True
     _supports_flash_attn = False
-
-    @classmethod
-    def _can_set_attn_implementation(cls) -> bool:
-        # the attention layers read `config._attn_implementation` at every call, so switching is safe
-        return True
+    _can_record_outputs = {
+        "hidden_states": RelPosT5Block,
+        "attentions": OutputRecorder(RelPosT5LayerSelfAttention, index=1),
+        "cross_attentions": OutputRecorder(RelPosT5LayerCrossAttention, index=1),
+    }
 
     def _init_weights(self, module):
         """T5's initialisation; relative position schemes reset their own parameters.
@@ -328,33 +340,32 @@ class RelPosT5PreTrainedModel(PreTrainedModel):
         return shifted
 
 
-class RelPosT5Stack(nn.Module):
+class RelPosT5Stack(RelPosT5PreTrainedModel):
     """The encoder or decoder stack. The token embedding is the model's ``shared`` table, held by
-    reference (it is registered once, on the model)."""
+    reference (it is registered once, on the model). A ``PreTrainedModel`` as in HF T5, so that
+    ``capture_outputs`` records each stack's hidden states and attentions; initialised by the model."""
 
     main_input_name = "input_ids"
 
     def __init__(self, config, embed_tokens, is_decoder):
-        super().__init__()
-        self.config = config
+        super().__init__(config)
         self.is_decoder = is_decoder
         object.__setattr__(self, "embed_tokens", embed_tokens)  # not a submodule: `shared` owns it
         num_layers = config.num_decoder_layers if is_decoder else config.num_layers
-        fields = config.decoder_scheme_fields() if is_decoder else config.encoder_scheme_fields()
-        self.scheme_name = fields.relative_position
-        self.relative_position = None
-        per_layer = [None] * num_layers
-        if self.scheme_name != "none":
-            make = lambda: _own_scheme(  # noqa: E731
-                build_relative_position(fields, config.num_heads, config.d_kv, config.d_model, causal=is_decoder)
-            )
-            if scheme_is_shared(fields):
-                self.relative_position = make()
-            else:
-                per_layer = [make() for _ in range(num_layers)]
-        self.block = nn.ModuleList(
-            [RelPosT5Block(config, is_decoder, layer_idx=i, scheme=per_layer[i]) for i in range(num_layers)]
+        name, params = config.decoder_scheme() if is_decoder else config.encoder_scheme()
+        schemes, shared = build_stack_schemes(
+            name, params, config.relative_position_per_layer, num_layers, config.num_heads, config.d_kv,
+            config.d_model, causal=is_decoder, max_position_embeddings=config.max_position_embeddings,
         )
+        for scheme in set(schemes):
+            _own_scheme(scheme)
+        self.block = nn.ModuleList(
+            [RelPosT5Block(config, is_decoder, layer_idx=i, scheme=schemes[i], owns_scheme=not shared)
+             for i in range(num_layers)]
+        )
+        if shared:
+            self.relative_position = schemes[0]
+        self._schemes = schemes  # block i's scheme (registered here or in block i), passed at call time
         self.final_layer_norm = RelPosT5LayerNorm(config.d_model, eps=config.layer_norm_epsilon)
         self.dropout = nn.Dropout(config.dropout_rate)
         self.embed_positions = (
@@ -387,6 +398,7 @@ class RelPosT5Stack(nn.Module):
         table = sinusoid_table(positions, self.config.d_model)
         return inputs_embeds + table[None].to(inputs_embeds.dtype)
 
+    @capture_outputs
     def forward(
         self,
         input_ids=None,
@@ -396,9 +408,6 @@ class RelPosT5Stack(nn.Module):
         inputs_embeds=None,
         cache=None,
         use_cache=None,
-        output_attentions=None,
-        output_hidden_states=None,
-        return_dict=None,
         **kwargs,
     ):
         cache = _pop_cache(kwargs, cache)
@@ -406,9 +415,6 @@ class RelPosT5Stack(nn.Module):
             raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
         if inputs_embeds is None:
             inputs_embeds = self.embed_tokens(input_ids)
-        output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
-        output_hidden_states = self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
-        return_dict = self.config.return_dict if return_dict is None else return_dict
 
         checkpointing = self.training and torch.is_grad_enabled() and any(b.gradient_checkpointing for b in self.block)
         if not self.is_decoder or checkpointing:
@@ -448,36 +454,19 @@ class RelPosT5Stack(nn.Module):
         # checkpointing each layer recomputes it, so the replayed layers see tensors with a graph.
         memo = None if checkpointing else {}
         hidden_states = self.dropout(self._absolute_positions(inputs_embeds, past_length))
-        all_hidden = () if output_hidden_states else None
-        all_self = () if output_attentions else None
-        all_cross = () if output_attentions and self.is_decoder else None
-        for block in self.block:
-            if output_hidden_states:
-                all_hidden = all_hidden + (hidden_states,)
-            hidden_states, self_probs, cross_probs = block(
-                hidden_states,
-                self_mask,
-                encoder_hidden_states,
-                cross_mask,
-                cache=cache,
-                scheme=self.relative_position,
-                memo=memo,
+        for block, scheme in zip(self.block, self._schemes):
+            hidden_states = block(
+                hidden_states, self_mask, encoder_hidden_states, cross_mask, cache=cache, scheme=scheme, memo=memo,
+                **kwargs,
             )
-            if output_attentions:
-                all_self = all_self + (self_probs,)
-                if self.is_decoder:
-                    all_cross = all_cross + (cross_probs,)
         hidden_states = self.dropout(self.final_layer_norm(hidden_states))
-        if output_hidden_states:
-            all_hidden = all_hidden + (hidden_states,)
-        output = BaseModelOutputWithPastAndCrossAttentions(
-            last_hidden_state=hidden_states,
-            hidden_states=all_hidden,
-            attentions=all_self,
-            cross_attentions=all_cross,
-            **{_STACK_CACHE_FIELD: cache},
-        )
-        return output if return_dict else output.to_tuple()
+        return BaseModelOutputWithPastAndCrossAttentions(last_hidden_state=hidden_states, **{_STACK_CACHE_FIELD: cache})
+
+
+def _output_flags(output_attentions, output_hidden_states):
+    """The output flags that were given (None: the stack's ``capture_outputs`` reads the config)."""
+    flags = {"output_attentions": output_attentions, "output_hidden_states": output_hidden_states}
+    return {k: v for k, v in flags.items() if v is not None}
 
 
 def _encoder_output(encoder_outputs):
@@ -521,8 +510,7 @@ class _RelPosT5EncoderDecoderBase(RelPosT5PreTrainedModel):
                 input_ids=input_ids,
                 attention_mask=attention_mask,
                 inputs_embeds=inputs_embeds,
-                output_attentions=output_attentions,
-                output_hidden_states=output_hidden_states,
+                **_output_flags(output_attentions, output_hidden_states),
                 return_dict=True,
             )
         else:
@@ -535,8 +523,7 @@ class _RelPosT5EncoderDecoderBase(RelPosT5PreTrainedModel):
             encoder_hidden_states=encoder_outputs.last_hidden_state,
             encoder_attention_mask=attention_mask,
             use_cache=use_cache,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
+            **_output_flags(output_attentions, output_hidden_states),
             return_dict=True,
         )
         return encoder_outputs, decoder_outputs
@@ -698,8 +685,7 @@ class RelPosT5EncoderModel(RelPosT5PreTrainedModel):
             input_ids=input_ids,
             attention_mask=attention_mask,
             inputs_embeds=inputs_embeds,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
+            **_output_flags(output_attentions, output_hidden_states),
             return_dict=True,
         )
         output = BaseModelOutput(

@@ -224,11 +224,12 @@ class RelativePositionScheme(nn.Module):
 
     # --- hyper-parameters -------------------------------------------------------------------------
     @classmethod
-    def field(cls, key: str, prefix: str = "") -> str:
-        """How messages name a hyper-parameter: the dict entry, plus its 0.1 flat name if it has one."""
+    def field(cls, key: str, value, prefix: str = "") -> str:
+        """How messages name a hyper-parameter and its value: ``flat=value (dict entry)`` when the key
+        has a 0.1 flat name (the name most configs spell it with), else ``dict entry=value``."""
         where = f"{prefix}relative_position_parameters[{key!r}]"
         flat = [f for f, k in cls.aliases.items() if k == key]
-        return where + (f" (flat field {flat[0]})" if flat else "")
+        return f"{flat[0]}={value!r} (= {where})" if flat else f"{where}={value!r}"
 
     @classmethod
     def validate(cls, params: dict, prefix: str = "", *, causal: bool = False, head_dim: int | None = None) -> None:
@@ -253,7 +254,7 @@ class RelativePositionScheme(nn.Module):
     @classmethod
     def _require(cls, ok: bool, p: dict, key: str, prefix: str, valid: str) -> None:
         if not ok:
-            raise ValueError(f"{cls.field(key, prefix)}={p[key]!r} is not valid for relative_position={cls.name!r}; "
+            raise ValueError(f"{cls.field(key, p[key], prefix)} is not valid for relative_position={cls.name!r}; "
                              f"choose {valid}")
 
     @classmethod
@@ -949,3 +950,66 @@ class SchemeFields:
             setattr(self, name, fields.pop(name, default))
         for name, value in fields.items():
             setattr(self, name, value)
+
+
+# --- what both configs share ------------------------------------------------------------------------
+
+
+def check_positive_int(field, value) -> None:
+    if not _is_int(value) or value < 1:
+        raise ValueError(f"{field}={value!r} is not valid; choose a positive integer (≥ 1)")
+
+
+def check_positive_number(field, value) -> None:
+    if not _is_number(value) or value <= 0:
+        raise ValueError(f"{field}={value!r} is not valid; choose a positive number")
+
+
+def check_probability(field, value) -> None:
+    # [0, 1): a dropout probability of 1 zeroes every activation it applies to, so the model's output
+    # no longer depends on its input; that is a mistake rather than a setting (torch accepts it silently).
+    if not _is_number(value) or not 0 <= value < 1:
+        raise ValueError(f"{field}={value!r} is not valid; choose a probability in [0, 1)")
+
+
+def check_head_size(hidden_size, num_heads, hidden_field="hidden_size", heads_field="num_attention_heads") -> None:
+    if hidden_size % num_heads:
+        raise ValueError(
+            f"{heads_field}={num_heads} does not divide {hidden_field}={hidden_size}; choose a number of heads that "
+            f"divides it (e.g. {', '.join(str(h) for h in range(1, hidden_size + 1) if hidden_size % h == 0 and h <= 64)})"
+        )
+
+
+def flat_field_property(flat: str) -> property:
+    """A config attribute for the 0.1 flat field ``flat``: it reads and writes the parameter it is an
+    alias of in every scheme dict of the config (``config.scheme_roles()``: (name, params) pairs); a
+    config whose schemes do not use it reads the 0.1 default."""
+
+    def fget(config):
+        for name, params in config.scheme_roles():
+            key = SCHEMES[name].aliases.get(flat)
+            if key is not None:
+                return params[key]
+        return SCHEME_DEFAULTS[flat]
+
+    def fset(config, value):
+        used = False
+        for name, params in config.scheme_roles():
+            cls = SCHEMES[name]
+            key = cls.aliases.get(flat)
+            if key is not None:
+                cls.validate({**params, key: value})
+                params[key] = value
+                used = True
+        if not used and flat in _FLAT_SWITCHES and value:
+            resolve_scheme_parameters(config.relative_position, None, {flat: value})  # raises, naming the field
+
+    return property(fget, fset, doc=f"hf_relpos 0.1 flat field {flat!r}: an alias into the scheme parameter dicts")
+
+
+def add_flat_scheme_fields(config_class):
+    """Class decorator of the configs: one ``flat_field_property`` per 0.1 flat scheme field."""
+    for flat in FLAT_SCHEME_FIELDS:
+        if flat not in vars(config_class):
+            setattr(config_class, flat, flat_field_property(flat))
+    return config_class

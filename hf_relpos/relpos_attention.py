@@ -1,23 +1,25 @@
-"""The attention core shared by relpos_bert and relpos_t5: scheme hooks + backend dispatch.
+"""The attention core shared by relpos_bert and relpos_t5: scheme hooks + backends.
 
-The models own their projections (BERT's ``query/key/value``, T5's ``q/k/v``) and call
-:func:`relpos_attention` with projected heads. It applies the scheme's hooks and runs the backend
-named by ``config._attn_implementation``:
+The models own their projections (BERT's ``query/key/value``, T5's ``q/k/v``) and call the backend
+that ``ALL_ATTENTION_FUNCTIONS.get_interface(config._attn_implementation)`` returns, with projected
+heads and their scheme (a :class:`RelativePositionScheme`; :class:`NoRelativePosition` when the layer
+has none, never None). ``ALL_ATTENTION_FUNCTIONS`` is a local ``AttentionInterface`` (transformers'
+pattern for a model that brings its own functions, as Doge does) holding only the three backends that
+carry every scheme; each owns its fallback rule:
 
 - ``eager``: plain matmul/softmax; carries every hook, returns attention probabilities.
 - ``sdpa``: transformers' sdpa function; the scheme's bias and content terms travel as
-  ``position_bias`` (folded into sdpa's float mask).
-- ``flex_attention``: torch flex attention. A scheme whose bias depends only on j − i (t5, alibi,
-  kerple, bidirectional fire) is computed inside ``score_mod`` from an (H, Lq + Lk − 1) table, so
-  no (B, H, Lq, Lk) bias tensor exists. Compiled on GPU; on CPU compiled for inference on long
-  inputs (see :func:`flex_compiled`), else unfused (exact and differentiable, but O(L²) memory).
+  ``position_bias`` (folded into sdpa's float mask). Long inputs with a content term or a learned
+  bias go through :func:`blocked_relpos_attention`: queries in blocks, each block's scores built,
+  used and (under autograd) recomputed in the backward pass, so no (B, H, L, L) tensor outlives its
+  block. Falls back to eager when the probabilities are needed (Shaw's value side, ``output_attentions``).
+- ``flex_attention``: torch flex attention. A distance-only bias is computed inside ``score_mod`` from
+  an (H, Lq + Lk − 1) table, so no (B, H, Lq, Lk) bias tensor exists. Compiled on GPU; on CPU compiled
+  for inference on long inputs (see :func:`flex_compiled`), else unfused (exact and differentiable,
+  but O(L²) memory). Same eager fallback as sdpa; attention dropout is refused.
 
-Shaw's value side (``relative_value=True``) needs the probabilities, which sdpa and flex never
-expose: under those backends the layer falls back to eager with one warning.
-
-Long inputs with a content scheme (sinusoidal, shaw, shaw_kq, xl, deberta) or a learned bias (t5,
-kerple, fire) under sdpa go through :func:`blocked_relpos_attention`: queries in blocks, each block's scores built, used and (under
-autograd) recomputed in the backward pass, so no (B, H, L, L) tensor outlives its block.
+Every backend is called ``fn(module, query, key, value, attention_mask, *, scaling, dropout, scheme,
+memo, projections, output_attentions)`` and returns ``(output (B, Lq, H, d), probs or None)``.
 """
 
 from __future__ import annotations
@@ -30,13 +32,14 @@ import torch
 from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.modeling_utils import AttentionInterface
 from transformers.utils import logging
 
-from .relative_positions import RELATIVE_TILE, relative_distance
+from .relative_positions import RELATIVE_TILE, NoRelativePosition, RelativePositionScheme, relative_distance
 
 logger = logging.get_logger(__name__)
 
-SUPPORTED_IMPLEMENTATIONS = ("eager", "sdpa", "flex_attention")
+NO_RELATIVE_POSITION = NoRelativePosition()  # the null scheme (no parameters, no hooks)
 
 
 def build_attention_mask(padding_mask, q_len, k_len, causal=False, dtype=torch.float32, device=None):
@@ -58,21 +61,6 @@ def build_attention_mask(padding_mask, q_len, k_len, causal=False, dtype=torch.f
         return None
     mask = torch.zeros(allowed.shape, dtype=dtype, device=device)
     return mask.masked_fill(~allowed, torch.finfo(dtype).min)
-
-
-def eager_relpos_attention(query, key, value, attention_mask, scaling, dropout=0.0, position_bias=None, scheme=None):
-    """q (B, H, Lq, d), k/v (B, H, Lk, d) → ((B, Lq, H, d), probs (B, H, Lq, Lk))."""
-    scores = torch.matmul(query, key.transpose(-1, -2)) * scaling
-    if position_bias is not None:
-        scores = scores + position_bias
-    if attention_mask is not None:
-        scores = scores + attention_mask
-    probs = F.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
-    probs = F.dropout(probs, p=dropout, training=dropout > 0)
-    output = torch.matmul(probs, value)
-    if scheme is not None and scheme.uses_values:
-        output = output + scheme.values(probs)
-    return output.transpose(1, 2).contiguous(), probs
 
 
 @functools.lru_cache(maxsize=1)
@@ -115,7 +103,7 @@ def full_block_mask(q_len, k_len, device, block=128):
     )
 
 
-def flex_relpos_attention(query, key, value, attention_mask, scaling, position_bias=None, bias_1d=None):
+def _flex_core(query, key, value, attention_mask, scaling, position_bias=None, bias_1d=None):
     """Flex attention with the bias computed in ``score_mod``: from ``bias_1d`` (H, Lq + Lk − 1)
     indexed by j − i + Lk − 1 when given, else from a dense ``position_bias`` (B or 1, H, Lq, Lk)."""
     from torch.nn.attention.flex_attention import flex_attention
@@ -177,14 +165,14 @@ def blocked_relpos_attention(query, key, value, attention_mask, scaling, scheme,
     offset = k_len - q_len
     mask_rows = attention_mask is not None and attention_mask.shape[-2] > 1
     table = full_bias = None
-    if scheme is not None and scheme.uses_bias:
+    if scheme.uses_bias:
         table = scheme.bias_1d(q_len, k_len)
         if table is None:
             full_bias = scheme.cached_bias(q_len, k_len, memo)[None]
 
     def attend(q, key, value, start):
         scores = torch.matmul(q, key.transpose(-1, -2)) * scaling
-        if scheme is not None and scheme.uses_content:
+        if scheme.uses_content:
             # no memo inside a checkpointed block: what it caches would be replayed outside its region
             scores = scores + scheme.content(q, key, projections=projections, q_start=offset + start) * scaling
         if table is not None:
@@ -197,12 +185,12 @@ def blocked_relpos_attention(query, key, value, attention_mask, scaling, scheme,
         probs = F.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
         probs = F.dropout(probs, p=dropout, training=dropout > 0)
         out = torch.matmul(probs, value)
-        if scheme is not None and scheme.uses_values:
+        if scheme.uses_values:
             out = out + scheme.values(probs, q_start=offset + start)
         return out
 
     needs_grad = torch.is_grad_enabled() and any(
-        t.requires_grad for t in (query, key, value, *(() if scheme is None else scheme.parameters()))
+        t.requires_grad for t in (query, key, value, *scheme.parameters())
     )
     outputs = []
     for start in range(0, q_len, block):
@@ -214,27 +202,139 @@ def blocked_relpos_attention(query, key, value, attention_mask, scaling, scheme,
     return torch.cat(outputs, dim=2).transpose(1, 2).contiguous(), None
 
 
-def relpos_attention(
-    module,
-    query,
-    key,
-    value,
-    attention_mask,
-    *,
-    scheme,
-    scaling,
-    dropout=0.0,
-    memo=None,
-    projections=None,
-    implementation="sdpa",
-):
-    """Attention with a relative position scheme.
+
+
+# ------------------------------------------------------------------------------------------------
+# backends
+
+
+def _scaled_and_rotated(query, key, scheme: RelativePositionScheme, scaling):
+    """The scheme's score scale (DeBERTa: 1/√3 more) and rotation (RoPE), applied to q, k."""
+    query, key = scheme.rotate(query, key)
+    return query, key, scaling / scheme.scale_factor**0.5
+
+
+def _dense_position_bias(query, key, scheme, scaling, memo, projections):
+    """The scheme's scaled content term or its bias, (B or 1, H, Lq, Lk) in the query dtype; None
+    for a scheme with neither."""
+    if scheme.uses_content:
+        return (scheme.content(query, key, projections=projections, memo=memo) * scaling).to(query.dtype)
+    if scheme.uses_bias:
+        return scheme.cached_bias(query.shape[-2], key.shape[-2], memo)[None].to(query.dtype)
+    return None
+
+
+def _needs_eager(implementation, scheme, output_attentions) -> bool:
+    """sdpa and flex never expose the attention probabilities; Shaw's value side and
+    ``output_attentions`` need them, so those forwards run eagerly (one warning)."""
+    if scheme.uses_values:
+        logger.warning_once(
+            f"relative_value=True (Shaw value side) needs the attention probabilities, which {implementation} does "
+            "not expose; these layers run eager attention instead."
+        )
+        return True
+    if output_attentions:
+        logger.warning_once(
+            f"output_attentions=True needs the attention probabilities, which {implementation} does not expose; "
+            "the attention of this forward runs eagerly."
+        )
+        return True
+    return False
+
+
+def eager_relpos_attention(module, query, key, value, attention_mask, *, scaling, dropout=0.0,
+                           scheme: RelativePositionScheme = NO_RELATIVE_POSITION, memo=None, projections=None,
+                           **kwargs):
+    """q (B, H, Lq, d), k/v (B, H, Lk, d) → ((B, Lq, H, d), probs (B, H, Lq, Lk)). Carries every hook."""
+    query, key, scaling = _scaled_and_rotated(query, key, scheme, scaling)
+    scores = torch.matmul(query, key.transpose(-1, -2)) * scaling
+    position_bias = _dense_position_bias(query, key, scheme, scaling, memo, projections)
+    if position_bias is not None:
+        scores = scores + position_bias
+    if attention_mask is not None:
+        scores = scores + attention_mask
+    probs = F.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    probs = F.dropout(probs, p=dropout, training=dropout > 0)
+    output = torch.matmul(probs, value)
+    if scheme.uses_values:
+        output = output + scheme.values(probs)
+    return output.transpose(1, 2).contiguous(), probs
+
+
+def sdpa_relpos_attention(module, query, key, value, attention_mask, *, scaling, dropout=0.0,
+                          scheme: RelativePositionScheme = NO_RELATIVE_POSITION, memo=None, projections=None,
+                          output_attentions=False, **kwargs):
+    """transformers' sdpa with the scheme's terms as ``position_bias``; query blocks for long inputs
+    whose term is content or a learned bias (sdpa has a fused kernel for a fixed bias such as ALiBi,
+    none for one that needs a gradient or content)."""
+    if _needs_eager("sdpa", scheme, output_attentions):
+        return eager_relpos_attention(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout,
+                                      scheme=scheme, memo=memo, projections=projections)
+    query, key, scaling = _scaled_and_rotated(query, key, scheme, scaling)
+    learned_bias = scheme.uses_bias and torch.is_grad_enabled() and any(p.requires_grad for p in scheme.parameters())
+    if scheme.uses_content or learned_bias:
+        block = use_blocks(query, key)
+        if block is not None:
+            return blocked_relpos_attention(query, key, value, attention_mask, scaling, scheme, block,
+                                            dropout=dropout, projections=projections, memo=memo)
+    position_bias = _dense_position_bias(query, key, scheme, scaling, memo, projections)
+    return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                  is_causal=False, position_bias=position_bias)
+
+
+def flex_relpos_attention(module, query, key, value, attention_mask, *, scaling, dropout=0.0,
+                          scheme: RelativePositionScheme = NO_RELATIVE_POSITION, memo=None, projections=None,
+                          output_attentions=False, **kwargs):
+    """Flex attention; a distance-only bias enters ``score_mod`` as its 1-D table."""
+    if _needs_eager("flex_attention", scheme, output_attentions):
+        return eager_relpos_attention(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout,
+                                      scheme=scheme, memo=memo, projections=projections)
+    if dropout > 0:
+        raise ValueError(
+            "attn_implementation='flex_attention' does not support attention dropout; set the attention dropout "
+            "probability to 0 or call model.eval()"
+        )
+    query, key, scaling = _scaled_and_rotated(query, key, scheme, scaling)
+    bias_1d = scheme.bias_1d(query.shape[-2], key.shape[-2]) if scheme.uses_bias else None
+    if bias_1d is not None:
+        return _flex_core(query, key, value, attention_mask, scaling, bias_1d=bias_1d.to(query.dtype))
+    position_bias = _dense_position_bias(query, key, scheme, scaling, memo, projections)
+    return _flex_core(query, key, value, attention_mask, scaling, position_bias=position_bias)
+
+
+class RelPosAttentionInterface(AttentionInterface):
+    """transformers' ``AttentionInterface`` holding only the backends that carry relative schemes (the
+    library-wide flash/paged functions would silently drop the scheme's terms)."""
+
+    _global_mapping = {
+        "eager": eager_relpos_attention,
+        "sdpa": sdpa_relpos_attention,
+        "flex_attention": flex_relpos_attention,
+    }
+
+    def get_interface(self, attn_implementation, default=None):
+        if attn_implementation not in self:
+            raise ValueError(
+                f"attn_implementation={attn_implementation!r} is not supported; choose one of: {', '.join(self)}"
+            )
+        return self[attn_implementation]
+
+
+# The local registry (named as transformers' global one, the pattern of models that bring their own
+# attention functions): models look their backend up here by ``config._attn_implementation``.
+ALL_ATTENTION_FUNCTIONS = RelPosAttentionInterface()
+SUPPORTED_IMPLEMENTATIONS = tuple(ALL_ATTENTION_FUNCTIONS)
+
+
+def relpos_attention(module, query, key, value, attention_mask, *, scheme, scaling, dropout=0.0, memo=None,
+                     projections=None, implementation="sdpa", **kwargs):
+    """Attention with a relative position scheme through the backend named ``implementation``.
 
     Args:
         module: the calling attention module (for transformers' sdpa function).
         query: (B, H, Lq, d); key, value: (B, H, Lk, d). Queries are the last Lq positions.
         attention_mask: additive float mask (B or 1, 1, Lq, Lk) or None (see build_attention_mask).
-        scheme: a RelativePositionScheme or None.
+        scheme: a RelativePositionScheme (None is read as NoRelativePosition, for 0.1 callers).
         scaling: the model's score scale (1/√d BERT, 1.0 T5); divided by √scheme.scale_factor.
         memo: per-forward dict, so a scheme shared by all layers computes its bias once.
         projections: the layer's (query, key) Linear pair (DeBERTa projects its table with them).
@@ -242,57 +342,7 @@ def relpos_attention(
 
     Returns: (output (B, Lq, H, d), attention probabilities (B, H, Lq, Lk) or None).
     """
-    if implementation not in SUPPORTED_IMPLEMENTATIONS:
-        raise ValueError(
-            f"attn_implementation={implementation!r} is not supported; choose one of: {', '.join(SUPPORTED_IMPLEMENTATIONS)}"
-        )
-    q_len, k_len = query.shape[-2], key.shape[-2]
-    if scheme is not None:
-        scaling = scaling / scheme.scale_factor**0.5
-        if scheme.uses_rotate:
-            query, key = scheme.rotate(query, key)
-    if scheme is not None and scheme.uses_values and implementation != "eager":
-        logger.warning_once(
-            f"relative_value=True (Shaw value side) needs the attention probabilities, which "
-            f"{implementation} does not expose; these layers run eager attention instead."
-        )
-        implementation = "eager"
-
-    bias_1d = None
-    position_bias = None
-    # sdpa has a fused kernel for a fixed bias (alibi) but none for one that needs a gradient or content
-    learned_bias = scheme is not None and scheme.uses_bias and torch.is_grad_enabled() and any(
-        p.requires_grad for p in scheme.parameters())
-    if implementation == "sdpa" and scheme is not None and (scheme.uses_content or learned_bias):
-        block = use_blocks(query, key)
-        if block is not None:
-            return blocked_relpos_attention(query, key, value, attention_mask, scaling, scheme, block,
-                                            dropout=dropout, projections=projections, memo=memo)
-    if scheme is not None and scheme.uses_content:
-        position_bias = scheme.content(query, key, projections=projections, memo=memo) * scaling
-    if scheme is not None and scheme.uses_bias:
-        if implementation == "flex_attention" and position_bias is None:
-            bias_1d = scheme.bias_1d(q_len, k_len)
-        if bias_1d is None:
-            bias = scheme.cached_bias(q_len, k_len, memo)[None]
-            position_bias = bias if position_bias is None else position_bias + bias
-    if position_bias is not None:
-        position_bias = position_bias.to(query.dtype)
-    if bias_1d is not None:
-        bias_1d = bias_1d.to(query.dtype)
-
-    if implementation == "eager":
-        return eager_relpos_attention(
-            query, key, value, attention_mask, scaling, dropout=dropout, position_bias=position_bias, scheme=scheme
-        )
-    if implementation == "sdpa":
-        return sdpa_attention_forward(
-            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, is_causal=False,
-            position_bias=position_bias,
-        )
-    if dropout > 0:
-        raise ValueError(
-            "attn_implementation='flex_attention' does not support attention dropout; set the attention dropout "
-            "probability to 0 or call model.eval()"
-        )
-    return flex_relpos_attention(query, key, value, attention_mask, scaling, position_bias=position_bias, bias_1d=bias_1d)
+    backend = ALL_ATTENTION_FUNCTIONS.get_interface(implementation)
+    return backend(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout,
+                   scheme=NO_RELATIVE_POSITION if scheme is None else scheme, memo=memo, projections=projections,
+                   **kwargs)
