@@ -968,10 +968,10 @@ def convert_t5_to_relpos(
     return _build(_plan(source, options))[0]
 
 
-def _convert_bert(src, scheme=None, keep_absolute=None, *, source=None, **kwargs):
+def _convert_bert(src, scheme=None, keep_absolute=None, **kwargs):
     """(model, info): convert_bert_to_relpos with its report; ``kwargs`` as there."""
     options = ConvertOptions.from_kwargs(scheme=scheme, keep_absolute=keep_absolute, **kwargs)
-    source = source or _load_source(src)
+    source = _load_source(src)
     _check_model_type(source, BERT_LIKE_MODEL_TYPES)
     return _build(_plan(source, options))
 
