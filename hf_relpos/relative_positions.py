@@ -352,13 +352,6 @@ class _DistanceBias(RelativePositionScheme):
             return b.device
         return torch.device("cpu")
 
-    def _dtype(self):
-        for p in self.parameters():
-            return p.dtype
-        for b in self.buffers():
-            return b.dtype
-        return torch.float32
-
 
 class T5RelativePosition(_DistanceBias):
     """T5 bucketed bias (Raffel et al. 2020): b_ij = W[h, bucket(j − i)], W ∈ ℝ^{buckets×H}.
@@ -922,23 +915,11 @@ def validate_scheme_config(config, prefix: str = "", *, causal: bool = False, he
     return resolve_scheme_parameters(name, params, flat_scheme_fields(config), prefix, causal=causal, head_dim=head_dim)
 
 
-def scheme_is_shared(config) -> bool:
-    return is_shared(config.relative_position, getattr(config, "relative_position_per_layer", None))
-
-
 def build_relative_position(config, num_heads, head_dim, hidden_size, causal=False) -> RelativePositionScheme:
     """Instantiate the scheme named by ``config.relative_position`` (see ``validate_scheme_config``)."""
     params = validate_scheme_config(config, causal=causal, head_dim=head_dim)
     return build_scheme(config.relative_position, params, num_heads, head_dim, hidden_size, causal,
                         getattr(config, "max_position_embeddings", 512))
-
-
-def scheme_fields(config, **overrides) -> "SchemeFields":
-    """The 0.1 flat scheme fields of ``config`` (missing ones at their defaults), with ``overrides``."""
-    fields = {name: getattr(config, name, default) for name, default in SCHEME_DEFAULTS.items()}
-    fields["max_position_embeddings"] = getattr(config, "max_position_embeddings", 512)
-    fields.update(overrides)
-    return SchemeFields(**fields)
 
 
 class SchemeFields:

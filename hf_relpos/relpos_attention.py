@@ -323,7 +323,6 @@ class RelPosAttentionInterface(AttentionInterface):
 # The local registry (named as transformers' global one, the pattern of models that bring their own
 # attention functions): models look their backend up here by ``config._attn_implementation``.
 ALL_ATTENTION_FUNCTIONS = RelPosAttentionInterface()
-SUPPORTED_IMPLEMENTATIONS = tuple(ALL_ATTENTION_FUNCTIONS)
 
 
 def relpos_attention(module, query, key, value, attention_mask, *, scheme, scaling, dropout=0.0, memo=None,
