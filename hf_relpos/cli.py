@@ -1,6 +1,9 @@
 """`hf-relpos` command line (also `python -m hf_relpos.cli`).
 
-    hf-relpos train recipes/classification_demo.yaml [--key value ...]
+    hf-relpos train classification_demo [--key value ...]     (a shipped recipe's name, or a YAML path)
+    hf-relpos train [RECIPE] --help                            (every field; RECIPE's values as the defaults)
+    hf-relpos recipes                                          (the shipped recipes and what they need)
+    hf-relpos --version
     hf-relpos compare recipes/classification_demo.yaml --schemes NAME,NAME,...,none [--key value ...]
     hf-relpos push OUTPUT_DIR --repo-id user/name [--private] [--revision BRANCH] [--commit-message MSG]
     hf-relpos convert SRC OUT --scheme NAME [--keep-absolute | --drop-absolute] [--max-position-embeddings N] [--exact]
@@ -40,11 +43,24 @@ def _compare(args, overrides):
     return rows
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (the usage is one `--help` away); subcommands inherit the class."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (`{self.prog} --help` for usage)\n")
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="hf-relpos", description="Relative position encodings for Transformers.")
+    parser = _Parser(prog="hf-relpos", description="Relative position encodings for Transformers.", allow_abbrev=False)
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True)
-    p_train = sub.add_parser("train", help="fine-tune with a recipe; any recipe field can be overridden with --field value")
-    p_train.add_argument("recipe", help="YAML recipe (see recipes/)")
+    # no abbreviated flags anywhere: `--num_train_epoch` must be an error, not `--num_train_epochs`
+    sub_add_parser = sub.add_parser
+    sub.add_parser = lambda *a, **kw: sub_add_parser(*a, **{"allow_abbrev": False, **kw})
+    p_train = sub.add_parser("train", help="fine-tune with a recipe; any recipe field can be overridden with --field value "
+                             "(`hf-relpos train --help` lists them)", add_help=False)
+    p_train.add_argument("recipe", help="a shipped recipe's name (`hf-relpos recipes`) or a YAML path")
+    sub.add_parser("recipes", help="list the shipped recipes: description, and whether they need the Hub or local files")
     p_compare = sub.add_parser("compare", help="run a recipe once per scheme and compare metrics and time")
     p_compare.add_argument("recipe")
     p_compare.add_argument("--schemes", required=True,
@@ -67,9 +83,18 @@ def main(argv=None):
         if not rest or rest[0] not in BENCH_SUITES:
             parser.error(f"bench: choose a suite from: {', '.join(BENCH_SUITES)} (got {rest[0] if rest else 'nothing'!r})")
         return BENCH_SUITES[rest[0]](rest[1:]) or 0
+    if argv[:1] == ["train"] and ("-h" in argv or "--help" in argv):  # the recipe fields, from their dataclasses
+        return _train_help(argv[1:])
     args, overrides = parser.parse_known_args(argv)
+    if args.command == "recipes":
+        if overrides:
+            sub.choices["recipes"].error(_unrecognized(sub.choices["recipes"], overrides))
+        from .training.recipes import format_recipes, recipe_summaries
+
+        print(format_recipes(recipe_summaries()))
+        return 0
     if args.command in ("push", "convert") and overrides:
-        parser.error(f"unrecognized arguments: {' '.join(overrides)}")
+        sub.choices[args.command].error(_unrecognized(sub.choices[args.command], overrides))
     try:
         if args.command == "train":
             _train(args, overrides)
@@ -79,8 +104,52 @@ def main(argv=None):
             return _push(args)
         elif args.command == "convert":
             return _convert(args)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError) as err:  # user mistakes: one line, exit 2 (bugs keep their traceback)
         print(f"hf-relpos {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except Exception as err:
+        if type(err).__module__.split(".")[0] != "yaml":
+            raise
+        mark = getattr(err, "problem_mark", None)  # a recipe that is not valid YAML
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        print(f"hf-relpos {args.command}: error: recipe {getattr(args, 'recipe', '?')!r} is not valid YAML:{where}: "
+              f"{getattr(err, 'problem', None) or err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _unrecognized(parser, extras: list[str]) -> str:
+    """argparse's message, with the closest known flag (difflib) after each unknown one."""
+    from .training.recipes import did_you_mean
+
+    known = [s for s in parser._option_string_actions if s.startswith("--")]
+    named = [f"{a}{did_you_mean(a.split('=', 1)[0], known)}" if a.startswith("--") else a for a in extras]
+    return f"unrecognized arguments: {' '.join(named)}"
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from . import __version__
+
+    parts = [f"hf-relpos {__version__}"]
+    for dist in ("transformers", "torch"):
+        try:
+            parts.append(f"{dist} {version(dist)}")
+        except PackageNotFoundError:
+            pass
+    return f"{parts[0]} ({', '.join(parts[1:])})" if parts[1:] else parts[0]
+
+
+def _train_help(rest: list[str]) -> int:
+    """`hf-relpos train [RECIPE] --help`: every recipe field by group; RECIPE's values as the defaults."""
+    from .training.arguments import recipe_help
+
+    recipe = next((a for a in rest if not a.startswith("-")), None)
+    try:
+        print(recipe_help(recipe))
+    except (ValueError, FileNotFoundError) as err:
+        print(f"hf-relpos train: error: {err}", file=sys.stderr)
         return 2
     return 0
 

@@ -68,7 +68,7 @@ def measure(scheme, L, args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="hf-relpos bench attention", description=__doc__,
+    parser = argparse.ArgumentParser(prog="hf-relpos bench attention", allow_abbrev=False, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lengths", type=int, nargs="+", default=[128, 512, 2048])
     parser.add_argument("--schemes", nargs="+", default=[s for s in SCHEMES if s != "none"])

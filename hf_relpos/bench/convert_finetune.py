@@ -170,7 +170,7 @@ def length_check(src, work, length, schemes, data):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="hf-relpos bench convert-finetune", description=__doc__,
+    parser = argparse.ArgumentParser(prog="hf-relpos bench convert-finetune", allow_abbrev=False, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--schemes", nargs="+", default=None,
                         help="fine-tuned and length-checked (default: one per cost class)")

@@ -332,7 +332,7 @@ def plot(path, rows, args):
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="hf-relpos bench extrapolation", description=__doc__.split("\n")[0],
+    p = argparse.ArgumentParser(prog="hf-relpos bench extrapolation", allow_abbrev=False, description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     csv = lambda s: [x for x in s.split(",") if x]  # noqa: E731
     p.add_argument("--schemes", type=csv, default=DEFAULT_SCHEMES,

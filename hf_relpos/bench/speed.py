@@ -354,7 +354,7 @@ def plot(rows, path):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="hf-relpos bench speed", description=__doc__,
+    parser = argparse.ArgumentParser(prog="hf-relpos bench speed", allow_abbrev=False, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS)
     parser.add_argument("--schemes", nargs="+", default=None, help="relative schemes (default: all)")

@@ -5,14 +5,17 @@ into the dataclasses of HF's example scripts (run_glue.py, run_qa.py, run_summar
 from __future__ import annotations
 
 import json
+import types
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Union, get_args, get_origin, get_type_hints
 
 import yaml
 from transformers import HfArgumentParser, Seq2SeqTrainingArguments
 
 from ..relative_positions import ABSOLUTE_POSITIONS, SCHEMES
 from .modeling import BERT_PRESETS, check_fresh_position_limit, check_position_limit
+from .recipes import did_you_mean, resolve_recipe
 from .tasks import TASKS, get_task
 
 PRESETS = tuple(BERT_PRESETS)
@@ -59,39 +62,136 @@ class DataTrainingArguments:
 
     task: str = field(default="classification", metadata={"help": f"One of: {', '.join(TASKS)}."})
     dataset_name: str | None = field(default=None, metadata={"help": "Hub dataset (load_dataset(name, config)), or `synthetic`."})
-    dataset_config_name: str | None = field(default=None)
+    dataset_config_name: str | None = field(default=None, metadata={"help": "Configuration of the Hub dataset (e.g. sst2 for glue)."})
     train_file: str | None = field(default=None, metadata={"help": "csv/json/jsonl training file."})
-    validation_file: str | None = field(default=None)
-    test_file: str | None = field(default=None)
+    validation_file: str | None = field(default=None, metadata={"help": "csv/json/jsonl evaluation file."})
+    test_file: str | None = field(default=None, metadata={"help": "csv/json/jsonl test file."})
     synthetic_train_size: int = field(default=2000, metadata={"help": "Rows of the built-in synthetic training split."})
-    synthetic_eval_size: int = field(default=300)
+    synthetic_eval_size: int = field(default=300, metadata={"help": "Rows of the built-in synthetic validation split."})
     seed_data: int = field(default=1234, metadata={"help": "Seed of the synthetic data (deterministic)."})
-    max_train_samples: int | None = field(default=None)
-    max_eval_samples: int | None = field(default=None)
-    max_seq_length: int = field(default=128)
-    preprocessing_num_workers: int | None = field(default=None)
+    max_train_samples: int | None = field(default=None, metadata={"help": "Keep only the first N training rows."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only the first N evaluation rows."})
+    max_seq_length: int = field(default=128, metadata={"help": "Tokens per input (classification, QA); longer inputs are truncated / windowed."})
+    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization (datasets.map num_proc)."})
     # classification
     text_column: str | None = field(default=None, metadata={"help": "classification: `text`; summarization: `document`."})
     text_pair_column: str | None = field(default=None, metadata={"help": "classification: second sentence of a pair."})
-    label_column: str = field(default="label")
+    label_column: str = field(default="label", metadata={"help": "classification: integer or string class labels."})
     # extractive QA (SQuAD layout)
-    question_column: str = field(default="question")
-    context_column: str = field(default="context")
-    answer_column: str = field(default="answers")
-    doc_stride: int = field(default=32)
-    version_2_with_negative: bool = field(default=False)
-    n_best_size: int = field(default=20)
-    max_answer_length: int = field(default=30)
-    null_score_diff_threshold: float = field(default=0.0)
+    question_column: str = field(default="question", metadata={"help": "qa: the question."})
+    context_column: str = field(default="context", metadata={"help": "qa: the passage holding the answer."})
+    answer_column: str = field(default="answers", metadata={"help": "qa: SQuAD-style {text: [...], answer_start: [...]}."})
+    doc_stride: int = field(default=32, metadata={"help": "qa: overlap of the windows of a long context, in tokens."})
+    version_2_with_negative: bool = field(default=False, metadata={"help": "qa: some questions have no answer (SQuAD v2)."})
+    n_best_size: int = field(default=20, metadata={"help": "qa: start/end candidates considered per window."})
+    max_answer_length: int = field(default=30, metadata={"help": "qa: longest answer, in tokens."})
+    null_score_diff_threshold: float = field(default=0.0, metadata={"help": "qa v2: predict no answer when null score - best span > this."})
     # summarization
     summary_column: str | None = field(default=None, metadata={"help": "summarization: `summary`."})
-    source_prefix: str = field(default="")
-    max_source_length: int = field(default=256)
-    max_target_length: int = field(default=64)
-    num_beams: int | None = field(default=None)
+    source_prefix: str = field(default="", metadata={"help": "summarization: text prepended to every document (T5: `summarize: `)."})
+    max_source_length: int = field(default=256, metadata={"help": "summarization: document tokens."})
+    max_target_length: int = field(default=64, metadata={"help": "summarization: summary tokens."})
+    num_beams: int | None = field(default=None, metadata={"help": "summarization: beams at evaluation (default: generation_num_beams)."})
+    # the run
+    overwrite_output_dir: bool = field(default=False, metadata={
+        "help": "Replace a non-empty output_dir (its contents are removed first); without it such a folder is "
+                "refused unless the run resumes (resume_from_checkpoint)."})
 
 
 RECIPE_DATACLASSES = (ModelArguments, DataTrainingArguments, Seq2SeqTrainingArguments)
+GROUP_TITLES = {DataTrainingArguments: "task and data", ModelArguments: "model and scheme"}
+
+# TrainingArguments' fields (about 120) in help groups, by name: the first group holding the field's name,
+# or a prefix of it (``optim`` takes ``optim_args``), takes the field; a field of a newer transformers that matches none lands in "training: other"
+TRAINING_GROUPS = (
+    ("training: output, checkpoints, resume",
+     ("output_dir", "save_", "enable_jit_checkpoint", "resume_from_checkpoint", "ignore_data_skip",
+      "restore_callback_states_from_checkpoint", "do_train", "do_eval", "do_predict", "overwrite_output_dir")),
+    ("training: length, batches, optimizer, schedule",
+     ("num_train_epochs", "max_steps", "per_device_train_batch_size", "gradient_accumulation_steps", "learning_rate",
+      "lr_scheduler_", "warmup_", "optim", "weight_decay", "adam_", "max_grad_norm", "label_smoothing_factor",
+      "average_tokens_across_devices", "neftune_noise_alpha", "auto_find_batch_size", "seed", "data_seed",
+      "full_determinism")),
+    ("training: evaluation",
+     ("eval_", "per_device_eval_batch_size", "prediction_loss_only", "include_for_metrics", "batch_eval_metrics",
+      "metric_for_best_model", "greater_is_better", "load_best_model_at_end")),
+    ("training: generation (summarization)", ("predict_with_generate", "generation_", "sortish_sampler")),
+    ("training: logging and reporting",
+     ("logging_", "log_", "disable_tqdm", "report_to", "run_name", "project", "trackio_",
+      "include_num_input_tokens_seen", "skip_memory_metrics")),
+    ("training: Hub", ("push_to_hub", "hub_")),
+    ("training: precision, memory, speed",
+     ("bf16", "fp16", "tf32", "activation_checkpointing", "gradient_checkpointing", "torch_compile", "use_liger_kernel",
+      "liger_kernel_config", "use_cache", "torch_empty_cache_steps")),
+    ("training: devices, data loading, distributed",
+     ("use_cpu", "accelerator_config", "parallelism_config", "dataloader_", "ddp_", "fsdp", "deepspeed", "local_rank",
+      "debug", "remove_unused_columns", "label_names", "train_sampling_strategy", "length_column_name")),
+)
+
+
+def training_group(name: str) -> str:
+    for title, names in TRAINING_GROUPS:
+        if any(name == n or name.startswith(n.rstrip("_") + "_") for n in names):
+            return title
+    return "training: other"
+
+
+def _type_name(tp) -> str:
+    """INT, FLOAT, STR, BOOL, JSON, or A|B for a union (None dropped)."""
+    if get_origin(tp) in (Union, types.UnionType):
+        names = [_type_name(a) for a in get_args(tp) if a is not type(None)]
+        return "|".join(dict.fromkeys(names))
+    origin = get_origin(tp)
+    if origin in (list, tuple):
+        return _type_name(get_args(tp)[0]) if get_args(tp) else "STR"
+    if origin is dict or tp is dict:
+        return "JSON"
+    return getattr(tp, "__name__", str(tp)).upper()
+
+
+class RecipeArgumentParser(HfArgumentParser):
+    """transformers' HfArgumentParser over the recipe dataclasses, with no abbreviated flags
+    (``--num_train_epoch`` is an error, not ``--num_train_epochs``), fields in help groups (task and data,
+    model and scheme, training by topic) and the type of each field in its help line. One parser both
+    parses recipes and prints ``hf-relpos train --help``, so the help cannot drift from what is parsed."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        self._groups = {}
+        super().__init__(RECIPE_DATACLASSES, **kwargs)
+        order = [GROUP_TITLES[DataTrainingArguments], GROUP_TITLES[ModelArguments],
+                 *(title for title, _ in TRAINING_GROUPS), "training: other"]
+        ours = sorted(self._groups.values(), key=lambda g: order.index(g.title))
+        self._action_groups = [g for g in self._action_groups if g not in ours] + ours
+
+    def _group(self, title: str):
+        if title not in self._groups:
+            self._groups[title] = self.add_argument_group(title)
+        return self._groups[title]
+
+    def _add_dataclass_arguments(self, dtype):
+        hints = get_type_hints(dtype)
+        for f in fields(dtype):
+            if not f.init:
+                continue
+            f.type = hints[f.name]
+            title = GROUP_TITLES.get(dtype) or training_group(f.name)
+            group = self._group(title)
+            before = len(self._actions)
+            self._parse_dataclass_field(group, f)
+            for action in self._actions[before:]:
+                if not action.help:
+                    action.help = f"see transformers.{dtype.__name__}"
+                if action.nargs != 0 and action.choices is None and action.metavar is None:
+                    action.metavar = _type_name(f.type)
+
+    def set_recipe_defaults(self, config: dict) -> None:
+        """Show (and use) a recipe's values as the defaults."""
+        self.set_defaults(**config)
+
+
+def recipe_field_names() -> list[str]:
+    return [f.name for cls in RECIPE_DATACLASSES for f in fields(cls) if f.init]
 
 
 def _to_argv(config: dict) -> list[str]:
@@ -108,31 +208,80 @@ def _to_argv(config: dict) -> list[str]:
     return argv
 
 
-def load_recipe_file(path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"recipe file {str(path)!r} does not exist")
-    data = yaml.safe_load(path.read_text()) or {}
+def load_recipe_file(recipe) -> dict:
+    """The fields of a recipe (a YAML path, or a shipped recipe's name), ``description`` removed, with
+    unknown fields refused by name (and the closest known field)."""
+    path = resolve_recipe(recipe)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        where = getattr(err, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ValueError(f"recipe {str(path)!r} is not valid YAML{at}: {problem}") from None
+    data = {} if data is None else data
     if not isinstance(data, dict):
         raise ValueError(f"recipe {str(path)!r} must be a YAML mapping of field: value, got {type(data).__name__}")
+    description = data.pop("description", None)
+    if description is not None and not isinstance(description, str):
+        raise ValueError(f"recipe {str(path)!r}: description must be one line of text, got {type(description).__name__}")
+    check_recipe_fields(data, str(path))
     return data
 
 
-def parse_recipe(recipe: str | dict | None = None, overrides: list[str] | None = None):
-    """(ModelArguments, DataTrainingArguments, Seq2SeqTrainingArguments) from a YAML path or dict,
-    then ``--key value`` overrides (command-line flags, which win)."""
-    config = load_recipe_file(recipe) if isinstance(recipe, (str, Path)) else dict(recipe or {})
-    known = {f.name for cls in RECIPE_DATACLASSES for f in fields(cls)}
-    unknown = sorted(k for k in config if k not in known)
+def check_recipe_fields(config: dict, path: str | None = None) -> None:
+    """ValueError naming the recipe file, each unknown field and the closest known one."""
+    known = recipe_field_names()
+    unknown = [k for k in config if k not in known]
     if unknown:
-        raise ValueError(f"unknown recipe field(s): {', '.join(unknown)} (see `hf-relpos train --help` for the valid ones)")
+        names = ", ".join(f"{k!r}{did_you_mean(str(k), known)}" for k in unknown)
+        where = f" in {path!r}" if path else ""
+        raise ValueError(f"unknown recipe field(s){where}: {names}; `hf-relpos train --help` lists the valid ones")
+
+
+def unknown_flags_error(rest: list[str], known=None) -> str:
+    """``unknown command-line argument(s): --num_train_epoch (did you mean --num_train_epochs?) 5``."""
+    known = recipe_field_names() if known is None else known
+    parts = []
+    for arg in rest:
+        if arg.startswith("--"):
+            name = arg[2:].split("=", 1)[0].replace("-", "_")
+            parts.append(f"{arg}{did_you_mean(name, known, '--')}")
+        else:
+            parts.append(arg)
+    return f"unknown command-line argument(s): {' '.join(parts)}"
+
+
+def recipe_defaults(recipe=None) -> dict:
+    """The recipe's fields plus the output_dir default that parse_recipe applies."""
+    config = load_recipe_file(recipe) if isinstance(recipe, (str, Path)) else dict(recipe or {})
     config.setdefault("output_dir", "runs/" + str(config.get("task", "classification")))
-    parser = HfArgumentParser(RECIPE_DATACLASSES)
+    return config
+
+
+def recipe_help(recipe=None, prog: str = "hf-relpos train", usage: str | None = None) -> str:
+    """``hf-relpos train [RECIPE] --help``: every field by group, with type, default (the recipe's value
+    when a recipe is given) and help line."""
+    parser = RecipeArgumentParser(prog=prog, usage=usage or f"{prog} RECIPE [--field value ...]",
+                                  description="Fields of a recipe (YAML `field: value`), each also a flag that "
+                                  "overrides the recipe. RECIPE: a shipped recipe's name (`hf-relpos recipes`) "
+                                  "or a YAML path." + (f" Defaults shown: {recipe}." if recipe else ""))
+    parser.set_recipe_defaults(recipe_defaults(recipe))
+    return parser.format_help()
+
+
+def parse_recipe(recipe: str | dict | None = None, overrides: list[str] | None = None):
+    """(ModelArguments, DataTrainingArguments, Seq2SeqTrainingArguments) from a YAML path (or a shipped
+    recipe's name) or dict, then ``--key value`` overrides (command-line flags, which win)."""
+    if not isinstance(recipe, (str, Path)):
+        check_recipe_fields(dict(recipe or {}))
+    config = recipe_defaults(recipe)
+    parser = RecipeArgumentParser()
     model_args, data_args, training_args, rest = parser.parse_args_into_dataclasses(
         args=_to_argv(config) + list(overrides or []), return_remaining_strings=True
     )
     if rest:
-        raise ValueError(f"unknown command-line argument(s): {' '.join(rest)}")
+        raise ValueError(unknown_flags_error(rest))
     validate(model_args, data_args)
     return model_args, data_args, training_args
 
@@ -169,7 +318,7 @@ def validate(model_args: ModelArguments, data_args: DataTrainingArguments) -> No
         path = getattr(data_args, name)
         if path is not None:
             if not Path(path).is_file():
-                raise ValueError(f"{name}={path!r} does not exist")
+                raise ValueError(f"{name}={path!r} does not exist (point the recipe at your file: --{name} PATH)")
             if Path(path).suffix.lower() not in (".csv", ".json", ".jsonl"):
                 raise ValueError(f"{name}={path!r} has an unsupported extension; choose one of: .csv, .json, .jsonl")
     if not model_args.model_name_or_path:
