@@ -172,7 +172,8 @@ def test_generate_cache_equals_no_cache(scheme, value):
         assert torch.equal(cached.sequences, uncached.sequences), kwargs
         # every step's scores agree, not only the argmax
         for step, (a, b) in enumerate(zip(cached.scores, uncached.scores)):
-            assert torch.allclose(a, b, atol=1e-4, rtol=1e-4), (scheme, kwargs, step, (a - b).abs().max())
+            # logits reach |13| here; cache vs recompute differ by fp32 summation order (xl: up to 9e-5)
+            assert torch.allclose(a, b, atol=3e-4, rtol=1e-4), (scheme, kwargs, step, (a - b).abs().max())
     assert all(len(set(row[1:])) >= 4 for row in cached.sequences.tolist()), cached.sequences
     # the scores move from step to step (the test is not comparing constants)
     assert not torch.allclose(cached.scores[1], cached.scores[-1])
