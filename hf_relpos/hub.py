@@ -36,6 +36,7 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
                    "sentencepiece.bpe.model", "chat_template.jinja", "chat_template.json")
 RESULT_FILES = ("metrics.json", "all_results.json", "eval_results.json", "train_results.json")
 CARD = "README.md"
+INCOMPLETE_MARKER = "TRAINING_INCOMPLETE"  # written by `hf-relpos train` while a run's output folder is not final
 PICKLE_PATTERNS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl", "*.pickle", "*.joblib")
 _RELATIVE_IMPORT = re.compile(r"^\s*(?:from\s+\.(\S+)\s+import|import\s+\.(\S+)\s*$)", re.MULTILINE)
 _LOAD_LINE = re.compile(r"""(from_pretrained\(\s*)(["'])([^"'\n]*)\2(?=[^)]*trust_remote_code\s*=\s*True)""")
@@ -87,6 +88,9 @@ def plan_upload(folder) -> UploadPlan:
     folder = Path(folder)
     if not folder.is_dir():
         raise ValueError(f"cannot push {str(folder)!r}: it is not a folder")
+    if (folder / INCOMPLETE_MARKER).exists():
+        raise ValueError(f"cannot push {str(folder)!r}: it holds an unfinished training run ({INCOMPLETE_MARKER}); "
+                         "resume or rerun it first. Nothing was uploaded.")
     missing: list[str] = []
     config: dict = {}
     config_path = folder / "config.json"
@@ -251,12 +255,41 @@ def push_to_hub(folder, repo_id: str, *, private: bool | None = None, revision: 
         result["card"] = card_for_push(plan, repo_id)
         return result
 
-    from huggingface_hub import CommitOperationAdd, HfApi, constants
+    from huggingface_hub import HfApi, constants
 
     if constants.is_offline_mode():
         raise ValueError("cannot push: HF_HUB_OFFLINE is set (offline mode); unset it to reach the Hub")
     endpoint = os.environ.get("HF_ENDPOINT", "").rstrip("/") or constants.ENDPOINT
-    api = HfApi(endpoint=endpoint, token=token)
+    try:
+        return _push(plan, api=HfApi(endpoint=endpoint, token=token), repo_id=repo_id, result=result, private=private,
+                     revision=revision, commit_message=commit_message, commit_description=commit_description)
+    except Exception as err:
+        if not _is_connection_error(err):
+            raise
+        raise HubConnectionError(f"cannot reach the Hub at {endpoint} (HF_ENDPOINT): {type(err).__name__}: "
+                                 f"{str(err).splitlines()[0] if str(err) else 'no answer'}; the push did not complete: check "
+                                 "the address and the network, then push again") from err
+
+
+class HubConnectionError(ValueError):
+    """The Hub endpoint could not be reached (refused, DNS, timeout): a user-facing error, not a bug."""
+
+
+_TRANSPORT_ERRORS = {"TransportError", "NetworkError", "TimeoutException", "ConnectError", "ConnectTimeout",
+                     "ProxyError", "SSLError"}
+
+
+def _is_connection_error(err: BaseException) -> bool:
+    """A failure to reach the endpoint (refused, DNS, timeout, proxy, TLS), whatever HTTP client
+    huggingface_hub uses (httpx, its forks, or requests): matched by the exception classes' names."""
+    if isinstance(err, (ConnectionError, TimeoutError)):
+        return True
+    return any(cls.__name__ in _TRANSPORT_ERRORS or cls.__name__ == "ConnectionError" for cls in type(err).__mro__)
+
+
+def _push(plan, *, api, repo_id, result, private, revision, commit_message, commit_description) -> dict:
+    from huggingface_hub import CommitOperationAdd, constants
+
     if "/" not in repo_id:  # a bare name lives under the token's user, as with Trainer's hub_model_id
         repo_id = f"{api.whoami()['name']}/{repo_id}"
     card = card_for_push(plan, repo_id)

@@ -49,7 +49,9 @@ class ModelArguments:
     )
     tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer dir or Hub id; default: the model's, or one trained on the training text."})
     tokenizer_vocab_size: int = field(default=2000, metadata={"help": "Vocabulary of a tokenizer trained on the fly."})
-    trust_remote_code: bool = field(default=True, metadata={"help": "Load checkpoints that carry their modeling code."})
+    trust_remote_code: bool = field(default=False, metadata={
+        "help": "Run the modeling code a Hub checkpoint carries (only for repositories you trust); hf_relpos's own "
+                "relpos_* checkpoints load without it while hf_relpos is installed."})
 
     def overrides(self) -> dict:
         """``model_overrides`` as a dict (ValueError naming the field for bad JSON)."""

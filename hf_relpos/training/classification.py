@@ -8,7 +8,7 @@ import evaluate
 import numpy as np
 from transformers import DataCollatorWithPadding
 
-from .data import require_columns, tokenize
+from .data import check_text_columns, require_columns, tokenize
 from .modeling import build_config, load_model, load_tokenizer
 from .task import TaskSetup
 from .trainer import RelPosTrainer
@@ -24,11 +24,38 @@ def _label_names(dataset, column):
     return [str(v) for v in values]
 
 
+def _integral_labels(dataset, data_args, split):
+    """Classes are ints or strings. Float labels that are whole numbers (1.0: a csv column with a gap) become
+    ints; other floats (0.5) are refused: regression is not a task of the recipes, and treating each float as
+    a class would train a meaningless classifier silently."""
+    column = data_args.label_column
+    feature = dataset.features[column]
+    if getattr(feature, "dtype", "").startswith("float"):
+        values = dataset[column]
+        for index, value in enumerate(values):
+            if value is None or value != value or float(value) != int(value):
+                raise ValueError(
+                    f"label_column={column!r}: the {split} split has label {value!r} (row {index + 1}), a float; "
+                    "classification needs class labels (integers or strings). Regression (a float score per text) "
+                    "is not supported by the recipes: round the scores into classes"
+                )
+        from datasets import Value
+
+        dataset = dataset.cast_column(column, Value("int64"))
+    elif any(v is None for v in dataset[column]):
+        index = dataset[column].index(None)
+        raise ValueError(f"label_column={column!r}: the {split} split has a null label (row {index + 1})")
+    return dataset
+
+
 def setup(task, model_args, data_args, training_args, raw) -> TaskSetup:
     text_column = task.column(data_args, "text_column")
     columns = {"text_column": text_column, "text_pair_column": data_args.text_pair_column, "label_column": data_args.label_column}
     for split in ("train", "validation"):
         require_columns(raw[split], columns, split)
+        check_text_columns(raw[split], {"text_column": text_column, "text_pair_column": data_args.text_pair_column},
+                           split, data_args)
+        raw[split] = _integral_labels(raw[split], data_args, split)
     labels = _label_names(raw["train"], data_args.label_column)
     feature = raw["train"].features[data_args.label_column]
     if not hasattr(feature, "names"):  # map raw values (ints or strings) to ids, in sorted order

@@ -6,6 +6,7 @@ order, so a model without position information cannot solve them.
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -122,9 +123,7 @@ def load_raw_datasets(data_args, synthetic=None) -> DatasetDict:
     files = data_files(data_args)
     if files:
         for split, path in files.items():
-            with open(path, encoding="utf-8") as handle:
-                if not any(line.strip() for line in handle):
-                    raise ValueError(f"{split}_file={path!r} is empty: the {split!r} split has no rows")
+            check_data_file(f"{split}_file", path)
         extension = Path(next(iter(files.values()))).suffix.lower().lstrip(".")
         raw = load_dataset("json" if extension in ("json", "jsonl") else extension, data_files=files)
     elif uses_synthetic(data_args):
@@ -145,6 +144,71 @@ def load_raw_datasets(data_args, synthetic=None) -> DatasetDict:
         if limit is not None:
             raw[split] = raw[split].select(range(min(limit, len(raw[split]))))
     return raw
+
+
+def check_data_file(field_name: str, path) -> None:
+    """A local data file must be UTF-8 text with rows; a .jsonl file (or a .json file that is not one JSON
+    document) must hold one JSON object per line. ValueError naming the field, the file and the line."""
+    data = Path(path).read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+        raise ValueError(f"{field_name}={str(path)!r} is not UTF-8 text: byte 0x{data[err.start]:02x} at line {line}, "
+                         f"column {column} ({err.reason}); re-save the file as UTF-8") from None
+    if not text.strip():
+        split = field_name.removesuffix("_file")
+        raise ValueError(f"{field_name}={str(path)!r} is empty: the {split!r} split has no rows")
+    if Path(path).suffix.lower() not in (".json", ".jsonl"):
+        return
+    if Path(path).suffix.lower() == ".json":
+        try:
+            json.loads(text)
+            return  # one JSON document (a list of rows, or an object of columns)
+        except json.JSONDecodeError:
+            pass  # JSON lines in a .json file
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{field_name}={str(path)!r} line {number} is not valid JSON ({err.msg}, column "
+                             f"{err.colno}): {line.strip()[:80]!r}") from None
+        if not isinstance(row, dict):
+            raise ValueError(f"{field_name}={str(path)!r} line {number} is not a JSON object of column: value "
+                             f"(got {type(row).__name__}): {line.strip()[:80]!r}")
+
+
+def _row_location(data_args, split: str, index: int) -> str:
+    """Where row ``index`` of ``split`` came from: the file and line for local files, else the row number."""
+    path = data_files(data_args).get(split)
+    if path is None:
+        return f"the {split} split, row {index + 1}"
+    where = f"{split}_file={path!r}, row {index + 1}"
+    if Path(path).suffix.lower() in (".jsonl", ".json"):
+        lines = [n for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1) if line.strip()]
+        if len(lines) > 1 and index < len(lines):  # JSON lines: one row per non-blank line
+            where += f" (line {lines[index]})"
+    elif Path(path).suffix.lower() == ".csv":
+        where += f" (line {index + 2}, after the header, if no value spans lines)"
+    return where
+
+
+def check_text_columns(dataset, columns: dict[str, str | None], split: str, data_args) -> None:
+    """Every value of the text ``columns`` (recipe field → column) must be a non-empty string: a null, a
+    number or an empty string raises ValueError naming the field, the column and where the row is."""
+    for field_name, column in columns.items():
+        if column is None:
+            continue
+        for index, value in enumerate(dataset[column]):
+            if isinstance(value, str) and value.strip():
+                continue
+            what = ("null" if value is None else "an empty string" if isinstance(value, str)
+                    else f"not text ({type(value).__name__} {value!r})")
+            raise ValueError(f"{field_name}={column!r}: {_row_location(data_args, split, index)} is {what}; every "
+                             f"row needs text in column {column!r} (drop or fix the row)")
 
 
 def tokenize(dataset, fn, data_args):

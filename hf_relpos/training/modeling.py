@@ -53,10 +53,27 @@ def train_sentencepiece_tokenizer(texts, vocab_size=2000) -> PreTrainedTokenizer
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
 
 
+def _needs_remote_code(field_name: str, source, load):
+    """``load()``, turning transformers' "contains custom code ... trust_remote_code=True" refusal into a
+    ValueError naming the recipe field and how to opt in."""
+    try:
+        return load()
+    except ValueError as err:
+        if "trust_remote_code" not in str(err):
+            raise
+        raise ValueError(
+            f"{field_name}={source!r} carries its own modeling code, which runs only if you trust it: set "
+            "`trust_remote_code: true` in the recipe (or --trust_remote_code true). hf_relpos's own relpos_* "
+            "checkpoints do not need it while hf_relpos is installed"
+        ) from None
+
+
 def load_tokenizer(model_args, texts, seq2seq: bool):
     source = model_args.tokenizer_name or model_args.model_name_or_path
     if source:
-        return AutoTokenizer.from_pretrained(source, trust_remote_code=model_args.trust_remote_code)
+        field_name = "tokenizer_name" if model_args.tokenizer_name else "model_name_or_path"
+        return _needs_remote_code(field_name, source, lambda: AutoTokenizer.from_pretrained(
+            source, trust_remote_code=model_args.trust_remote_code))
     train = train_sentencepiece_tokenizer if seq2seq else train_wordpiece_tokenizer
     return train(texts, vocab_size=model_args.tokenizer_vocab_size)
 
@@ -111,7 +128,8 @@ def build_config(model_args, tokenizer, seq2seq: bool, max_length: int | None = 
     shorter, a ValueError names both fields."""
     overrides = model_args.overrides()
     if model_args.model_name_or_path:
-        config = AutoConfig.from_pretrained(model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code)
+        config = _needs_remote_code("model_name_or_path", model_args.model_name_or_path, lambda: AutoConfig.from_pretrained(
+            model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code))
         for key, value in {**task_fields, **overrides}.items():
             setattr(config, key, value)
         if max_length is not None:
@@ -138,8 +156,8 @@ def build_config(model_args, tokenizer, seq2seq: bool, max_length: int | None = 
 
 def load_model(auto_class, model_args, config):
     if model_args.model_name_or_path:
-        return auto_class.from_pretrained(
+        return _needs_remote_code("model_name_or_path", model_args.model_name_or_path, lambda: auto_class.from_pretrained(
             model_args.model_name_or_path, config=config, trust_remote_code=model_args.trust_remote_code,
             ignore_mismatched_sizes=True,
-        )
+        ))
     return auto_class.from_config(config)

@@ -11,7 +11,7 @@ import evaluate
 import numpy as np
 from transformers import default_data_collator
 
-from .data import require_columns, tokenize
+from .data import check_text_columns, require_columns, tokenize
 from .modeling import build_config, load_model, load_tokenizer
 from .task import TaskSetup
 from .trainer import RelPosTrainer
@@ -72,6 +72,8 @@ def setup(task, model_args, data_args, training_args, raw) -> TaskSetup:
                "answer_column": data_args.answer_column}
     for split in ("train", "validation"):
         require_columns(raw[split], {**columns, "id": "id"}, split)
+        check_text_columns(raw[split], {"question_column": data_args.question_column,
+                                        "context_column": data_args.context_column}, split, data_args)
         check_answers(raw[split], data_args, split)
 
     texts = list(raw["train"][data_args.context_column]) + list(raw["train"][data_args.question_column])

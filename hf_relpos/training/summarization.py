@@ -7,7 +7,7 @@ import numpy as np
 from rouge_score import rouge_scorer, scoring
 from transformers import DataCollatorForSeq2Seq
 
-from .data import require_columns, tokenize
+from .data import check_text_columns, require_columns, tokenize
 from .modeling import build_config, load_model, load_tokenizer
 from .task import TaskSetup
 from .trainer import RelPosSeq2SeqTrainer
@@ -30,6 +30,7 @@ def setup(task, model_args, data_args, training_args, raw) -> TaskSetup:
     summary_column = task.column(data_args, "summary_column")
     for split in ("train", "validation"):
         require_columns(raw[split], {"text_column": text_column, "summary_column": summary_column}, split)
+        check_text_columns(raw[split], {"text_column": text_column, "summary_column": summary_column}, split, data_args)
 
     texts = list(raw["train"][text_column]) + list(raw["train"][summary_column])
     tokenizer = load_tokenizer(model_args, texts, task.seq2seq)

@@ -10,7 +10,11 @@ shared 3e-3.
 
 from __future__ import annotations
 
+import time
+
 from transformers import Seq2SeqTrainer, Trainer
+
+TOTALS_KEY = "HfRelposRunTotals"  # trainer_state.json → stateful_callbacks: the run's totals at that checkpoint
 
 
 def is_position_parameter(name: str) -> bool:
@@ -40,13 +44,36 @@ class PositionLearningRateMixin:
         return optimizer
 
 
-class RelPosTrainer(PositionLearningRateMixin, Trainer):
+class RunTotalsMixin:
+    """Stores the whole run's training-loss sum and seconds (since step 0, across resumes) in every
+    checkpoint's trainer_state.json, so a resumed run can report ``train_loss`` over all its steps.
+    ``prior_totals`` (step, loss_sum, seconds at the checkpoint resumed from) is set by the runner."""
+
+    prior_totals: dict | None = None
+
+    def train(self, *args, **kwargs):
+        self._relpos_started = time.perf_counter()
+        return super().train(*args, **kwargs)
+
+    def _save_checkpoint(self, model, trial):
+        prior = self.prior_totals or {"loss_sum": 0.0, "seconds": 0.0}
+        tr_loss = getattr(self, "_tr_loss", None)  # transformers 5.x: this session's loss since the last log
+        session = float(getattr(self, "_total_loss_scalar", 0.0)) + (float(tr_loss.item()) if tr_loss is not None else 0.0)
+        started = getattr(self, "_relpos_started", time.perf_counter())
+        self.state.stateful_callbacks[TOTALS_KEY] = {"args": {}, "attributes": {
+            "loss_sum": prior["loss_sum"] + session, "seconds": prior["seconds"] + time.perf_counter() - started,
+            "step": self.state.global_step,
+        }}
+        return super()._save_checkpoint(model, trial)
+
+
+class RelPosTrainer(RunTotalsMixin, PositionLearningRateMixin, Trainer):
     def __init__(self, *args, position_learning_rate=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.position_learning_rate = position_learning_rate
 
 
-class RelPosSeq2SeqTrainer(PositionLearningRateMixin, Seq2SeqTrainer):
+class RelPosSeq2SeqTrainer(RunTotalsMixin, PositionLearningRateMixin, Seq2SeqTrainer):
     def __init__(self, *args, position_learning_rate=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.position_learning_rate = position_learning_rate
