@@ -17,6 +17,7 @@ from .relative_positions import (
     check_positive_number,
     check_probability,
     resolve_scheme_parameters,
+    warn_misspelt_fields,
     scheme_class,
     validate_absolute_position,
     validate_per_layer,
@@ -112,6 +113,7 @@ class RelPosBertConfig(PreTrainedConfig):
         scheme_class(relative_position)  # ValueError naming the field and the choices
         self.relative_position_parameters = resolve_scheme_parameters(relative_position, relative_position_parameters, flat)
 
+        warn_misspelt_fields(type(self), kwargs)
         # one checkpoint serves every Auto class, with or without hf_relpos installed
         if kwargs.get("auto_map") is None:
             kwargs["auto_map"] = dict(RELPOS_BERT_AUTO_MAP)

@@ -21,6 +21,7 @@ from .relative_positions import (
     check_positive_number,
     check_probability,
     resolve_scheme_parameters,
+    warn_misspelt_fields,
     scheme_class,
     validate_absolute_position,
     validate_per_layer,
@@ -142,6 +143,7 @@ class RelPosT5Config(PreTrainedConfig):
         # derived from feed_forward_proj; never serialised
         kwargs.pop("dense_act_fn", None)
         kwargs.pop("is_gated_act", None)
+        warn_misspelt_fields(type(self), kwargs)
         if "auto_map" not in kwargs:
             # one checkpoint serves every Auto class (the code files travel with save_pretrained)
             kwargs["auto_map"] = {

@@ -994,3 +994,38 @@ def add_flat_scheme_fields(config_class):
         if flat not in vars(config_class):
             setattr(config_class, flat, flat_field_property(flat))
     return config_class
+
+
+_WARNED_FIELDS: set = set()
+
+
+def warn_misspelt_fields(config_class, kwargs: dict) -> None:
+    """Warn once per (config class, key) for an unknown keyword that is a near-miss of a known field
+    (``relative_positon`` → ``relative_position``): such a key would otherwise be kept as an extra
+    attribute while the intended field silently keeps its default. Keys far from every field stay
+    silent, as HF configs accept extra keys (saved checkpoints carry some)."""
+    import difflib
+    import inspect
+
+    from transformers import PreTrainedConfig
+    from transformers.utils import logging
+
+    unknown = [key for key in kwargs if not key.startswith("_")]
+    if not unknown:
+        return
+    # suggestions come from the config's own fields only; transformers' generic keys (name_or_path, ...)
+    # are never flagged
+    own = set(inspect.signature(config_class.__init__).parameters) | set(FLAT_SCHEME_FIELDS)
+    own |= set(getattr(config_class, "attribute_map", {}))
+    own -= {"self", "kwargs"}
+    known = own | set(inspect.signature(PreTrainedConfig.__init__).parameters) | set(vars(PreTrainedConfig()))
+    for key in unknown:
+        if key in known or (config_class.__name__, key) in _WARNED_FIELDS:
+            continue
+        close = difflib.get_close_matches(key, sorted(own), n=1, cutoff=0.85)
+        if close:
+            _WARNED_FIELDS.add((config_class.__name__, key))
+            logging.get_logger(config_class.__module__).warning(
+                f"{config_class.__name__}: unknown field {key}={kwargs[key]!r} is kept as an extra attribute and "
+                f"changes nothing; did you mean {close[0]!r}?"
+            )
