@@ -35,6 +35,10 @@ from transformers import initialization as init  # init.* skips tensors loaded f
 
 ABSOLUTE_POSITIONS = ("none", "learned", "sinusoidal")
 COSTS = ("none", "bias", "rotate", "content")
+# The flat scheme fields an hf_relpos 0.1 config saved (all of them, always): such a config has no parameter dict.
+V0_1_FLAT_FIELDS = ("relative_attention_num_buckets", "relative_attention_max_distance", "max_relative_position",
+                    "relative_value", "position_buckets", "max_relative_positions", "rope_theta", "fire_mlp_width",
+                    "fire_init_c", "fire_init_threshold")
 
 
 def _choice_error(field, value, choices):
@@ -177,6 +181,8 @@ class RelativePositionScheme(nn.Module):
         paper, paper_url: citation and link (None for "none"); summary: two sentences for cards/README.
         defaults: the scheme's hyper-parameters and their defaults (the config's
             ``relative_position_parameters`` dict holds exactly these keys).
+        legacy: hyper-parameters added after configs that lack them were saved, with the value that keeps
+            such a config behaving as when it was saved (see ``resolve``); e.g. ``{"directional": False}``.
         aliases: flat config field of hf_relpos 0.1 → key of ``defaults`` (old configs still load).
         cost: "none" | "bias" | "rotate" | "content": which hook it uses (sets ``uses_*``).
         distance_only: its bias in one forward depends on j − i only (flex gets a 1-D table).
@@ -196,6 +202,7 @@ class RelativePositionScheme(nn.Module):
     paper_url: str | None = None
     summary = ""
     defaults: dict = {}
+    legacy: dict = {}
     aliases: dict = {}
     cost = "none"
     distance_only = False
@@ -258,13 +265,45 @@ class RelativePositionScheme(nn.Module):
                              f"choose {valid}")
 
     @classmethod
-    def resolve(cls, params: dict | None = None, flat: dict | None = None, prefix: str = "", **context) -> dict:
-        """The complete, validated parameter dict: the defaults, updated by 0.1 flat fields (``flat``,
-        those this scheme has an alias for; None values ignored), then by ``params`` (whose keys may also
-        be flat names)."""
+    def saved_before(cls, params: dict | None, flat: dict | None, saved: bool | None = None) -> bool:
+        """Whether (params, flat) is a saved config that predates the ``legacy`` keys, so that they take
+        their ``legacy`` values rather than the defaults.
+
+        ``saved``: whether the config comes from a file (a config's ``__init__`` knows: a saved config.json
+        carries ``transformers_version``). True: legacy when its dict (or the absence of one) names none of
+        the legacy keys. False: never. None (unknown), a guess from the shape of what was saved: an hf_relpos
+        0.1 config (no parameter dict, and every 0.1 flat field, or every flat field of this scheme: 0.1
+        saved them all), or a dict holding every other key of ``defaults`` (configs save the complete dict)
+        and none of the legacy ones."""
+        if not cls.legacy or saved is False:
+            return False
+        keys = {cls.aliases.get(k, k) for k in params} if isinstance(params, dict) else set()
+        if keys & set(cls.legacy) or (params is not None and not isinstance(params, dict)):
+            return False
+        if saved:
+            return True
+        if params is None:
+            flat = set(flat or ())
+            return flat >= set(V0_1_FLAT_FIELDS) or bool(cls.aliases) and flat >= set(cls.aliases)
+        return keys >= set(cls.defaults) - set(cls.legacy)
+
+    @classmethod
+    def direction_blind(cls, params: dict, causal: bool = False) -> bool:
+        """True for a bidirectional bias of |i − j| only (``directional`` False): without absolute
+        positions such an encoder cannot tell a key before the query from one after it."""
+        return cls.distance_only and not causal and params.get("directional", True) is False
+
+    @classmethod
+    def resolve(cls, params: dict | None = None, flat: dict | None = None, prefix: str = "", *,
+                saved: bool | None = None, **context) -> dict:
+        """The complete, validated parameter dict: the defaults (with the ``legacy`` values instead when
+        ``saved_before(params, flat, saved)``), updated by 0.1 flat fields (``flat``, those this scheme has an
+        alias for; None values ignored), then by ``params`` (whose keys may also be flat names)."""
         if params is not None and not isinstance(params, dict):
             cls.validate(params, prefix)  # raises, naming the field
         out = dict(cls.defaults)
+        if cls.saved_before(params, flat, saved):
+            out.update(cls.legacy)
         for name, value in (flat or {}).items():
             if name in cls.aliases and value is not None:
                 out[cls.aliases[name]] = value
@@ -401,69 +440,150 @@ class T5RelativePosition(_DistanceBias):
         return self.relative_attention_bias(buckets).t()
 
 
+def _check_directional(cls, p, prefix):
+    cls._require(isinstance(p["directional"], bool), p, "directional", prefix, "one of: True, False")
+
+
+def _before_after(distances: torch.Tensor, dtype):
+    """(N,) signed j − i → (i − j for keys before the query else 0, j − i for keys after it else 0), (1, N) each."""
+    d = distances.to(dtype)[None, :]
+    return (-d).clamp(min=0), d.clamp(min=0)
+
+
 class ALiBi(_DistanceBias):
-    """ALiBi (Press et al. 2022): b_ij = −m_h·|i − j|, symmetric for encoders. For a causal
-    decoder the masked j > i never count, so the same formula is the causal one."""
+    """ALiBi (Press et al. 2022), a fixed linear penalty per head, slopes m_h = 2^(−8h/H) (``alibi_slopes``).
+
+    Bidirectional attention, ``directional=False`` (symmetric, as MosaicBERT / Jina-BERT encoders):
+        b_ij = −m_h · |i − j|
+    Bidirectional attention, ``directional=True`` (the default for new configs):
+        b_ij = −m_h · (i − j)            for keys before the query (j ≤ i)
+        b_ij = −m_{H+1−h} · (j − i)      for keys after it (j > i)
+    The keys after the query get the same geometric set of slopes in reverse head order: every head
+    is asymmetric (head 1 is the most local to the left and the most global to the right), each
+    direction still spans the whole set of slopes, and nothing is learned. (For odd H the middle head
+    stays symmetric.)
+    Causal attention: b_ij = −m_h · (i − j), j ≤ i, whatever ``directional`` (the masked j > i never count).
+
+    Configs saved before ``directional`` existed load as symmetric (``legacy``), as do checkpoints
+    converted from symmetric ALiBi encoders when they say ``directional=False``."""
 
     name = "alibi"
     paper = "Press et al. 2022, Train Short, Test Long: Attention with Linear Biases Enables Input Length Extrapolation"
     paper_url = "https://arxiv.org/abs/2108.12409"
-    summary = ("Attention scores get a fixed penalty −m·|i − j|, linear in the distance, with one geometric slope m per "
-               "head. Nothing is learned, and the penalty extends to any length, which helps extrapolation.")
+    summary = ("Attention scores get a fixed penalty linear in the distance, with one geometric slope per head (in an "
+               "encoder, by default a different slope for keys before and after the query). Nothing is learned, and "
+               "the penalty extends to any length, which helps extrapolation.")
+    defaults = {"directional": True}
+    legacy = {"directional": False}
     shared_by_default = True
     exact_from_absolute = False  # a fixed, non-zero bias
 
+    @classmethod
+    def _check(cls, p, prefix, causal, head_dim):
+        _check_directional(cls, p, prefix)
+
     def __init__(self, params=None, num_heads=1, head_dim=1, hidden_size=1, causal=False, max_position_embeddings=512):
         super().__init__(params, num_heads, head_dim, hidden_size, causal)
+        self.directional = bool(self.params["directional"]) and not causal
         self.register_buffer("slopes", alibi_slopes(num_heads), persistent=False)
+        self.register_buffer("slopes_after", self._after_slopes(), persistent=False)
+
+    def _after_slopes(self):
+        slopes = alibi_slopes(self.num_heads)
+        return slopes.flip(0) if self.directional else slopes
 
     def reset_parameters(self, std=0.02):
         init.copy_(self.slopes, alibi_slopes(self.num_heads))
+        init.copy_(self.slopes_after, self._after_slopes())
 
     def distance_bias(self, distances):
-        return -self.slopes[:, None] * distances.abs().to(self.slopes.dtype)[None, :]
+        before, after = _before_after(distances, self.slopes.dtype)
+        return -self.slopes[:, None] * before - self.slopes_after[:, None] * after
+
+    def extra_repr(self):
+        return super().extra_repr() + f", directional={self.directional}"
 
 
 class KERPLE(_DistanceBias):
-    """KERPLE log kernel (Chi et al. 2022): b_ij = −r1_h·log(1 + r2_h·|i − j|), r1, r2 > 0 via softplus."""
+    """KERPLE log kernel (Chi et al. 2022), r1, r2 > 0 per head (kept positive through softplus).
+
+    Bidirectional attention, ``directional=False`` (symmetric):
+        b_ij = −r1_h · log(1 + r2_h · |i − j|)
+    Bidirectional attention, ``directional=True`` (the default for new configs): one (r1, r2) pair per
+    direction and head,
+        b_ij = −r1_h · log(1 + r2_h · (i − j))                  for keys before the query (j ≤ i)
+        b_ij = −r1_after_h · log(1 + r2_after_h · (j − i))      for keys after it (j > i)
+    started like ALiBi's directional slopes (r1 = r1_after = 1, r2 = m_h, r2_after = m_{H+1−h}).
+    Causal attention: the first line over j ≤ i only; no after-side parameters exist there.
+    Configs saved before ``directional`` existed load as symmetric (``legacy``)."""
 
     name = "kerple"
     paper = "Chi et al. 2022, KERPLE: Kernelized Relative Positional Embedding for Length Extrapolation"
     paper_url = "https://arxiv.org/abs/2205.09921"
-    summary = ("Attention scores get a learned logarithmic penalty −r1·log(1 + r2·|i − j|) per head, with r1, r2 > 0. "
-               "The kernel decays smoothly with the distance and extends to any length.")
+    summary = ("Attention scores get a learned logarithmic penalty −r1·log(1 + r2·distance) per head, with r1, r2 > 0 "
+               "(in an encoder, by default one pair for keys before and one for keys after the query). The kernel "
+               "decays smoothly with the distance and extends to any length.")
+    defaults = {"directional": True}
+    legacy = {"directional": False}
     shared_by_default = True
     exact_from_absolute = False  # softplus-positive r1, r2: no zero that keeps gradients
 
+    @classmethod
+    def _check(cls, p, prefix, causal, head_dim):
+        _check_directional(cls, p, prefix)
+
     def __init__(self, params=None, num_heads=1, head_dim=1, hidden_size=1, causal=False, max_position_embeddings=512):
         super().__init__(params, num_heads, head_dim, hidden_size, causal)
+        self.directional = bool(self.params["directional"]) and not causal
         self.r1 = nn.Parameter(torch.empty(num_heads))
         self.r2 = nn.Parameter(torch.empty(num_heads))
+        if self.directional:
+            self.r1_after = nn.Parameter(torch.empty(num_heads))
+            self.r2_after = nn.Parameter(torch.empty(num_heads))
         self.reset_parameters()
 
     def reset_parameters(self, std=0.02):
         # r1 = 1 and r2 = ALiBi's geometric slopes: distinct heads from a deterministic start
+        slopes = alibi_slopes(self.num_heads)
         init.constant_(self.r1, math.log(math.expm1(1.0)))
-        init.copy_(self.r2, torch.log(torch.expm1(alibi_slopes(self.num_heads))))
+        init.copy_(self.r2, torch.log(torch.expm1(slopes)))
+        if self.directional:
+            init.constant_(self.r1_after, math.log(math.expm1(1.0)))
+            init.copy_(self.r2_after, torch.log(torch.expm1(slopes.flip(0))))
 
     def distance_bias(self, distances):
-        r1, r2 = F.softplus(self.r1), F.softplus(self.r2)
-        return -r1[:, None] * torch.log1p(r2[:, None] * distances.abs().to(r2.dtype)[None, :])
+        r1, r2 = F.softplus(self.r1)[:, None], F.softplus(self.r2)[:, None]
+        if not self.directional:
+            return -r1 * torch.log1p(r2 * distances.abs().to(r2.dtype)[None, :])
+        r1_after, r2_after = F.softplus(self.r1_after)[:, None], F.softplus(self.r2_after)[:, None]
+        before, after = _before_after(distances, r2.dtype)  # one of them is 0 at each distance: log1p(0) = 0
+        return -r1 * torch.log1p(r2 * before) - r1_after * torch.log1p(r2_after * after)
+
+    def extra_repr(self):
+        return super().extra_repr() + f", directional={self.directional}"
 
 
 class FIRE(RelativePositionScheme):
-    """FIRE (Li et al. 2023): b_ij = f_θ(ψ(|i − j|) / ψ(max(L_thr, n_i))), ψ(x) = log(c·x + 1),
-    f_θ an MLP 1→width→H. n_i is the query position (causal) or the key length (bidirectional),
-    so the bias is not shift-invariant by design (but in one bidirectional forward it depends on
-    j − i only). Parameters as in the paper's reference code: ``c``, ``L_multiplier`` (threshold =
-    |L_multiplier · init_threshold|)."""
+    """FIRE (Li et al. 2023): b_ij = f_θ(x_ij), f_θ an MLP 1→width→H, ψ(x) = log(|c·x| + 1),
+
+        causal:                                 x_ij = ψ(i − j) / ψ(max(L_thr, i)),            j ≤ i
+        bidirectional, ``directional=False``:   x_ij = ψ(|j − i|) / ψ(max(L_thr, L_k))
+        bidirectional, ``directional=True``:    x_ij = sign(j − i) · ψ(|j − i|) / ψ(max(L_thr, L_k))
+
+    (i the query position, L_k the key length). The directional form (the default for new configs)
+    feeds the MLP the signed distance, so keys after the query (x > 0) and before it (x < 0) get
+    their own bias; it has no extra parameters, and ``zero_init_`` still starts it at 0. The
+    normaliser makes the bias not shift-invariant by design (in one bidirectional forward it depends
+    on j − i only). Parameters as in the paper's reference code: ``c``, ``L_multiplier`` (threshold =
+    |L_multiplier · init_threshold|). Configs saved before ``directional`` existed load as symmetric."""
 
     name = "fire"
     paper = "Li et al. 2023, Functional Interpolation for Relative Positions Improves Long Context Transformers"
     paper_url = "https://arxiv.org/abs/2310.04418"
     summary = ("A small learned MLP maps a log-transformed distance, normalised by the sequence length, to one bias per "
                "head. The normalisation is meant to let the learned bias shape generalise to longer inputs.")
-    defaults = {"mlp_width": 32, "init_c": 0.1, "init_threshold": 512.0}
+    defaults = {"mlp_width": 32, "init_c": 0.1, "init_threshold": 512.0, "directional": True}
+    legacy = {"directional": False}
     aliases = {"fire_mlp_width": "mlp_width", "fire_init_c": "init_c", "fire_init_threshold": "init_threshold"}
     cost = "bias"
     distance_only = True  # bidirectional; the causal variant has no 1-D table (bias_1d is None)
@@ -475,6 +595,7 @@ class FIRE(RelativePositionScheme):
         cls._require(_is_int(p["mlp_width"]) and p["mlp_width"] >= 1, p, "mlp_width", prefix, "a positive integer (≥ 1)")
         for key in ("init_c", "init_threshold"):
             cls._require(_is_number(p[key]) and p[key] > 0, p, key, prefix, "a positive number")
+        _check_directional(cls, p, prefix)
 
     def __init__(self, params=None, num_heads=1, head_dim=1, hidden_size=1, causal=False, max_position_embeddings=512):
         super().__init__(params, num_heads, head_dim, hidden_size, causal)
@@ -482,6 +603,7 @@ class FIRE(RelativePositionScheme):
         self.mlp = nn.Sequential(nn.Linear(1, width), nn.ReLU(), nn.Linear(width, num_heads))
         self.init_c = float(self.params["init_c"])
         self.init_L = float(self.params["init_threshold"])
+        self.directional = bool(self.params["directional"]) and not causal
         self.c = nn.Parameter(torch.tensor(self.init_c))
         self.L_multiplier = nn.Parameter(torch.tensor(1.0))
         self.eps = 1e-6
@@ -520,9 +642,15 @@ class FIRE(RelativePositionScheme):
             return None
         device, dtype = self.c.device, self.c.dtype
         threshold = torch.abs(self.L_multiplier * self.init_L)
-        dist = torch.arange(-(k_len - 1), q_len, device=device).abs().to(dtype)
+        signed = torch.arange(-(k_len - 1), q_len, device=device).to(dtype)
         norm = self._psi(torch.maximum(torch.tensor(float(k_len), device=device, dtype=dtype), threshold)) + self.eps
-        return self.mlp((self._psi(dist) / norm).unsqueeze(-1)).t()
+        x = self._psi(signed.abs()) / norm
+        if self.directional:
+            x = torch.sign(signed) * x
+        return self.mlp(x.unsqueeze(-1)).t()
+
+    def extra_repr(self):
+        return super().extra_repr() + f", directional={self.directional}"
 
 
 class Rotary(RelativePositionScheme):
@@ -842,9 +970,11 @@ _FLAT_SWITCHES = tuple(f for f in FLAT_SCHEME_FIELDS if isinstance(SCHEME_DEFAUL
 
 
 def resolve_scheme_parameters(name, params=None, flat=None, prefix: str = "", *, causal: bool = False,
-                              head_dim: int | None = None) -> dict:
+                              head_dim: int | None = None, saved: bool | None = None) -> dict:
     """The complete, validated hyper-parameters of scheme ``name``: its defaults, then the 0.1 flat
-    fields in ``flat`` that it has aliases for, then ``params``."""
+    fields in ``flat`` that it has aliases for, then ``params``. ``saved``: whether they come from a
+    saved config (``"transformers_version" in kwargs`` in a config's ``__init__``); a saved config that
+    does not name a newer key (``legacy``, e.g. ``directional``) keeps the behaviour it was saved with."""
     cls = scheme_class(name, prefix + "relative_position")
     for switch in _FLAT_SWITCHES:
         value = (flat or {}).get(switch)
@@ -854,7 +984,7 @@ def resolve_scheme_parameters(name, params=None, flat=None, prefix: str = "", *,
             users = [n for n, c in SCHEMES.items() if switch in c.aliases]
             raise ValueError(f"{switch}=True is only valid with relative_position in ({', '.join(users)}), not "
                              f"{name!r}; choose one of those or set it False")
-    return cls.resolve(params, flat, prefix, causal=causal, head_dim=head_dim)
+    return cls.resolve(params, flat, prefix, causal=causal, head_dim=head_dim, saved=saved)
 
 
 def flat_scheme_fields(source) -> dict:
@@ -886,11 +1016,29 @@ def build_scheme(name, params, num_heads, head_dim, hidden_size, causal=False,
                               max_position_embeddings=max_position_embeddings)
 
 
+def warn_if_direction_blind(name, params, causal: bool, absolute_position: str | None) -> None:
+    """One warning (per message) when a stack is built that cannot see word-order direction: a
+    symmetric distance-only bias (``direction_blind``), bidirectional attention, no absolute positions."""
+    if absolute_position == "none" and scheme_class(name).direction_blind(params, causal):
+        from transformers.utils import logging
+
+        logging.get_logger(__name__).warning_once(
+            f"relative_position={name!r} with directional=False and absolute_position='none': this bidirectional "
+            f"encoder's bias depends on |i − j| only, so it cannot tell a token before another from one after it "
+            f"(it sees no word-order direction). Set relative_position_parameters={{\"directional\": True}} to fix "
+            f"it (or use absolute positions); keep directional=False only for a checkpoint trained symmetric."
+        )
+
+
 def build_stack_schemes(name, params, per_layer, num_layers, num_heads, head_dim, hidden_size, causal=False,
-                        max_position_embeddings=512) -> tuple[list[RelativePositionScheme], bool]:
+                        max_position_embeddings=512, absolute_position: str | None = None,
+                        ) -> tuple[list[RelativePositionScheme], bool]:
     """The schemes of a stack's ``num_layers`` self-attention layers, for both model families:
     ``(schemes, shared)``, with the same instance repeated when ``shared`` (the stack registers it as
-    ``relative_position``; else each layer registers its own under that name)."""
+    ``relative_position``; else each layer registers its own under that name). ``absolute_position``
+    (the config's, when the caller passes it): warns when the stack cannot see direction
+    (``warn_if_direction_blind``)."""
+    warn_if_direction_blind(name, params, causal, absolute_position)
     make = functools.partial(build_scheme, name, params, num_heads, head_dim, hidden_size, causal,
                              max_position_embeddings)
     shared = is_shared(name, per_layer)

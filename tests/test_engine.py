@@ -39,16 +39,18 @@ SMALL = dict(
     fire_init_threshold=5.0,
     rope_theta=100.0,
 )
-# every scheme, plus the variants its switches turn on (Shaw's value side)
+# every scheme with its switches off, plus the variants they turn on (Shaw's value side; the direction-aware
+# alibi, kerple and fire)
 SWITCHED = [n for n, c in SCHEMES.items() if any(isinstance(v, bool) for v in c.defaults.values())]
 CASES = [(name, False) for name in SCHEMES] + [(name, True) for name in SWITCHED]
 
 
 def make_scheme(name, causal=False, value=False, seed=0):
-    """(resolved params, scheme with large random weights, the layer's (query, key) projections)."""
+    """(resolved params, scheme with large random weights, the layer's (query, key) projections);
+    ``value``: every boolean hyper-parameter (switch) of the scheme."""
     torch.manual_seed(seed)
-    switches = {flat: value for flat, key in SCHEMES[name].aliases.items() if isinstance(SCHEMES[name].defaults[key], bool)}
-    params = resolve_scheme_parameters(name, flat={**SMALL, **switches}, causal=causal)
+    switches = {key: value for key, default in SCHEMES[name].defaults.items() if isinstance(default, bool)}
+    params = resolve_scheme_parameters(name, switches, flat=SMALL, causal=causal)
     scheme = build_scheme(name, params, H, D, HIDDEN, causal=causal, max_position_embeddings=P)
     with torch.no_grad():  # large random weights, so every term matters
         for p in scheme.parameters():
@@ -169,11 +171,18 @@ def ref_t5(scheme, p, projections, q, k, q_pos, causal):
     return {"b": b}
 
 
+def two_sided(p, causal):
+    """The direction-aware form applies: bidirectional attention with ``directional`` on."""
+    return p["directional"] and not causal
+
+
 @reference("alibi")
 def ref_alibi(scheme, p, projections, q, k, q_pos, causal):
-    b = torch.zeros(H, len(q_pos), k.shape[2])
+    b, m = torch.zeros(H, len(q_pos), k.shape[2]), alibi_slopes(H)
+    after = [m[H - 1 - h] for h in range(H)] if two_sided(p, causal) else list(m)  # head h ↔ slope of head H+1−h
     for i, I, j in pairs(q, k, q_pos):
-        b[:, i, j] = -alibi_slopes(H) * abs(I - j)
+        for h in range(H):
+            b[h, i, j] = -m[h] * (I - j) if j <= I else -after[h] * (j - I)
     return {"b": b}
 
 
@@ -181,7 +190,10 @@ def ref_alibi(scheme, p, projections, q, k, q_pos, causal):
 def ref_kerple(scheme, p, projections, q, k, q_pos, causal):
     b, r1, r2 = torch.zeros(H, len(q_pos), k.shape[2]), F.softplus(scheme.r1), F.softplus(scheme.r2)
     for i, I, j in pairs(q, k, q_pos):
-        b[:, i, j] = -r1 * torch.log(1 + r2 * abs(I - j))
+        if j > I and two_sided(p, causal):  # a key after the query: its own pair
+            b[:, i, j] = -F.softplus(scheme.r1_after) * torch.log(1 + F.softplus(scheme.r2_after) * (j - I))
+        else:
+            b[:, i, j] = -r1 * torch.log(1 + r2 * abs(I - j))
     return {"b": b}
 
 
@@ -193,6 +205,8 @@ def ref_fire(scheme, p, projections, q, k, q_pos, causal):
     for i, I, j in pairs(q, k, q_pos):
         n = I if causal else k.shape[2]
         x = psi(torch.tensor(float(abs(I - j)))) / (psi(torch.maximum(torch.tensor(float(n)), thr)) + 1e-6)
+        if two_sided(p, causal) and j < I:  # the signed distance: keys before the query are negative
+            x = -x
         b[:, i, j] = scheme.mlp(x.reshape(1, 1)).reshape(H)
     return {"b": b}
 
