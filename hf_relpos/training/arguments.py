@@ -184,6 +184,8 @@ class RecipeArgumentParser(HfArgumentParser):
             for action in self._actions[before:]:
                 if not action.help:
                     action.help = f"see transformers.{dtype.__name__}"
+                elif "%(" not in action.help:  # argparse formats help with %: a literal "80%" must be escaped
+                    action.help = action.help.replace("%", "%%")
                 if action.nargs != 0 and action.choices is None and action.metavar is None:
                     action.metavar = _type_name(f.type)
 
