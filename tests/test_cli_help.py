@@ -80,7 +80,7 @@ def test_recipes_command_lists_needs_and_own_file_hints(capsys):
         assert rows[name]["needs"] == "local files"
         assert "--train_file" in rows[name]["hint"] and "--validation_file" in rows[name]["hint"]
         assert rows[name]["hint"] in out
-    assert all(rows[n]["hint"] is None for n in rows if "shared" not in n)
+    assert all(rows[n]["hint"] is None for n in rows if rows[n]["needs"] != "local files")
 
 
 def test_train_help_lists_every_field_grouped_typed_with_defaults(capsys):

@@ -287,12 +287,12 @@ def test_task_registry_drives_the_runner():
 
     from hf_relpos.training import TASKS, Task, get_task
 
-    assert list(TASKS) == ["classification", "qa", "summarization"]
+    assert list(TASKS) == ["classification", "qa", "summarization", "mlm", "span_corruption"]
     task = get_task("classification")
     assert isinstance(task, Task) and task.pipeline_tag == "text-classification"
     assert task.auto_class is AutoModelForSequenceClassification
     assert TASKS["summarization"].default_columns == {"text_column": "document", "summary_column": "summary"}
-    with pytest.raises(ValueError, match="task='translation' is not valid; choose one of: classification, qa, summarization"):
+    with pytest.raises(ValueError, match="task='translation' is not valid; choose one of: classification, qa, summarization, mlm, span_corruption"):
         get_task("translation")
 
 

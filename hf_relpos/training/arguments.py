@@ -94,6 +94,13 @@ class DataTrainingArguments:
     max_source_length: int = field(default=256, metadata={"help": "summarization: document tokens."})
     max_target_length: int = field(default=64, metadata={"help": "summarization: summary tokens."})
     num_beams: int | None = field(default=None, metadata={"help": "summarization: beams at evaluation (default: generation_num_beams)."})
+    # pretraining (mlm, span_corruption)
+    mlm_probability: float = field(default=0.15, metadata={"help": "mlm: share of tokens masked (80% [MASK], 10% random, 10% kept)."})
+    whole_word_masking: bool = field(default=False, metadata={"help": "mlm: mask all pieces of a word together (transformers' collator; all masked become [MASK])."})
+    noise_density: float = field(default=0.15, metadata={"help": "span_corruption: share of tokens in noise spans."})
+    mean_noise_span_length: float = field(default=3.0, metadata={"help": "span_corruption: mean noise span length, in tokens."})
+    eval_lengths: list[int] | None = field(default=None, metadata={"help": "mlm/span_corruption: also evaluate on validation blocks of each length, e.g. 128 512 2048."})
+    streaming: bool = field(default=False, metadata={"help": "mlm/span_corruption: stream the training data (local files or Hub) instead of loading it; needs max_steps."})
     # the run
     overwrite_output_dir: bool = field(default=False, metadata={
         "help": "Replace a non-empty output_dir (its contents are removed first); without it such a folder is "
@@ -323,8 +330,8 @@ def validate(model_args: ModelArguments, data_args: DataTrainingArguments) -> No
         if path is not None:
             if not Path(path).is_file():
                 raise ValueError(f"{name}={path!r} does not exist (point the recipe at your file: --{name} PATH)")
-            if Path(path).suffix.lower() not in (".csv", ".json", ".jsonl"):
-                raise ValueError(f"{name}={path!r} has an unsupported extension; choose one of: .csv, .json, .jsonl")
+            if Path(path).suffix.lower() not in (".csv", ".json", ".jsonl", ".txt"):
+                raise ValueError(f"{name}={path!r} has an unsupported extension; choose one of: .csv, .json, .jsonl, .txt")
     if not model_args.model_name_or_path:
         check_fresh_position_limit(model_args, task.max_length(data_args))
     config_file = Path(model_args.model_name_or_path or "") / "config.json"

@@ -121,28 +121,32 @@ def load_raw_datasets(data_args, synthetic=None) -> DatasetDict:
     Hub, or ``synthetic(data_args)`` (the task's builder: the offline default when neither files nor a
     name are set)."""
     files = data_files(data_args)
+    streaming = bool(getattr(data_args, "streaming", False))  # an IterableDatasetDict (pretraining tasks)
     if files:
         for split, path in files.items():
-            check_data_file(f"{split}_file", path)
+            if not streaming:  # a streamed corpus may not fit in memory: read as it trains
+                check_data_file(f"{split}_file", path)
         extension = Path(next(iter(files.values()))).suffix.lower().lstrip(".")
-        raw = load_dataset("json" if extension in ("json", "jsonl") else extension, data_files=files)
+        builder = {"json": "json", "jsonl": "json", "txt": "text"}.get(extension, extension)
+        options = {"sample_by": "paragraph"} if builder == "text" else {}  # plain text: a blank line ends a document
+        raw = load_dataset(builder, data_files=files, streaming=streaming, **options)
     elif uses_synthetic(data_args):
         if synthetic is None:
             raise ValueError(f"task={data_args.task!r} has no built-in synthetic data; give train_file / "
                              "validation_file or dataset_name")
         raw = synthetic(data_args)
     else:
-        raw = load_dataset(data_args.dataset_name, data_args.dataset_config_name)
+        raw = load_dataset(data_args.dataset_name, data_args.dataset_config_name, streaming=streaming)
     if "validation" not in raw and "test" in raw:
         raw["validation"] = raw["test"]
     for split in ("train", "validation"):
         if split not in raw:
             raise ValueError(f"the data has no {split!r} split (found: {', '.join(raw)}); give {split}_file or a dataset with one")
-        if len(raw[split]) == 0:
+        if not streaming and len(raw[split]) == 0:
             raise ValueError(f"the {split!r} split is empty; check {split}_file / dataset_name")
     for split, limit in (("train", data_args.max_train_samples), ("validation", data_args.max_eval_samples)):
         if limit is not None:
-            raw[split] = raw[split].select(range(min(limit, len(raw[split]))))
+            raw[split] = raw[split].take(limit) if streaming else raw[split].select(range(min(limit, len(raw[split]))))
     return raw
 
 

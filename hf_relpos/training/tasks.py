@@ -54,3 +54,6 @@ def get_task(name) -> Task:
     if name not in TASKS:
         raise ValueError(f"task={name!r} is not valid; choose one of: {', '.join(TASKS)}")
     return TASKS[name]
+
+
+from . import pretraining  # noqa: E402,F401  (registers mlm and span_corruption)

@@ -1,0 +1,371 @@
+"""Pretraining tasks: masked language modelling (``mlm``, relpos_bert) and T5 span corruption
+(``span_corruption``, relpos_t5), from a fresh model or a checkpoint.
+
+Data: plain text (.txt, a blank line ends a document), json/jsonl with a ``text_column``, or a Hub
+dataset; ``streaming: true`` reads the training split as it trains (IterableDataset, needs ``max_steps``).
+Texts are tokenized with their special tokens (``[CLS] .. [SEP]`` / ``.. </s>``: the separator keeps the
+document boundaries) and packed into fixed blocks, HF run_mlm's "group texts" (the remainder of each map
+batch is dropped).
+
+- ``mlm``: blocks of ``max_seq_length`` tokens, masked by transformers' ``DataCollatorForLanguageModeling``
+  (``mlm_probability`` 0.15, 80% [MASK] / 10% random / 10% kept; ``whole_word_masking`` uses the collator's
+  own whole-word option, from the tokenizer's offsets).
+- ``span_corruption``: T5's objective as in HF's run_t5_mlm_flax.py: blocks of ``tokens_length`` tokens
+  (:func:`compute_input_and_target_lengths`) become inputs of exactly ``max_seq_length`` tokens and targets
+  of ``targets_length`` tokens: ``noise_density`` of the tokens in spans of mean ``mean_noise_span_length``,
+  each span replaced by a sentinel ``<extra_id_N>`` (N = 0, 1, .. in order) in the inputs, and the targets
+  are the spans, each after its sentinel, then ``</s>``.
+
+Metrics: masked-token (target-token) accuracy, loss and perplexity on validation blocks; ``eval_lengths``
+repeats them on validation blocks of each length (``eval_len<N>_*``, a PNG plot beside the model when
+matplotlib is installed).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from datasets import Dataset, IterableDataset
+from tokenizers import AddedToken
+from transformers import DataCollatorForLanguageModeling
+from transformers.utils import logging
+
+from .data import require_columns
+from .modeling import _needs_remote_code, build_config, load_tokenizer
+from .task import TaskSetup
+from .trainer import RelPosTrainer
+
+logger = logging.get_logger("hf_relpos")
+
+WORDS = ("river stone cloud maple amber lantern meadow harbor violet copper falcon willow ember canyon orchid "
+         "pebble thunder saffron glacier marble juniper quartz tundra cobalt prairie lotus cedar dune fjord hazel").split()
+TOKENIZER_DOCS = 10_000  # documents a tokenizer is trained on in a streamed from-scratch run
+SENTINEL = "<extra_id_{}>"
+
+
+# ---------------------------------------------------------------------------------------------- data
+
+def synthetic_pretraining(train_size=2000, eval_size=300, seed=1234):
+    """Documents of "counting" sentences: each sentence walks the word list in order from a random word,
+    so a masked word is given by its neighbours' words and positions."""
+    import random
+
+    from datasets import DatasetDict
+
+    def rows(rng, n):
+        out = []
+        for _ in range(n):
+            sentences = []
+            for _ in range(rng.randint(2, 6)):
+                start, length = rng.randrange(len(WORDS)), rng.randint(4, 12)
+                sentences.append(" ".join(WORDS[(start + k) % len(WORDS)] for k in range(length)) + ".")
+            out.append({"text": " ".join(sentences)})
+        return out
+
+    return DatasetDict(train=Dataset.from_list(rows(random.Random(seed), train_size)),
+                       validation=Dataset.from_list(rows(random.Random(seed + 1), eval_size)))
+
+
+def _column_names(dataset) -> list[str]:
+    names = dataset.column_names
+    if names is None:  # a stream whose features are not known until read
+        names = list(next(iter(dataset)).keys())
+    return list(names)
+
+
+def _texts(dataset, column, limit=None):
+    rows = dataset if limit is None else itertools.islice(dataset, limit)
+    if isinstance(dataset, Dataset) and limit is None:
+        rows = ({column: t} for t in dataset[column])
+    return (r[column] for r in rows if isinstance(r[column], str) and r[column].strip())
+
+
+def pack(batch: dict, block_size: int) -> dict:
+    """run_mlm's group texts: concatenate each column's lists and cut into ``block_size`` blocks (the
+    remainder is dropped)."""
+    concatenated = {k: list(itertools.chain.from_iterable(v)) for k, v in batch.items()}
+    total = (len(concatenated["input_ids"]) // block_size) * block_size
+    return {k: [v[i:i + block_size] for i in range(0, total, block_size)] for k, v in concatenated.items()}
+
+
+def packed_blocks(dataset, tokenizer, column: str, block_size: int, keep: tuple[str, ...], data_args=None):
+    """``dataset``'s texts (null or blank ones dropped) tokenized with special tokens and packed into blocks
+    of ``block_size`` tokens (columns ``keep``)."""
+    offsets = "offset_mapping" in keep
+
+    def tokenize_and_pack(batch):
+        texts = [t for t in batch[column] if isinstance(t, str) and t.strip()]
+        enc = tokenizer(texts, return_special_tokens_mask="special_tokens_mask" in keep,
+                        return_offsets_mapping=offsets, verbose=False)
+        return pack({k: enc[k] for k in keep}, block_size)
+
+    options = {"batched": True, "remove_columns": _column_names(dataset)}
+    if isinstance(dataset, Dataset):
+        options["num_proc"] = getattr(data_args, "preprocessing_num_workers", None)
+    return dataset.map(tokenize_and_pack, **options)
+
+
+# ------------------------------------------------------------------------------------- span corruption
+
+def compute_input_and_target_lengths(inputs_length: int, noise_density: float, mean_noise_span_length: float):
+    """T5's lengths: the raw block length (tokens) whose corrupted inputs (with sentinels and </s>) are
+    ``inputs_length`` tokens, and the targets' length. Returns (tokens_length, targets_length)."""
+
+    def lengths(tokens_length):
+        num_noise_tokens = int(round(tokens_length * noise_density))
+        num_nonnoise_tokens = tokens_length - num_noise_tokens
+        num_noise_spans = int(round(num_noise_tokens / mean_noise_span_length))
+        return num_nonnoise_tokens + num_noise_spans + 1, num_noise_tokens + num_noise_spans + 1
+
+    tokens_length = inputs_length
+    while lengths(tokens_length + 1)[0] <= inputs_length:
+        tokens_length += 1
+    _, targets_length = lengths(tokens_length)
+    if noise_density == 0.5 and targets_length > inputs_length:  # T5's adjustment
+        tokens_length -= 1
+        targets_length -= 1
+    return tokens_length, targets_length
+
+
+def noise_spans(length: int, noise_density: float, mean_noise_span_length: float) -> int:
+    num_noise_tokens = min(max(int(round(length * noise_density)), 1), length - 1)
+    return max(int(round(min(num_noise_tokens, length - num_noise_tokens) / mean_noise_span_length)), 1)
+
+
+def random_spans_noise_mask(length: int, noise_density: float, mean_noise_span_length: float, rng) -> np.ndarray:
+    """T5's noise mask (bool, ``length``): round(length × density) noise tokens in ``noise_spans`` spans, the
+    sequence starting with a non-noise span and alternating; span lengths a random segmentation."""
+    num_noise_tokens = min(max(int(round(length * noise_density)), 1), length - 1)
+    num_spans = noise_spans(length, noise_density, mean_noise_span_length)
+    num_nonnoise_tokens = length - num_noise_tokens
+
+    def segmentation(num_items, num_segments):
+        first = np.arange(num_items - 1) < (num_segments - 1)
+        rng.shuffle(first)
+        segment_id = np.cumsum(np.pad(first, [[1, 0]]))
+        return np.unique(segment_id, return_counts=True)[1]
+
+    interleaved = np.stack([segmentation(num_nonnoise_tokens, num_spans),
+                            segmentation(num_noise_tokens, num_spans)], axis=1).reshape(-1)
+    starts = np.zeros(length, dtype=np.int64)
+    starts[np.cumsum(interleaved)[:-1]] = 1
+    return np.cumsum(starts) % 2 == 1
+
+
+def corrupt(ids, mask: np.ndarray, sentinel_ids, eos_id: int) -> tuple[list[int], list[int]]:
+    """(inputs, targets) of one block: each noise span becomes the next sentinel in the inputs; the targets
+    are each span after its sentinel; both end with </s>."""
+    inputs, targets, span = [], [], -1
+    for k, (token, noise) in enumerate(zip(ids, mask)):
+        if noise:
+            if k == 0 or not mask[k - 1]:
+                span += 1
+                inputs.append(sentinel_ids[span])
+                targets.append(sentinel_ids[span])
+            targets.append(int(token))
+        else:
+            inputs.append(int(token))
+    return inputs + [eos_id], targets + [eos_id]
+
+
+@dataclass
+class DataCollatorForSpanCorruption:
+    """Batches of packed blocks (``input_ids`` of one length) → T5 span-corruption inputs and labels of
+    fixed shapes (all blocks of a length give the same input and target lengths)."""
+
+    tokenizer: object
+    noise_density: float = 0.15
+    mean_noise_span_length: float = 3.0
+    seed: int | None = None
+
+    def __post_init__(self):
+        self.rng = np.random.default_rng(self.seed)
+
+    def sentinel_ids(self, count: int) -> list[int]:
+        ids = self.tokenizer.convert_tokens_to_ids([SENTINEL.format(i) for i in range(count)])
+        if any(i is None or i == self.tokenizer.unk_token_id for i in ids):
+            raise ValueError(f"the tokenizer lacks the sentinel tokens <extra_id_0> .. <extra_id_{count - 1}>")
+        return ids
+
+    def __call__(self, examples):
+        blocks = [list(e["input_ids"]) for e in examples]
+        length = len(blocks[0])
+        if any(len(b) != length for b in blocks):
+            raise ValueError("span corruption needs blocks of one length in a batch")
+        sentinels = self.sentinel_ids(noise_spans(length, self.noise_density, self.mean_noise_span_length))
+        inputs, labels = zip(*(corrupt(b, random_spans_noise_mask(length, self.noise_density, self.mean_noise_span_length,
+                                                                   self.rng), sentinels, self.tokenizer.eos_token_id)
+                               for b in blocks))
+        input_ids = torch.tensor(inputs, dtype=torch.long)
+        return {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids),
+                "labels": torch.tensor(labels, dtype=torch.long)}
+
+
+def add_sentinels(tokenizer, count: int) -> int:
+    """Add ``<extra_id_0>`` .. ``<extra_id_{count-1}>`` the tokenizer lacks (special tokens); returns how many."""
+    have = set(tokenizer.get_vocab())
+    missing = [SENTINEL.format(i) for i in range(count) if SENTINEL.format(i) not in have]
+    if not missing:
+        return 0
+    return tokenizer.add_tokens([AddedToken(t, special=True, normalized=False) for t in missing], special_tokens=True)
+
+
+# ------------------------------------------------------------------------------------------- the task
+
+def _load_pretraining_model(task, model_args, config, tokenizer):
+    """A fresh model, or the checkpoint's; a checkpoint without the pretraining head (a ``convert`` output
+    saved as a base model) starts the head fresh, its output projection tied to the word embeddings."""
+    if not model_args.model_name_or_path:
+        return task.auto_class.from_config(config)
+    model, info = _needs_remote_code("model_name_or_path", model_args.model_name_or_path, lambda: task.auto_class.from_pretrained(
+        model_args.model_name_or_path, config=config, trust_remote_code=model_args.trust_remote_code,
+        ignore_mismatched_sizes=True, output_loading_info=True))
+    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings(len(tokenizer))
+    head = [k for k in info.get("missing_keys", []) if k.startswith(("cls.", "lm_head."))]
+    if head:
+        out, emb = model.get_output_embeddings(), model.get_input_embeddings()
+        if out is not None and out.weight is not emb.weight:
+            with torch.no_grad():
+                out.weight.copy_(emb.weight)
+        logger.warning(f"hf-relpos: {model_args.model_name_or_path} has no {task.name} head ({', '.join(sorted(head))} "
+                       "missing): the head starts fresh, its output projection tied to the word embeddings")
+    return model
+
+
+def _accuracy(prediction) -> dict:
+    preds, labels = prediction.predictions, prediction.label_ids
+    preds = preds[0] if isinstance(preds, tuple) else preds
+    keep = labels != -100
+    return {"accuracy": float((preds[keep] == labels[keep]).mean()) if keep.any() else 0.0}
+
+
+def _argmax(logits, labels):
+    logits = logits[0] if isinstance(logits, tuple) else logits
+    return logits.argmax(dim=-1)
+
+
+def _plot(lengths_metrics: dict, path: Path, title: str) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    lengths = sorted(lengths_metrics)
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot(lengths, [lengths_metrics[n] for n in lengths], marker="o")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(lengths, [str(n) for n in lengths])
+    ax.set_xlabel("validation block length (tokens)")
+    ax.set_ylabel("masked-token accuracy")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def setup(task, model_args, data_args, training_args, raw) -> TaskSetup:
+    span = task.name == "span_corruption"
+    streaming = isinstance(raw["train"], IterableDataset)
+    if streaming and training_args.max_steps <= 0:
+        raise ValueError(f"streaming=true needs max_steps (a stream has no length, so epochs are unknown); got "
+                         f"max_steps={training_args.max_steps}: set e.g. --max_steps 1000")
+    for name in ("mlm_probability", "noise_density"):
+        value = getattr(data_args, name)
+        if not 0 < value < 1:
+            raise ValueError(f"{name}={value} is not valid; choose a number between 0 and 1")
+    if data_args.mean_noise_span_length < 1:
+        raise ValueError(f"mean_noise_span_length={data_args.mean_noise_span_length} is not valid; choose a number ≥ 1")
+    lengths = sorted(set(data_args.eval_lengths or []))
+    if any(n < 8 for n in lengths):
+        raise ValueError(f"eval_lengths={data_args.eval_lengths} is not valid; choose block lengths of at least 8 tokens")
+    column = task.column(data_args, "text_column")
+    for split in ("train", "validation"):
+        if not isinstance(raw[split], IterableDataset):
+            require_columns(raw[split], {"text_column": column}, split)
+    if isinstance(raw["validation"], IterableDataset):  # evaluated several times: held in memory
+        raw["validation"] = Dataset.from_list(list(raw["validation"]))
+        require_columns(raw["validation"], {"text_column": column}, "validation")
+
+    tokenizer = load_tokenizer(model_args, _texts(raw["train"], column, TOKENIZER_DOCS if streaming else None), span)
+    if span:
+        block = lambda n: compute_input_and_target_lengths(n, data_args.noise_density, data_args.mean_noise_span_length)[0]
+        needed = max(noise_spans(block(n), data_args.noise_density, data_args.mean_noise_span_length)
+                     for n in [data_args.max_seq_length, *lengths])
+        add_sentinels(tokenizer, max(100, needed))
+        tokens_length, targets_length = compute_input_and_target_lengths(
+            data_args.max_seq_length, data_args.noise_density, data_args.mean_noise_span_length)
+        print(f"hf-relpos: span corruption: blocks of {tokens_length} tokens → inputs {data_args.max_seq_length}, "
+              f"targets {targets_length} tokens", flush=True)
+        keep = ("input_ids",)
+        collator = DataCollatorForSpanCorruption(tokenizer, data_args.noise_density, data_args.mean_noise_span_length,
+                                                 seed=training_args.seed)
+    else:
+        if tokenizer.mask_token is None:
+            raise ValueError(f"task='mlm' needs a tokenizer with a mask token; {model_args.tokenizer_name or model_args.model_name_or_path!r} has none")
+        block = lambda n: n
+        keep = ("input_ids", "attention_mask", "special_tokens_mask") + (("offset_mapping",) if data_args.whole_word_masking else ())
+        collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=data_args.mlm_probability,
+                                                   whole_word_mask=data_args.whole_word_masking)
+    limit = max([data_args.max_seq_length, *lengths])
+    config = build_config(model_args, tokenizer, task.seq2seq, max_length=limit)
+    model = _load_pretraining_model(task, model_args, config, tokenizer)
+    training_args.remove_unused_columns = False  # the collators read special_tokens_mask / offset_mapping
+
+    with training_args.main_process_first(desc="tokenizing and packing"):
+        train = packed_blocks(raw["train"], tokenizer, column, block(data_args.max_seq_length), keep, data_args)
+        evals = packed_blocks(raw["validation"], tokenizer, column, block(data_args.max_seq_length), keep, data_args)
+        by_length = {n: packed_blocks(raw["validation"], tokenizer, column, block(n), keep, data_args) for n in lengths}
+    if len(evals) == 0:
+        raise ValueError(f"the validation split has fewer than {block(data_args.max_seq_length)} tokens: no block of "
+                         f"max_seq_length={data_args.max_seq_length}; give more validation text or lower max_seq_length")
+
+    trainer = RelPosTrainer(
+        position_learning_rate=model_args.relative_position_learning_rate,
+        model=model, args=training_args, train_dataset=train, eval_dataset=evals, processing_class=tokenizer,
+        data_collator=collator, compute_metrics=_accuracy, preprocess_logits_for_metrics=_argmax,
+    )
+
+    def evaluate():
+        metrics = trainer.evaluate()
+        metrics["eval_perplexity"] = math.exp(min(metrics["eval_loss"], 50.0))
+        metrics["eval_blocks"] = len(evals)
+        accuracy = {}
+        for n, blocks in by_length.items():
+            if len(blocks) == 0:
+                print(f"hf-relpos: eval_lengths: the validation split has no block of {n} tokens; skipped", flush=True)
+                continue
+            got = trainer.evaluate(eval_dataset=blocks, metric_key_prefix=f"eval_len{n}")
+            for key in ("accuracy", "loss"):
+                metrics[f"eval_len{n}_{key}"] = got[f"eval_len{n}_{key}"]
+            metrics[f"eval_len{n}_perplexity"] = math.exp(min(got[f"eval_len{n}_loss"], 50.0))
+            metrics[f"eval_len{n}_blocks"] = len(blocks)
+            accuracy[n] = got[f"eval_len{n}_accuracy"]
+        if accuracy and trainer.is_world_process_zero():
+            path = Path(training_args.output_dir) / "length_eval.png"
+            what = "target-token" if span else "masked-token"
+            if _plot(accuracy, path, f"{task.name}: {what} accuracy by length"):
+                print(f"hf-relpos: length evaluation plotted in {path}", flush=True)
+        return metrics
+
+    return TaskSetup(trainer=trainer, evaluate=evaluate, main_metric="accuracy", text_column=column)
+
+
+# registered here (imported at the end of .tasks): the pretraining tasks, built-in data = counting sentences
+from transformers import AutoModelForMaskedLM, AutoModelForSeq2SeqLM  # noqa: E402
+
+from .task import Task  # noqa: E402
+from .tasks import _sized, register_task  # noqa: E402
+
+register_task(Task("mlm", "fill-mask", AutoModelForMaskedLM, setup, synthetic=_sized(synthetic_pretraining),
+                   default_columns={"text_column": "text"}))
+register_task(Task("span_corruption", "text2text-generation", AutoModelForSeq2SeqLM, setup,
+                   synthetic=_sized(synthetic_pretraining), default_columns={"text_column": "text"}, seq2seq=True))
