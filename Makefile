@@ -24,6 +24,11 @@ $(BIN)/.test-installed: $(BIN)/.installed
 test: $(BIN)/.test-installed
 	$(BIN)/python -m pytest tests
 
+# the product as a pip user gets it: the built wheel in a fresh venv outside the checkout, run from an empty
+# folder (a recipe by name, convert of the PyPI MiniLM, remote-code load without hf_relpos); ~2.5 min on 2 cores
+wheel-check:
+	PY=$(PY) bash .ci/wheel_check.sh
+
 # transformers 4.x (relative_key_query BERT), the anchor of `hf-relpos bench speed`'s memory part
 V4 ?= .venv-v4
 $(V4)/.installed:
@@ -40,4 +45,4 @@ bench: install bench-v4
 	$(BIN)/hf-relpos bench speed --v4-python $(V4)/bin/python
 	$(BIN)/hf-relpos bench extrapolation
 
-.PHONY: install demo test bench bench-v4
+.PHONY: install demo test wheel-check bench bench-v4
