@@ -13,13 +13,13 @@ trap 'rm -rf "$WORK"' EXIT
 START=$SECONDS
 step() { printf '[wheel-check %3ss] %s\n' "$((SECONDS - START))" "$*"; }
 
-step "build the wheel"
-"$PY" -m pip wheel -q --no-deps -w "$WORK/dist" "$ROOT"
-WHEEL=$(ls "$WORK"/dist/hf_relpos-*.whl)
-
-step "fresh venv in $WORK/venv: torch (CPU wheel), the wheel, MiniLM"
+step "fresh venv in $WORK/venv; build the wheel (pip, isolated build)"
 "$PY" -m venv "$WORK/venv"
 BIN="$WORK/venv/bin"
+"$BIN/pip" wheel -q --no-deps -w "$WORK/dist" "$ROOT"
+WHEEL=$(ls "$WORK"/dist/hf_relpos-*.whl)
+
+step "install torch (CPU wheel), the wheel, MiniLM"
 # torch pinned to the CPU wheel in the same resolve: the project's torch>=2.6 alone would pull a CUDA build;
 # --no-compile: no .pyc for torch's thousands of files (a third of the install time on 2 cores)
 "$BIN/pip" install -q --no-compile torch==2.13.0 "$WHEEL"
