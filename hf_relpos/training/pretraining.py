@@ -358,14 +358,3 @@ def setup(task, model_args, data_args, training_args, raw) -> TaskSetup:
 
     return TaskSetup(trainer=trainer, evaluate=evaluate, main_metric="accuracy", text_column=column)
 
-
-# registered here (imported at the end of .tasks): the pretraining tasks, built-in data = counting sentences
-from transformers import AutoModelForMaskedLM, AutoModelForSeq2SeqLM  # noqa: E402
-
-from .task import Task  # noqa: E402
-from .tasks import _sized, register_task  # noqa: E402
-
-register_task(Task("mlm", "fill-mask", AutoModelForMaskedLM, setup, synthetic=_sized(synthetic_pretraining),
-                   default_columns={"text_column": "text"}))
-register_task(Task("span_corruption", "text2text-generation", AutoModelForSeq2SeqLM, setup,
-                   synthetic=_sized(synthetic_pretraining), default_columns={"text_column": "text"}, seq2seq=True))

@@ -6,9 +6,11 @@ training_args, raw) -> TaskSetup``), a synthetic data builder and a card templat
 
 from __future__ import annotations
 
-from transformers import AutoModelForQuestionAnswering, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification
+from transformers import (
+    AutoModelForMaskedLM, AutoModelForQuestionAnswering, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification,
+)
 
-from . import classification, qa, summarization
+from . import classification, pretraining, qa, summarization
 from .data import synthetic_classification, synthetic_qa, synthetic_summarization
 from .task import Task
 
@@ -48,12 +50,18 @@ register_task(Task(
     length_fields=("max_source_length", "max_target_length"), seq2seq=True,
 ))
 
+register_task(Task(  # pretraining: texts packed into blocks; built-in data = "counting" sentences
+    "mlm", "fill-mask", AutoModelForMaskedLM, pretraining.setup,
+    synthetic=_sized(pretraining.synthetic_pretraining), default_columns={"text_column": "text"},
+))
+register_task(Task(
+    "span_corruption", "text2text-generation", AutoModelForSeq2SeqLM, pretraining.setup,
+    synthetic=_sized(pretraining.synthetic_pretraining), default_columns={"text_column": "text"}, seq2seq=True,
+))
+
 
 def get_task(name) -> Task:
     """The registered task ``name``, or a ValueError naming the value and the choices."""
     if name not in TASKS:
         raise ValueError(f"task={name!r} is not valid; choose one of: {', '.join(TASKS)}")
     return TASKS[name]
-
-
-from . import pretraining  # noqa: E402,F401  (registers mlm and span_corruption)
