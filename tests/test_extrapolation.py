@@ -116,3 +116,35 @@ def test_mlm_skipped_without_data(tmp_path, capsys):
                     str(tmp_path / "missing"))
     assert "mlm: skipped" in capsys.readouterr().out
     assert {r["task"] for r in report["results"]} == {"position"}
+
+
+def test_scheme_variants_set_hyper_parameters():
+    assert ex.position_fields("alibi:directional") == {
+        "relative_position": "alibi", "absolute_position": "none", "relative_position_parameters": {"directional": True}}
+    assert ex.position_fields("kerple:symmetric")["relative_position_parameters"] == {"directional": False}
+    assert ex.position_fields("fire:mlp_width=16")["relative_position_parameters"] == {"mlp_width": 16}
+    with pytest.raises(ValueError, match="scheme='alibi:sideways'.*directional, symmetric"):
+        ex.position_fields("alibi:sideways")
+    with pytest.raises(ValueError, match=r"relative_position_parameters\['directional'\]='maybe'"):
+        ex.position_fields("fire:directional=maybe")
+    with pytest.raises(ValueError, match="does not use"):
+        ex.position_fields("t5:directional")  # t5 has no such parameter (its buckets are signed already)
+
+
+def test_variants_in_one_run_differ_and_plot(tmp_path):
+    report, out = run(tmp_path, "--schemes", "alibi:symmetric,alibi:directional", "--tasks", "position", "--factors", "1", "2")
+    by = {(r["scheme"], r["factor"]): r["loss"] for r in report["results"]}
+    assert set(by) == {(s, f) for s in ("alibi:symmetric", "alibi:directional") for f in (1, 2)}
+    assert by[("alibi:symmetric", 1)] != by[("alibi:directional", 1)]
+    assert out.with_suffix(".png").stat().st_size > 1000
+
+
+def test_mlm_on_longtext_micro_run(tmp_path):
+    if not (SHARED_DATA / "longtext" / "train.jsonl").is_file():
+        pytest.skip(f"{SHARED_DATA / 'longtext'} is absent (../shared/data is only on the project's machines)")
+    texts = ex.read_texts(SHARED_DATA, "validation", "longtext")
+    assert len(texts) == 26 and all(isinstance(t, str) for t in texts)
+    report, _ = run(tmp_path, "--schemes", "kerple:directional", "--tasks", "mlm", "--factors", "1", "2",
+                    "--mlm-data", "longtext", "--mlm-vocab", "300", "--data-dir", str(SHARED_DATA))
+    assert report["settings"]["mlm_data"] == "longtext"
+    assert [r["factor"] for r in report["results"]] == [1, 2]

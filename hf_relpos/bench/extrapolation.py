@@ -4,8 +4,14 @@
 Tasks:
   position  built-in, seeded: per-token classification "label at i = the token at i − OFFSET" (class 0
             where i < OFFSET). Defined the same way at every length; quality = token accuracy.
-  mlm       masked LM on ../shared/data text (sentiment ``text`` + summarization ``document``), WordPiece
-            tokenizer trained on the train split; quality = masked-token accuracy (loss → perplexity too).
+  mlm       masked LM on ../shared/data text, WordPiece tokenizer trained on the train split; quality =
+            masked-token accuracy (loss → perplexity too). ``--mlm-data short``: sentiment ``text`` +
+            summarization ``document`` (short texts); ``longtext``: the Python documentation pages of
+            longtext/ (long documents: more context for the windows to use).
+
+Schemes are registry names, the baselines below, or a variant ``NAME:VARIANT`` of a scheme's
+hyper-parameters: ``alibi:directional`` / ``alibi:symmetric`` (``directional`` True / False), or
+``NAME:KEY=VALUE`` (VALUE read as JSON, else as a string), e.g. ``fire:mlp_width=16``.
 
 Every factor scores the same tokens: one evaluation stream of ``eval_examples × train_length × max(factors)``
 tokens (and, for mlm, one fixed mask) is cut into windows of each length, so only the context length
@@ -17,8 +23,9 @@ anything (position: < 40%; mlm: < the order-blind `nopos` model + 0.02). Directi
 of |i − j| only) are reversal-equivariant without absolute embeddings, so they cannot tell the token at
 i − 2 from the one at i + 2: ≈ 53% is their ceiling on the position task.
 
-    hf-relpos bench extrapolation [--schemes NAME,NAME,absolute] [--tasks position,mlm] [--seed 0]
-                                  [--data-dir ../shared/data] [--out benchmarks/results/extrapolation.json] ...
+    hf-relpos bench extrapolation [--schemes NAME,NAME:VARIANT,absolute] [--tasks position,mlm] [--seed 0]
+                                  [--mlm-data short|longtext] [--data-dir ../shared/data]
+                                  [--out benchmarks/results/extrapolation.json] ...
 """
 
 from __future__ import annotations
@@ -67,13 +74,40 @@ COLLAPSE = 0.5  # "collapses": quality at 4× < 50% of 1×, or ≤ 25% of the 1�
 FLOOR_MARGIN = 0.02  # "learned": 1× quality ≥ floor (nopos, or chance) + this (≈ 3 standard errors for mlm)
 
 
+VARIANTS = {"directional": {"directional": True}, "symmetric": {"directional": False}}  # NAME:VARIANT shorthands
+
+
+def variant_parameters(scheme: str, variant: str) -> dict:
+    """``directional`` / ``symmetric`` or ``KEY=VALUE`` → hyper-parameters of ``scheme`` (validated)."""
+    if variant in VARIANTS:
+        params = dict(VARIANTS[variant])
+    elif "=" in variant:
+        key, _, text = variant.partition("=")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        params = {key: value}
+    else:
+        raise ValueError(f"scheme={scheme + ':' + variant!r} is not valid; choose NAME:VARIANT with VARIANT one of: "
+                         f"{', '.join(VARIANTS)}, or KEY=VALUE with KEY among: {', '.join(SCHEMES[scheme].defaults) or '(none)'}")
+    SCHEMES[scheme].resolve(params, prefix=f"scheme={scheme + ':' + variant!r}: ")  # ValueError naming the key
+    return params
+
+
 def position_fields(scheme: str) -> dict:
-    """Config fields of a scheme name: a relative scheme alone, or a baseline's absolute embeddings."""
+    """Config fields of a scheme name: a relative scheme alone (``NAME:VARIANT``: with those hyper-parameters),
+    or a baseline's absolute embeddings."""
     if scheme in ABSOLUTE:
         return {"relative_position": "none", "absolute_position": ABSOLUTE[scheme]}
+    name, _, variant = scheme.partition(":")
+    if name in SCHEMES and name != "none" and variant:
+        return {"relative_position": name, "absolute_position": "none",
+                "relative_position_parameters": variant_parameters(name, variant)}
     if scheme in SCHEMES:
         return {"relative_position": scheme, "absolute_position": "none"}
-    raise ValueError(f"scheme={scheme!r} is not valid; choose one of: {', '.join([*SCHEMES, *ABSOLUTE])}")
+    raise ValueError(f"scheme={scheme!r} is not valid; choose one of: {', '.join([*SCHEMES, *ABSOLUTE])} "
+                     f"(a scheme also as NAME:VARIANT, e.g. alibi:directional, alibi:symmetric)")
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -90,10 +124,16 @@ def random_tokens(generator, batch, length, vocab=POSITION_VOCAB):
     return torch.randint(1, vocab + 1, (batch, length), generator=generator)
 
 
-def read_texts(data_dir: Path, split: str) -> list[str]:
-    """The ``text`` of sentiment/ and the ``document`` of summarization/ for one split."""
+MLM_DATA = {  # --mlm-data → (folder, column) files read, in order
+    "short": (("sentiment", "text"), ("summarization", "document")),
+    "longtext": (("longtext", "text"),),
+}
+
+
+def read_texts(data_dir: Path, split: str, source: str = "short") -> list[str]:
+    """The texts of one split of an ``MLM_DATA`` source (short: sentiment ``text`` + summarization ``document``)."""
     texts = []
-    for folder, column in (("sentiment", "text"), ("summarization", "document")):
+    for folder, column in MLM_DATA[source]:
         with open(data_dir / folder / f"{split}.jsonl", encoding="utf-8") as f:
             texts += [json.loads(line)[column] for line in f if line.strip()]
     return texts
@@ -155,11 +195,11 @@ class MLMTask:
     def __init__(self, args):
         from ..training.modeling import train_wordpiece_tokenizer
 
-        train_texts = read_texts(args.data_dir, "train")
+        train_texts = read_texts(args.data_dir, "train", args.mlm_data)
         self.tokenizer = train_wordpiece_tokenizer(train_texts, vocab_size=args.mlm_vocab)
         self.train_ids = token_stream(self.tokenizer, train_texts)
         # shuffled so that the evaluation prefix mixes both sources (the files come one after the other)
-        eval_texts = read_texts(args.data_dir, "validation")
+        eval_texts = read_texts(args.data_dir, "validation", args.mlm_data)
         random.Random(args.seed).shuffle(eval_texts)
         self.eval_ids = token_stream(self.tokenizer, eval_texts)
         self.vocab_size = len(self.tokenizer)
@@ -325,6 +365,12 @@ def plot(path, rows, args):
             ys.append(r["quality"])
         # 13 series: tab20 keeps the colours distinct, dashed lines mark the baselines without a scheme
         styles = {s: {"color": plt_color(i), "linestyle": "--" if s in ABSOLUTE else "-"} for i, s in enumerate(series)}
+        if any(":" in s for s in series):  # variants: one tab20 colour pair per scheme, the symmetric one dotted
+            bases = list(dict.fromkeys(s.partition(":")[0] for s in series))
+            for s in series:
+                base, _, variant = s.partition(":")
+                styles[s] = {"color": plt_color(2 * bases.index(base) + (variant == "symmetric")),
+                             "linestyle": "--" if s in ABSOLUTE else ":" if variant == "symmetric" else "-"}
         panels.append(dict(title=f"{name} (trained at L={args.train_length})", xlabel="evaluation length (log2)",
                            ylabel=(MLMTask if name == "mlm" else PositionTask).metric, series=series, logx=True,
                            styles=styles, legend={"ncol": 2, "fontsize": 6, "framealpha": 0.6}))
@@ -351,6 +397,9 @@ def parse_args(argv):
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--mlm-data", choices=list(MLM_DATA), default="short",
+                   help="text of the mlm task: short (sentiment + summarization documents) or longtext (Python "
+                        "documentation pages, long documents)")
     p.add_argument("--mlm-vocab", type=int, default=500,
                    help="WordPiece vocabulary of the mlm task (small: more word pieces, more local structure to learn)")
     add_io_options(p, "extrapolation", data_help="text data of the mlm task: sentiment/ and summarization/ jsonl")
@@ -379,7 +428,7 @@ def main(argv=None):
     started = time.perf_counter()
     rows, verdicts, chance, per_task = [], {}, {}, {}
     for name in args.tasks:
-        if name == "mlm" and not (args.data_dir / "sentiment" / "train.jsonl").is_file():
+        if name == "mlm" and not (args.data_dir / MLM_DATA[args.mlm_data][0][0] / "train.jsonl").is_file():
             print(f"mlm: skipped, no text data at {args.data_dir} (the project's ../shared/data)")
             continue
         targs = task_args(args, name)
