@@ -111,7 +111,9 @@ class RelPosBertConfig(PreTrainedConfig):
         # the scheme's hyper-parameters: the given dict, else 0.1 flat fields, else the class defaults
         flat = {name: kwargs.pop(name) for name in FLAT_SCHEME_FIELDS if name in kwargs}
         scheme_class(relative_position)  # ValueError naming the field and the choices
-        self.relative_position_parameters = resolve_scheme_parameters(relative_position, relative_position_parameters, flat)
+        # a saved config (it carries transformers_version) keeps what it was saved with for keys added later
+        self.relative_position_parameters = resolve_scheme_parameters(
+            relative_position, relative_position_parameters, flat, saved="transformers_version" in kwargs)
 
         warn_misspelt_fields(type(self), kwargs)
         # one checkpoint serves every Auto class, with or without hf_relpos installed

@@ -121,11 +121,14 @@ class RelPosT5Config(PreTrainedConfig):
         names = [scheme_class(relative_position).name]
         if decoder_relative_position is not None:
             names.append(scheme_class(decoder_relative_position, "decoder_relative_position").name)
+        # a saved config (it carries transformers_version) keeps what it was saved with for keys added later
+        saved = "transformers_version" in kwargs
         for switch in [f for f, v in flat.items() if v is True and not any(f in SCHEMES[n].aliases for n in names)]:
             resolve_scheme_parameters(relative_position, None, {switch: True})  # ValueError naming the field
         self.relative_position_parameters = resolve_scheme_parameters(
             relative_position, relative_position_parameters,
             {k: v for k, v in flat.items() if k in SCHEMES[relative_position].aliases},
+            saved=saved,
         )
         if decoder_relative_position is None:
             if decoder_relative_position_parameters is not None:
@@ -138,7 +141,7 @@ class RelPosT5Config(PreTrainedConfig):
             self.decoder_relative_position_parameters = resolve_scheme_parameters(
                 decoder_relative_position, decoder_relative_position_parameters,
                 {k: v for k, v in flat.items() if k in SCHEMES[decoder_relative_position].aliases}, "decoder_",
-                causal=True,
+                causal=True, saved=saved,
             )
         # derived from feed_forward_proj; never serialised
         kwargs.pop("dense_act_fn", None)

@@ -66,3 +66,18 @@ def test_v0_1_checkpoints_resaved_load_as_remote_code(tmp_path):
     for name, (module, diff) in result.items():
         assert "hf_relpos" not in module
         assert diff <= TOL, f"{name}: max |Δ| {diff} through remote code"
+
+
+@pytest.mark.parametrize("family", ["bert", "t5"])
+@pytest.mark.parametrize("scheme", ["alibi", "kerple", "fire"])
+def test_configs_saved_before_directional_load_symmetric(tmp_path, family, scheme):
+    """A 0.1 config (flat fields, no parameter dict) names no `directional`: it loads as it was saved,
+    symmetric, even where a fresh config now defaults to directional."""
+    from hf_relpos import RelPosBertConfig, RelPosT5Config
+
+    cls = RelPosBertConfig if family == "bert" else RelPosT5Config
+    source = json.loads((FIXTURES / f"{family}_t5" / "config.json").read_text())
+    source.pop("relative_position_parameters", None)
+    source.update(relative_position=scheme)
+    (tmp_path / "config.json").write_text(json.dumps(source))
+    assert cls.from_pretrained(tmp_path).relative_position_parameters.get("directional") is False
