@@ -212,6 +212,7 @@ class RelPosBertEncoder(nn.Module):
             config.relative_position, config.relative_position_parameters, config.relative_position_per_layer,
             config.num_hidden_layers, config.num_attention_heads, config.hidden_size // config.num_attention_heads,
             config.hidden_size, causal=False, max_position_embeddings=config.max_position_embeddings,
+            absolute_position=config.absolute_position,
         )
         self.layer = nn.ModuleList(
             [RelPosBertLayer(config, schemes[i], not shared, layer_idx=i) for i in range(config.num_hidden_layers)]

@@ -356,6 +356,7 @@ class RelPosT5Stack(RelPosT5PreTrainedModel):
         schemes, shared = build_stack_schemes(
             name, params, config.relative_position_per_layer, num_layers, config.num_heads, config.d_kv,
             config.d_model, causal=is_decoder, max_position_embeddings=config.max_position_embeddings,
+            absolute_position=config.absolute_position,
         )
         for scheme in set(schemes):
             _own_scheme(scheme)
