@@ -34,7 +34,7 @@ from transformers.modeling_outputs import (
     TokenClassifierOutput,
 )
 from transformers.modeling_utils import PreTrainedModel
-from transformers.utils import logging
+from transformers.utils import is_tracing, logging
 from transformers.utils.generic import can_return_tuple
 
 try:  # transformers >= 5.23
@@ -84,7 +84,10 @@ class RelPosBertEmbeddings(nn.Module):
                         "(absolute_position='learned' has one embedding per position); truncate the input, or use "
                         "absolute_position='none' or 'sinusoidal' with a relative scheme for longer inputs"
                     )
-                if given and (int(position_ids.max()) >= self.max_position_embeddings or int(position_ids.min()) < 0):
+                # value check in eager mode only: reading tensor values would break a compiled/exported graph
+                if given and not is_tracing(position_ids) and (
+                    int(position_ids.max()) >= self.max_position_embeddings or int(position_ids.min()) < 0
+                ):
                     raise ValueError(
                         f"position_ids must lie in [0, max_position_embeddings={self.max_position_embeddings}), got "
                         f"[{int(position_ids.min())}, {int(position_ids.max())}]"

@@ -75,7 +75,12 @@ def relative_dot(x, lookup, x_start: int, other_start: int, other_len: int, tile
     B, H, N, d = x.shape
     M = other_len
     arange = functools.partial(torch.arange, device=x.device)
-    if clip is not None and clip[1] - clip[0] + 1 < min(tile, N) + M - 1:
+    exporting = torch.compiler.is_exporting()
+    if exporting and clip is None:
+        # torch.export/ONNX: one graph for every length, so no choice by size (tiles, padding): every row of
+        # x times the N + M − 1 rows of the distances present, then the gather (memory ≈ 2× the scores)
+        clip = (x_start - other_start - (M - 1), x_start - other_start + N - 1)
+    if clip is not None and (exporting or clip[1] - clip[0] + 1 < min(tile, N) + M - 1):
         lo, hi = clip
         rows = lookup(arange(lo, hi + 1)[None, :]).to(x.dtype)  # (1, K, d) or (H, 1, K, d)
         products = torch.matmul(x, rows[0].transpose(-1, -2) if rows.dim() == 3 else rows[:, 0].transpose(-1, -2))
@@ -326,10 +331,13 @@ class RelativePositionScheme(nn.Module):
     def cached_bias(self, q_len, k_len, memo: dict | None):
         if memo is None:
             return self.bias(q_len, k_len)
-        key = (id(self), "bias", q_len, k_len)
-        if key not in memo:
-            memo[key] = self.bias(q_len, k_len)
-        return memo[key]
+        # keyed without the lengths (hashing a symbolic length under torch.compile(dynamic=True) would
+        # specialise it), which are checked on a hit: a memo serves one forward of one stack
+        key = (id(self), "bias")
+        hit = memo.get(key)
+        if hit is None or hit[0] != q_len or hit[1] != k_len:
+            memo[key] = hit = (q_len, k_len, self.bias(q_len, k_len))
+        return hit[2]
 
     def rotate(self, q, k):
         return q, k
@@ -646,7 +654,8 @@ class FIRE(RelativePositionScheme):
         device, dtype = self.c.device, self.c.dtype
         threshold = torch.abs(self.L_multiplier * self.init_L)
         signed = torch.arange(-(k_len - 1), q_len, device=device).to(dtype)
-        norm = self._psi(torch.maximum(torch.tensor(float(k_len), device=device, dtype=dtype), threshold)) + self.eps
+        # new_ones(()) * k_len, not torch.tensor(float(k_len)): a symbolic length stays symbolic under export
+        norm = self._psi(torch.maximum(threshold.new_ones(()) * k_len, threshold)) + self.eps
         x = self._psi(signed.abs()) / norm
         if self.directional:
             x = torch.sign(signed) * x
@@ -728,7 +737,8 @@ class SinusoidalRelative(RelativePositionScheme):
     def content(self, q, k, projections=None, memo=None, q_start=None):
         q_len, k_len = q.shape[-2], k.shape[-2]
         start = query_start(q_len, k_len, q_start)
-        lo, hi = max(-(k_len - 1) + start, -self.clip), min(start + q_len - 1, self.clip)  # i − j present, clipped
+        # i − j present, clipped (sym_max/sym_min: no branch on the length under torch.export)
+        lo, hi = torch.sym_max(-(k_len - 1) + start, -self.clip), torch.sym_min(start + q_len - 1, self.clip)
         table = sinusoid_table(torch.arange(lo, hi + 1, device=q.device), self.head_dim)
         return relative_dot(q, lambda delta: table[delta.clamp(lo, hi) - lo], start, 0, k_len, clip=(lo, hi))
 
@@ -773,7 +783,8 @@ class Shaw(RelativePositionScheme):
 
     def _index(self, q_len, k_len, device, q_start=None):
         d = relative_distance(q_len, k_len, device, q_start)
-        lo, hi = max(int(d.min()), -self.clip), min(int(d.max()), self.clip)
+        start = query_start(q_len, k_len, q_start)  # j − i spans [−(start + Lq − 1), Lk − 1 − start]: no tensor read
+        lo, hi = torch.sym_max(-(start + q_len - 1), -self.clip), torch.sym_min(k_len - 1 - start, self.clip)
         return d.clamp(lo, hi) - lo, lo + self.clip, hi + self.clip + 1
 
     def content(self, q, k, projections=None, memo=None, q_start=None):
@@ -924,7 +935,11 @@ class DeBERTa(RelativePositionScheme):
         b = self.position_buckets
         lo, hi = start - (k_len - 1), start + q_len - 1  # i − j present
         bucket = (deberta_log_bucket(torch.arange(lo, hi + 1, device=q.device), b, self.max_relative_positions) + b).clamp(0, 2 * b - 1)
-        used, local = torch.unique(bucket, return_inverse=True)  # only the buckets these lengths reach
+        if torch.compiler.is_compiling() or torch.jit.is_tracing():
+            # torch.unique has a data-dependent size (a graph break, no export): project the whole table
+            used, local = torch.arange(2 * b, device=q.device), bucket
+        else:
+            used, local = torch.unique(bucket, return_inverse=True)  # only the buckets these lengths reach
         rel = rel[used].to(query_proj.weight.dtype)
         pos_key = key_proj(rel).view(-1, self.num_heads, self.head_dim).transpose(0, 1)  # (H, K, d)
         pos_query = query_proj(rel).view(-1, self.num_heads, self.head_dim).transpose(0, 1)

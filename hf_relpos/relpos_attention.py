@@ -32,6 +32,7 @@ import torch
 from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import bidirectional_mask_function, causal_mask_function, eager_mask
 from transformers.modeling_utils import AttentionInterface
 from transformers.utils import logging
 
@@ -43,24 +44,32 @@ NO_RELATIVE_POSITION = NoRelativePosition()  # the null scheme (no parameters, n
 
 
 def build_attention_mask(padding_mask, q_len, k_len, causal=False, dtype=torch.float32, device=None):
-    """Additive float mask (B or 1, 1, Lq, Lk) from a (B, Lk) 1/0 padding mask, or None when no
-    position is masked. Queries are the last ``q_len`` of ``k_len`` positions (decoder caches)."""
-    allowed = None
-    if padding_mask is not None:
-        if padding_mask.dim() != 2 or padding_mask.shape[-1] != k_len:
-            raise ValueError(
-                f"attention_mask must have shape (batch, {k_len}) (key length), got {tuple(padding_mask.shape)}"
-            )
-        if not bool(padding_mask.all()):
-            allowed = padding_mask[:, None, None, :].bool()
-    if causal and q_len > 1:  # a single (last) query may see every key
-        q_pos = torch.arange(k_len - q_len, k_len, device=device)
-        causal_allowed = (torch.arange(k_len, device=device)[None, :] <= q_pos[:, None])[None, None]
-        allowed = causal_allowed if allowed is None else allowed & causal_allowed
-    if allowed is None:
+    """Additive float mask (B or 1, 1, Lq, Lk) from a (B, Lk) 1/0 padding mask, or None when nothing is
+    masked. Queries are the last ``q_len`` of ``k_len`` positions (decoder caches).
+
+    Built by ``transformers.masking_utils.eager_mask``: its "skip an all-ones padding mask" shortcut
+    reads the mask's values only outside tracing (torch.compile, torch.export/ONNX, jit trace keep the
+    mask as a graph input; no Python branch on tensor values there). The additive form, not
+    ``create_bidirectional_mask``'s per-backend dispatch (bool for sdpa, BlockMask for flex), because
+    every backend here adds the scheme's bias to the mask (sdpa folds ``position_bias`` into it, flex
+    adds both in its ``score_mod``, the blocked path slices it by query rows)."""
+    if padding_mask is not None and (padding_mask.dim() != 2 or padding_mask.shape[-1] != k_len):
+        raise ValueError(
+            f"attention_mask must have shape (batch, {k_len}) (key length), got {tuple(padding_mask.shape)}"
+        )
+    if padding_mask is None and (not causal or q_len == 1):  # a single (last) query may see every key
         return None
-    mask = torch.zeros(allowed.shape, dtype=dtype, device=device)
-    return mask.masked_fill(~allowed, torch.finfo(dtype).min)
+    return eager_mask(
+        batch_size=1 if padding_mask is None else padding_mask.shape[0],
+        q_length=q_len,
+        kv_length=k_len,
+        q_offset=k_len - q_len,
+        mask_function=causal_mask_function if causal else bidirectional_mask_function,
+        attention_mask=None if padding_mask is None else padding_mask.bool(),
+        dtype=dtype,
+        allow_is_bidirectional_skip=not causal,
+        device=device if device is not None else (padding_mask.device if padding_mask is not None else "cpu"),
+    )
 
 
 @functools.lru_cache(maxsize=1)
@@ -123,7 +132,10 @@ def _flex_core(query, key, value, attention_mask, scaling, position_bias=None, b
             score = score + position_bias[b if bias_batched else 0, h, q_idx, kv_idx]
         return score
 
-    if flex_compiled(query, key, value, position_bias, bias_1d):
+    if torch.compiler.is_compiling():
+        # inside the caller's torch.compile / torch.export graph: the outer compile fuses flex itself
+        output = flex_attention(query, key, value, score_mod=score_mod, scale=scaling)
+    elif flex_compiled(query, key, value, position_bias, bias_1d):
         output = _compiled_flex()(query, key, value, score_mod=score_mod, scale=scaling,
                                   block_mask=full_block_mask(q_len, k_len, query.device))
     else:
@@ -227,14 +239,16 @@ def _dense_position_bias(query, key, scheme, scaling, memo, projections):
 def _needs_eager(implementation, scheme, output_attentions) -> bool:
     """sdpa and flex never expose the attention probabilities; Shaw's value side and
     ``output_attentions`` need them, so those forwards run eagerly (one warning)."""
+    # no logging inside a torch.compile graph (a logger call is a graph break there)
+    warn = logger.warning_once if not torch.compiler.is_compiling() else (lambda message: None)
     if scheme.uses_values:
-        logger.warning_once(
+        warn(
             f"relative_value=True (Shaw value side) needs the attention probabilities, which {implementation} does "
             "not expose; these layers run eager attention instead."
         )
         return True
     if output_attentions:
-        logger.warning_once(
+        warn(
             f"output_attentions=True needs the attention probabilities, which {implementation} does not expose; "
             "the attention of this forward runs eagerly."
         )
@@ -278,8 +292,13 @@ def sdpa_relpos_attention(module, query, key, value, attention_mask, *, scaling,
             return blocked_relpos_attention(query, key, value, attention_mask, scaling, scheme, block,
                                             dropout=dropout, projections=projections, memo=memo)
     position_bias = _dense_position_bias(query, key, scheme, scaling, memo, projections)
-    return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
-                                  is_causal=False, position_bias=position_bias)
+    output, _ = sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                       is_causal=False, position_bias=position_bias)
+    if torch.compiler.is_exporting():
+        # torch.export records CPU sdpa's output as already (B, Lq, H, d)-contiguous, but the ONNX exporter's
+        # decomposition of sdpa is not, and the caller's reshape then fails as a view: copy explicitly
+        output = output.clone(memory_format=torch.contiguous_format)
+    return output, None
 
 
 def flex_relpos_attention(module, query, key, value, attention_mask, *, scaling, dropout=0.0,
