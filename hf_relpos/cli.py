@@ -7,6 +7,7 @@
     hf-relpos compare recipes/classification_demo.yaml --schemes NAME,NAME,...,none [--key value ...]
     hf-relpos push OUTPUT_DIR --repo-id user/name [--private] [--revision BRANCH] [--commit-message MSG]
     hf-relpos convert SRC OUT --scheme NAME [--keep-absolute | --drop-absolute] [--max-position-embeddings N] [--exact]
+    hf-relpos export CHECKPOINT OUT [--format onnx] [--opset N] [--no-check]   (needs the [onnx] extra)
     hf-relpos bench {speed,extrapolation,attention,convert-finetune} [options]   (``hf-relpos bench speed --help``)
 
 The command line only parses and prints: the work is in hf_relpos.training (train, compare),
@@ -74,6 +75,7 @@ def main(argv=None):
     p_push.add_argument("--token", default=None, help="Hub token (default: HF_TOKEN or the saved login)")
     p_push.add_argument("--dry-run", action="store_true", help="list what would be uploaded and print the card; send nothing")
     _add_convert_parser(sub)
+    _add_export_parser(sub)
     p_bench = sub.add_parser("bench", help="benchmarks: speed/memory against HF anchors, or length extrapolation",
                              add_help=False)
     p_bench.add_argument("suite", nargs="?", choices=BENCH_SUITES, help="which benchmark (its own --help lists options)")
@@ -93,7 +95,7 @@ def main(argv=None):
 
         print(format_recipes(recipe_summaries()))
         return 0
-    if args.command in ("push", "convert") and overrides:
+    if args.command in ("push", "convert", "export") and overrides:
         sub.choices[args.command].error(_unrecognized(sub.choices[args.command], overrides))
     try:
         if args.command == "train":
@@ -104,6 +106,8 @@ def main(argv=None):
             return _push(args)
         elif args.command == "convert":
             return _convert(args)
+        elif args.command == "export":
+            return _export(args)
     except (ValueError, FileNotFoundError) as err:  # user mistakes: one line, exit 2 (bugs keep their traceback)
         print(f"hf-relpos {args.command}: error: {err}", file=sys.stderr)
         return 2
@@ -210,6 +214,31 @@ def _convert(args) -> int:
         tokenizer=args.tokenizer, no_tokenizer=args.no_tokenizer, check=not args.no_check, **overrides,
     )
     print(json.dumps(info, indent=2, default=str))
+    return 0
+
+
+def _add_export_parser(sub):
+    p = sub.add_parser("export", help="export a relpos checkpoint to ONNX (pip install \"hf-relpos[onnx]\")",
+                       description="relpos_bert with its task head -> model.onnx; relpos_t5 -> encoder_model.onnx and "
+                       "decoder_model.onnx (no past key values). Dynamic batch and sequence axes, checked in "
+                       "onnxruntime against PyTorch.")
+    p.add_argument("checkpoint", help="a checkpoint folder or Hub repo id")
+    p.add_argument("out", help="output folder (must not exist, or be empty)")
+    p.add_argument("--format", default="onnx", choices=("onnx",))
+    p.add_argument("--opset", type=int, default=18)
+    p.add_argument("--no-check", action="store_true", help="skip the onnxruntime-vs-PyTorch check")
+
+
+def _export(args) -> int:
+    from .export import export_checkpoint
+
+    try:
+        report = export_checkpoint(args.checkpoint, args.out, format=args.format, opset=args.opset,
+                                   check=not args.no_check)
+    except ImportError as err:  # the optional extra is missing
+        print(f"hf-relpos export: error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(report, indent=2))
     return 0
 
 

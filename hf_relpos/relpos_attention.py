@@ -63,7 +63,9 @@ def build_attention_mask(padding_mask, q_len, k_len, causal=False, dtype=torch.f
         batch_size=1 if padding_mask is None else padding_mask.shape[0],
         q_length=q_len,
         kv_length=k_len,
-        q_offset=k_len - q_len,
+        # bidirectional: offset 0, as masking_utils' bidirectional function masks queries at negative positions
+        # (cross-attention has Lq > Lk when the decoder input is longer than the encoder's)
+        q_offset=k_len - q_len if causal else 0,
         mask_function=causal_mask_function if causal else bidirectional_mask_function,
         attention_mask=None if padding_mask is None else padding_mask.bool(),
         dtype=dtype,
