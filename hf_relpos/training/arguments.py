@@ -210,7 +210,9 @@ def _to_argv(config: dict) -> list[str]:
     for key, value in config.items():
         if value is None:
             continue
-        if isinstance(value, (list, tuple)):
+        if key == "fsdp" and value is True:  # TrainingArguments.fsdp: bare flag = True; "True" is read as a legacy option
+            argv += ["--fsdp"]
+        elif isinstance(value, (list, tuple)):
             argv += [f"--{key}", *map(str, value)]
         elif isinstance(value, dict):
             argv += [f"--{key}", json.dumps(value)]

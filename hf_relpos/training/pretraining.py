@@ -32,11 +32,11 @@ import numpy as np
 import torch
 from datasets import Dataset, IterableDataset
 from tokenizers import AddedToken
-from transformers import DataCollatorForLanguageModeling
+from transformers import DataCollatorForLanguageModeling, TrainerCallback
 from transformers.utils import logging
 
 from .data import require_columns
-from .modeling import _needs_remote_code, build_config, load_tokenizer
+from .modeling import _needs_remote_code, build_config, learned_position_limit, load_tokenizer
 from .task import TaskSetup
 from .trainer import RelPosTrainer
 
@@ -272,6 +272,50 @@ def _plot(lengths_metrics: dict, path: Path, title: str) -> bool:
     return True
 
 
+class MaskedPositionsTrainer(RelPosTrainer):
+    """MLM training whose loss projects only the masked positions onto the vocabulary: the same loss as the
+    model's forward (mean cross-entropy over the labelled tokens), but the head (hidden × vocabulary: 11.7M
+    multiply-adds a token for a 30k-word BERT, more than a MiniLM's six layers) runs on the ~15% labelled
+    tokens instead of all of them. Used for BERT-layout models (``.bert`` + ``.cls``) in one process;
+    evaluation, and runs whose model Trainer wrapped (DDP, FSDP, compile), go through the model's forward."""
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        labels = inputs.get("labels")
+        bert, head = getattr(model, "bert", None), getattr(model, "cls", None)
+        if (return_outputs or model is not self.model or bert is None or head is None or labels is None
+                or not (labels != -100).any()):
+            return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+        hidden = bert(**{k: v for k, v in inputs.items() if k != "labels"}, return_dict=True).last_hidden_state
+        keep = labels != -100
+        logits = head(hidden[keep])
+        return torch.nn.functional.cross_entropy(logits.float(), labels[keep])
+
+
+class _WrappedModelReport(TrainerCallback):
+    """Prints (main process) how Trainer wrapped the model for a multi-process run, e.g.
+    ``DistributedDataParallel`` or ``FSDPModule``-based classes."""
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if args.world_size > 1 and state.is_world_process_zero:
+            wrapped = type(self.trainer.model_wrapped)
+            print(f"hf-relpos: {args.world_size} processes, model wrapped in {wrapped.__module__}.{wrapped.__name__} "
+                  f"(accelerate: {getattr(self.trainer.accelerator.distributed_type, 'value', '?')})", flush=True)
+
+
+def _report_distributed(trainer, training_args) -> None:
+    """Warn when ``fsdp`` was asked for but accelerate did not enable it: with ``use_cpu`` (gloo) accelerate
+    1.x only switches to FSDP for GPU/NPU/XPU-like multi-device runs, so the plugin is dropped and the run
+    trains as plain DDP (every process holds the whole model)."""
+    trainer.add_callback(_WrappedModelReport(trainer))
+    if training_args.fsdp and not getattr(trainer, "is_fsdp_enabled", False) and training_args.world_size > 1:
+        logger.warning(f"hf-relpos: fsdp was requested but accelerate runs this as "
+                       f"{getattr(trainer.accelerator.distributed_type, 'value', trainer.accelerator.distributed_type)} (no sharding; DistributedDataParallel): FSDP needs "
+                       "GPUs (accelerate enables it only for multi-GPU/NPU/XPU runs, not for CPU processes with gloo)")
+
+
 def setup(task, model_args, data_args, training_args, raw) -> TaskSetup:
     span = task.name == "span_corruption"
     streaming = isinstance(raw["train"], IterableDataset)
@@ -315,24 +359,32 @@ def setup(task, model_args, data_args, training_args, raw) -> TaskSetup:
         keep = ("input_ids", "attention_mask", "special_tokens_mask") + (("offset_mapping",) if data_args.whole_word_masking else ())
         collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=data_args.mlm_probability,
                                                    whole_word_mask=data_args.whole_word_masking)
-    limit = max([data_args.max_seq_length, *lengths])
-    config = build_config(model_args, tokenizer, task.seq2seq, max_length=limit)
+    if model_args.model_name_or_path:  # a checkpoint's learned absolute table bounds the evaluated lengths
+        table = learned_position_limit(build_config(model_args, tokenizer, task.seq2seq, max_length=data_args.max_seq_length))
+        if table is not None and any(n > table for n in lengths):  # e.g. the original absolute BERT
+            print(f"hf-relpos: eval_lengths: {model_args.model_name_or_path} has learned absolute positions for {table} "
+                  f"tokens; lengths {[n for n in lengths if n > table]} skipped (`hf-relpos convert --drop-absolute` "
+                  "makes a model that reads longer inputs)", flush=True)
+            lengths = [n for n in lengths if n <= table]
+    config = build_config(model_args, tokenizer, task.seq2seq, max_length=max([data_args.max_seq_length, *lengths]))
     model = _load_pretraining_model(task, model_args, config, tokenizer)
     training_args.remove_unused_columns = False  # the collators read special_tokens_mask / offset_mapping
 
     with training_args.main_process_first(desc="tokenizing and packing"):
         train = packed_blocks(raw["train"], tokenizer, column, block(data_args.max_seq_length), keep, data_args)
         evals = packed_blocks(raw["validation"], tokenizer, column, block(data_args.max_seq_length), keep, data_args)
-        by_length = {n: packed_blocks(raw["validation"], tokenizer, column, block(n), keep, data_args) for n in lengths}
+        by_length = {n: evals if n == data_args.max_seq_length else
+                     packed_blocks(raw["validation"], tokenizer, column, block(n), keep, data_args) for n in lengths}
     if len(evals) == 0:
         raise ValueError(f"the validation split has fewer than {block(data_args.max_seq_length)} tokens: no block of "
                          f"max_seq_length={data_args.max_seq_length}; give more validation text or lower max_seq_length")
 
-    trainer = RelPosTrainer(
+    trainer = (RelPosTrainer if span else MaskedPositionsTrainer)(
         position_learning_rate=model_args.relative_position_learning_rate,
         model=model, args=training_args, train_dataset=train, eval_dataset=evals, processing_class=tokenizer,
         data_collator=collator, compute_metrics=_accuracy, preprocess_logits_for_metrics=_argmax,
     )
+    _report_distributed(trainer, training_args)
 
     def evaluate():
         metrics = trainer.evaluate()
@@ -343,7 +395,10 @@ def setup(task, model_args, data_args, training_args, raw) -> TaskSetup:
             if len(blocks) == 0:
                 print(f"hf-relpos: eval_lengths: the validation split has no block of {n} tokens; skipped", flush=True)
                 continue
-            got = trainer.evaluate(eval_dataset=blocks, metric_key_prefix=f"eval_len{n}")
+            if blocks is evals:  # the training length: the evaluation above already covers it
+                got = {f"eval_len{n}_{key}": metrics[f"eval_{key}"] for key in ("accuracy", "loss")}
+            else:
+                got = trainer.evaluate(eval_dataset=blocks, metric_key_prefix=f"eval_len{n}")
             for key in ("accuracy", "loss"):
                 metrics[f"eval_len{n}_{key}"] = got[f"eval_len{n}_{key}"]
             metrics[f"eval_len{n}_perplexity"] = math.exp(min(got[f"eval_len{n}_loss"], 50.0))
