@@ -1,10 +1,12 @@
 """Extractive question answering, SQuAD v1.1 / v2 layout: long contexts split into windows with a
 stride, offset mapping back to characters, the standard n-best post-processing (max answer length,
-null answer for v2), exact match and F1 with SQuAD normalisation."""
+null answer for v2), exact match and F1 with SQuAD normalisation, next to a model-free baseline (the first
+sentence of each context as the answer: ``eval_baseline_exact_match`` / ``eval_baseline_f1``)."""
 
 from __future__ import annotations
 
 import collections
+import re
 from pathlib import Path
 
 import evaluate
@@ -17,6 +19,19 @@ from .task import TaskSetup
 from .trainer import RelPosTrainer
 
 METRIC_DIR = Path(__file__).parent / "metrics" / "squad"
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def first_sentence(context: str) -> str:
+    """The baseline answer: the context's first sentence, i.e. the first piece of a paragraph (blank-line
+    separated) that ends in . ! or ? (a heading or signature line without one is skipped); a context with
+    none gives its first paragraph."""
+    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", context) if p.strip()]
+    for paragraph in paragraphs:
+        for sentence in _SENTENCE_END.split(paragraph):
+            if sentence.endswith((".", "!", "?")):
+                return sentence
+    return paragraphs[0] if paragraphs else ""
 
 
 def check_answers(dataset, data_args, split):
@@ -153,10 +168,12 @@ def setup(task, model_args, data_args, training_args, raw) -> TaskSetup:
         output = trainer.predict(eval_inputs, metric_key_prefix="eval")
         start_logits, end_logits = output.predictions[:2]
         predictions = postprocess_predictions(raw["validation"], eval_features, start_logits, end_logits, data_args)
-        scores = metric.compute(
-            predictions=[{"id": k, "prediction_text": v} for k, v in predictions.items()],
-            references=[{"id": ex["id"], "answers": ex[a_col]} for ex in raw["validation"]],
-        )
-        return {**{k: v for k, v in output.metrics.items() if k.startswith("eval_")}, **{f"eval_{k}": v for k, v in scores.items()}}
+        references = [{"id": ex["id"], "answers": ex[a_col]} for ex in raw["validation"]]
+        scores = metric.compute(predictions=[{"id": k, "prediction_text": v} for k, v in predictions.items()],
+                                references=references)
+        baseline = metric.compute(predictions=[{"id": ex["id"], "prediction_text": first_sentence(ex[c_col])}
+                                               for ex in raw["validation"]], references=references)
+        return {**{k: v for k, v in output.metrics.items() if k.startswith("eval_")}, **{f"eval_{k}": v for k, v in scores.items()},
+                **{f"eval_baseline_{k}": baseline[k] for k in ("exact_match", "f1")}}
 
     return TaskSetup(trainer=trainer, evaluate=final_evaluate, main_metric="f1", text_column=c_col)
