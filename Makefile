@@ -8,7 +8,7 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# the CPU wheel first, so the project's torch>=2.6 does not pull a CUDA build
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q -e ".[dev,onnx]"
 	touch $@
 
 install: $(BIN)/.installed
