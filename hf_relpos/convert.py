@@ -30,6 +30,7 @@ import torch
 from .configuration_relpos_t5 import RelPosT5Config
 from .modeling_relpos_t5 import RelPosT5ForConditionalGeneration
 from .relative_positions import SCHEMES, RelativePositionScheme, Shaw, ShawKeyQuery, T5RelativePosition
+from .tokenization import finalize_tokenizer_files
 
 BERT_LIKE_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "camembert", "electra")
 T5_MODEL_TYPES = ("t5", "mt5")
@@ -925,9 +926,8 @@ def _write(out: Path, model, tokenizer, info: dict, model_max_length: int | None
     try:
         model.save_pretrained(tmp)
         if tokenizer is not None:
-            if model_max_length:
-                tokenizer.model_max_length = model_max_length
             tokenizer.save_pretrained(tmp)
+            finalize_tokenizer_files(tmp, model_max_length)  # the model's real limit; a plain tokenizer class
         (tmp / "conversion.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
         _check_out(out)
         if out.exists():

@@ -26,6 +26,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .tokenization import TOKENIZER_CONFIG, finalized_tokenizer_config
+
 logger = logging.getLogger(__name__)
 
 WEIGHTS = "model.safetensors"
@@ -287,6 +289,25 @@ def _is_connection_error(err: BaseException) -> bool:
     return any(cls.__name__ in _TRANSPORT_ERRORS or cls.__name__ == "ConnectionError" for cls in type(err).__mro__)
 
 
+def _upload_content(plan: UploadPlan, name: str, path: Path):
+    """What goes up for ``name``: the file, except tokenizer_config.json, sent with ``model_max_length`` and
+    ``tokenizer_class`` settled (hf_relpos.tokenization; the local folder is left as it is)."""
+    if name != TOKENIZER_CONFIG:
+        return str(path)
+    metrics = {}
+    if (plan.folder / "metrics.json").is_file():
+        try:
+            metrics = json.loads((plan.folder / "metrics.json").read_text())
+        except json.JSONDecodeError:
+            metrics = {}
+    trained = metrics.get("max_seq_length") if isinstance(metrics, dict) else None
+    data = finalized_tokenizer_config(
+        json.loads(path.read_text()), plan.config, trained_length=trained if isinstance(trained, int) else None,
+        keep_set_length=True, has_tokenizer_json=(plan.folder / "tokenizer.json").is_file(),
+    )
+    return (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
 def _push(plan, *, api, repo_id, result, private, revision, commit_message, commit_description) -> dict:
     from huggingface_hub import CommitOperationAdd, constants
 
@@ -298,7 +319,8 @@ def _push(plan, *, api, repo_id, result, private, revision, commit_message, comm
     repo_id = getattr(repo_url, "repo_id", None) or repo_id
     if revision and revision != constants.DEFAULT_REVISION:
         api.create_branch(repo_id, branch=revision, exist_ok=True)
-    operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(path)) for name, path in sorted(plan.files.items())]
+    operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=_upload_content(plan, name, path))
+                  for name, path in sorted(plan.files.items())]
     operations.append(CommitOperationAdd(path_in_repo=CARD, path_or_fileobj=card.encode("utf-8")))
     scheme = plan.config.get("relative_position", "?")
     info = api.create_commit(
