@@ -23,7 +23,8 @@ def test_speed_suite_reports_every_part(tmp_path, capsys):
     speed.main([*TINY, "--lengths", "32", "--batch", "2", "--schemes", "t5", "shaw_kq", "--memory-length", "64",
                 "--v4-python", str(tmp_path / "missing" / "python"), "--gen-batch", "2", "--gen-input-length", "8",
                 "--gen-new-tokens", "5", "--t5-d-model", "32", "--t5-layers", "1", "--t5-heads", "4",
-                "--flex-schemes", "alibi", "--flex-lengths", "32", "64", "--flex-sdpa-max-length", "32", "--out", str(out)])
+                "--flex-schemes", "alibi", "--flex-lengths", "32", "64", "--flex-sdpa-max-length", "32",
+                "--compiled-length", "24", "--compiled-batch", "2", "--compiled-backend", "aot_eager", "--out", str(out)])
     printed = capsys.readouterr().out
     report = json.loads(out.read_text())
     rows = report["results"]
@@ -46,6 +47,12 @@ def test_speed_suite_reports_every_part(tmp_path, capsys):
     assert generation["relpos_t5"]["ratio"] == pytest.approx(1 / statistics.median(o / h for o, h in zip(ours, hf)))
     flex = [(r["backend"], r["length"]) for r in rows if r["part"] == "flex"]
     assert flex == [("flex_attention", 32), ("flex_attention", 64), ("sdpa", 32)]  # sdpa stops at its max length
+    compiled = {r["model"]: r for r in rows if r["part"] == "compiled"}  # fullgraph: a graph break would fail
+    assert set(compiled) == {"t5", "shaw_kq"}
+    for r in compiled.values():
+        assert (r["length"], r["batch"], r["backend"]) == (24, 2, "aot_eager") and r["compile_s"] > 0
+        assert r["ratio"] == pytest.approx(statistics.median(t / a for t, a in zip(r["times_s"], r["anchor_times_s"])))
+        assert r["meets_target"] == (r["ratio"] <= r["target"])
 
 
 def test_v4_worker_refuses_transformers_5(tmp_path, capsys):

@@ -1,6 +1,6 @@
 """Speed and memory of relpos models against Hugging Face anchors, measured side by side in one run.
 
-    hf-relpos bench speed [--parts encoder memory generation flex] [--schemes ...] [--out FILE]
+    hf-relpos bench speed [--parts encoder memory generation flex compiled] [--schemes ...] [--out FILE]
 
 Parts (each prints a table; together they write one JSON and one PNG):
 
@@ -17,6 +17,10 @@ Parts (each prints a table; together they write one JSON and one PNG):
 - ``flex``: inference peak memory and time against L (up to ``--flex-lengths``, default 8192) of the
   distance-only bias schemes (``distance_only`` in the scheme registry) on the flex path (bias computed in ``score_mod`` from an (H, 2L − 1) table,
   compiled), next to sdpa with its dense (H, L, L) bias (up to ``--flex-sdpa-max-length``).
+- ``compiled``: the ``encoder`` comparison with both sides under ``torch.compile(fullgraph=True)``
+  (``--compiled-backend``, default inductor): forward+backward at ``--compiled-length`` (512), batch
+  ``--compiled-batch`` (8), paired ratios against compiled HF ``BertModel`` (absolute, sdpa), the same
+  targets; compile seconds reported beside.
 
 Peak memory: on CUDA the allocator's high-water mark; on CPU the high-water mark of live tensor
 bytes in the torch profiler's memory timeline. Both count only what a step adds above what was live
@@ -36,7 +40,7 @@ from pathlib import Path
 
 import torch
 
-PARTS = ("encoder", "memory", "generation", "flex")
+PARTS = ("encoder", "memory", "generation", "flex", "compiled")
 # ≤1.10× HF BertModel for the bias and rotation schemes, ≤1.35× for the content schemes (issue 8)
 TIME_TARGET_BY_COST = {"bias": 1.10, "rotate": 1.10, "content": 1.35}
 HF_BERT = "hf_bert"
@@ -329,6 +333,40 @@ def part_flex(args, device):
     return rows
 
 
+def part_compiled(args, device):
+    """The encoder comparison with both models compiled (fullgraph: a graph break fails the part)."""
+    L, B, backend = args.compiled_length, args.compiled_batch, args.compiled_backend
+    print(f"\n[compiled] torch.compile(fullgraph=True, backend={backend!r}) forward+backward, {args.layers} layers × "
+          f"hidden {args.hidden}, L {L}, batch {B}, {args.attn}; {args.repeats} rounds of (HF, scheme); ratio = median "
+          "over rounds of scheme / compiled HF BertModel (absolute, sdpa)")
+    print(f"{'model':<26}{'L':>6}{'ms':>10}{'× HF':>8}{'target':>8}{'compile s':>11}")
+    ids = torch.randint(0, 1000, (B, L), generator=torch.Generator().manual_seed(0)).to(device)
+
+    def compiled_step(name):
+        model = build_encoder(name, args, L, device, attn="sdpa" if name == HF_BERT else args.attn)
+        step = train_step(torch.compile(model, fullgraph=True, backend=backend), ids)
+        return step, _timed(step, device)  # the first call compiles forward and backward
+
+    torch._dynamo.reset()
+    base_step, base_compile = compiled_step(HF_BERT)
+    rows = []
+    for name in args.schemes:
+        step, compile_s = compiled_step(name)
+        runs = interleaved_times({HF_BERT: base_step, name: step}, args.repeats, device)
+        times = {k: statistics.median(v) for k, v in runs.items()}
+        ratio = paired_ratio(runs[name], runs[HF_BERT])
+        target = time_targets().get(name)
+        rows.append({"part": "compiled", "model": name, "attn": args.attn, "backend": backend, "length": L, "batch": B,
+                     "time_s": times[name], "anchor_time_s": times[HF_BERT], "times_s": runs[name],
+                     "anchor_times_s": runs[HF_BERT], "ratio": ratio, "target": target,
+                     "meets_target": None if target is None else ratio <= target,
+                     "compile_s": compile_s, "anchor_compile_s": base_compile})
+        print(f"{name:<26}{L:>6}{times[name] * 1e3:>10.0f}{ratio:>8.2f}{target or '':>8}{compile_s:>11.1f}"
+              f"  (HF {times[HF_BERT] * 1e3:.0f} ms, compiled in {base_compile:.1f} s)", flush=True)
+        del step
+    return rows
+
+
 # ---------------------------------------------------------------- report
 def plot(rows, path):
     from .common import line_plot
@@ -379,6 +417,9 @@ def main(argv=None):
     parser.add_argument("--flex-schemes", nargs="+", default=None, help="distance-only schemes (default: all of them)")
     parser.add_argument("--flex-lengths", type=int, nargs="+", default=[1024, 2048, 4096, 8192])
     parser.add_argument("--flex-sdpa-max-length", type=int, default=4096, help="sdpa's dense bias is O(L²): stop here")
+    parser.add_argument("--compiled-length", type=int, default=512, help="compiled part: sequence length")
+    parser.add_argument("--compiled-batch", type=int, default=8, help="compiled part: batch size")
+    parser.add_argument("--compiled-backend", default="inductor", help="compiled part: torch.compile backend")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--out", default="benchmarks/results/speed.json", help="JSON report; the PNG goes beside it")
@@ -401,7 +442,8 @@ def main(argv=None):
     print(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} threads")
     rows = []
     for part in args.parts:
-        rows += {"encoder": part_encoder, "memory": part_memory, "generation": part_generation, "flex": part_flex}[part](args, device)
+        rows += {"encoder": part_encoder, "memory": part_memory, "generation": part_generation, "flex": part_flex,
+                 "compiled": part_compiled}[part](args, device)
     from .common import write_json
 
     settings = {k: v for k, v in vars(args).items() if k not in ("out", "v4_worker")}
