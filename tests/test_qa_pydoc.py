@@ -88,5 +88,5 @@ def test_qa_pydoc_minilm_recipe_converted_and_original(pydoc, tmp_path):
 def test_qa_pydoc_recipes_parse_offline(pydoc):
     for recipe in ("qa_pydoc", "qa_pydoc_minilm"):
         _, data_args, training_args = parse_recipe(recipe, [])
-        assert data_args.task == "qa" and data_args.max_seq_length == 384 and data_args.doc_stride == 128
+        assert data_args.task == "qa" and data_args.max_seq_length == 256 and data_args.doc_stride == 96
         assert training_args.use_cpu
