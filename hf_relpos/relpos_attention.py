@@ -149,8 +149,13 @@ def _flex_core(query, key, value, attention_mask, scaling, position_bias=None, b
 
 
 # Content schemes under sdpa switch to query blocks when the scores of one layer, B·H·Lq·Lk values,
-# would take at least this many bytes; each block then holds about BLOCK_SCORE_BYTES of scores.
+# would take at least this many bytes, or when Lq·Lk reaches BLOCKED_MIN_SCORES_PER_HEAD whatever the
+# head count (a few heads' full scores and content terms would otherwise outweigh what they replace:
+# transformers 4.x relative_key_query's (L, L, head_dim) tensor grows with head_dim, not heads; with
+# 4 heads at L = 2048 the unblocked peak was 0.129 of it, the target 1/8). Each block then holds about
+# BLOCK_SCORE_BYTES of scores.
 BLOCKED_MIN_SCORE_BYTES = 128 * 2**20
+BLOCKED_MIN_SCORES_PER_HEAD = 2048 * 2048
 BLOCK_SCORE_BYTES = 32 * 2**20
 
 
@@ -158,7 +163,7 @@ def use_blocks(query, key) -> int | None:
     """Query block size for :func:`blocked_relpos_attention`, or None when the scores are small."""
     B, H, q_len, _ = query.shape
     per_query = B * H * key.shape[-2] * query.element_size()
-    if q_len * per_query < BLOCKED_MIN_SCORE_BYTES:
+    if q_len * per_query < BLOCKED_MIN_SCORE_BYTES and q_len * key.shape[-2] < BLOCKED_MIN_SCORES_PER_HEAD:
         return None
     block = max(1, BLOCK_SCORE_BYTES // per_query)
     if block > RELATIVE_TILE:  # whole tiles of relative_dot: no padded rows
@@ -214,6 +219,130 @@ def blocked_relpos_attention(query, key, value, attention_mask, scaling, scheme,
         else:
             outputs.append(attend(q, key, value, start))
     return torch.cat(outputs, dim=2).transpose(1, 2).contiguous(), None
+
+
+
+# ------------------------------------------------------------------------------------------------
+# fused distance-bias attention (CPU): the per-distance table's gradient straight from the backward
+
+# Rows per block: one block's scores take about this many bytes (kept under glibc's mmap threshold, so
+# every block reuses the same heap memory instead of faulting fresh pages in).
+FUSED_BLOCK_SCORE_BYTES = 8 * 2**20
+# The fused path runs where it measured faster than sdpa with a dense bias: at least this many scores
+# per layer (B·H·Lq·Lk); see docs/scaling.md.
+FUSED_MIN_SCORES = 12 * 2048 * 2048
+
+
+def _bias_rows(windows, q_len, start, rows):
+    """Rows ``start … start + rows − 1`` of the dense bias, (H, rows, Lk): row i of the bias is the table
+    window starting at Lq − 1 − i (``windows = table.unfold(-1, Lk, 1)``), so a block is a flipped slice
+    of windows (a copy of rows, not a per-element gather)."""
+    lo = q_len - start - rows
+    return windows[:, lo : q_len - start].flip(1)
+
+
+class FusedDistanceBiasAttention(torch.autograd.Function):
+    """softmax(q·kᵀ·scale + T[j − i + Lq − 1] + mask)·v with T an (H, Lq + Lk − 1) table, exact.
+
+    Forward: torch's fused CPU sdpa kernel per query block with that block's bias rows (a flipped slice
+    of the table's windows); keeps only the output. Backward, block by block: P = softmax(S) recomputed, dV += Pᵀ·dO, dS = P ∘ (dO·vᵀ − rowsum(dO ∘ O)), dQ = dS·k·scale,
+    dK += dSᵀ·q·scale, and the table's gradient as the sums of dS along its diagonals (j − i): dS is
+    written into a buffer whose rows are padded so that a sheared view (row stride + 1) puts each
+    diagonal in one column, summed over the rows. No (B, H, Lq, Lk) tensor is ever held."""
+
+    @staticmethod
+    def forward(ctx, query, key, value, table, mask, scaling, block):
+        B, H, q_len, d = query.shape
+        k_len = key.shape[-2]
+        windows = table.unfold(-1, k_len, 1)  # (H, Lq, Lk) view
+        out = query.new_empty(B, H, q_len, value.shape[-1])
+        mask_rows = mask is not None and mask.shape[-2] > 1
+        for start in range(0, q_len, block):
+            n = min(block, q_len - start)
+            bias = _bias_rows(windows, q_len, start, n)[None]
+            if mask is not None:
+                bias = bias + (mask[:, :, start : start + n] if mask_rows else mask)
+            out[:, :, start : start + n] = F.scaled_dot_product_attention(
+                query[:, :, start : start + n], key, value, attn_mask=bias, scale=scaling)
+        ctx.save_for_backward(query, key, value, table, mask, out)
+        ctx.scaling, ctx.block = scaling, block
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        query, key, value, table, mask, out = ctx.saved_tensors
+        scaling, block = ctx.scaling, ctx.block
+        B, H, q_len, d = query.shape
+        k_len = key.shape[-2]
+        grad_out = grad_out.contiguous()
+        need_q, need_k, need_v, need_table = ctx.needs_input_grad[:4]
+        delta = (grad_out * out).sum(-1, keepdim=True)  # rowsum(dO ∘ O)
+        dq = torch.empty_like(query) if need_q else None
+        dk = torch.zeros_like(key) if need_k else None
+        dv = torch.zeros_like(value) if need_v else None
+        dtable = torch.zeros_like(table) if need_table else None
+        windows = table.unfold(-1, k_len, 1)
+        mask_rows = mask is not None and mask.shape[-2] > 1
+        kt, vt = key.transpose(-1, -2), value.transpose(-1, -2)
+        n_buf = None
+        for start in range(0, q_len, block):
+            n = min(block, q_len - start)
+            if n != n_buf:  # buffers per block size (the last block may be shorter); padding stays zero
+                n_buf, width = n, k_len + n - 1
+                plane = n * width + n  # one (b, h): n rows of `width`, dS at columns n − 1 …, then n zeros
+                padded = query.new_zeros(B, H, plane)
+                ds = padded.as_strided((B, H, n, k_len), (H * plane, plane, width, 1), n - 1)
+                diagonals = padded.as_strided((B, H, n, width), (H * plane, plane, width + 1, 1))
+            rows = slice(start, start + n)
+            q, do = query[:, :, rows], grad_out[:, :, rows]
+            scores = torch.matmul(q, kt)
+            scores.mul_(scaling).add_(_bias_rows(windows, q_len, start, n))
+            if mask is not None:
+                scores.add_(mask[:, :, rows] if mask_rows else mask)
+            # softmax recomputed as eager computes it (a log-sum-exp near finfo.min would not give a fully
+            # masked row, e.g. a padding query under a causal mask, its uniform probabilities)
+            probs = torch.softmax(scores, dim=-1)
+            if need_v:
+                dv += torch.matmul(probs.transpose(-1, -2), do)
+            torch.mul(probs, torch.matmul(do, vt).sub_(delta[:, :, rows]), out=ds)  # dS
+            if need_q:
+                dq[:, :, rows] = torch.matmul(ds, key).mul_(scaling)
+            if need_k:
+                dk += torch.matmul(ds.transpose(-1, -2), q).mul_(scaling)
+            if need_table:
+                # column c of the sheared view holds every dS entry with j − i = c − (n − 1)
+                lo = q_len - n - start
+                dtable[:, lo : lo + width] += diagonals.sum(dim=(0, 2))
+        return dq, dk, dv, dtable, None, None, None
+
+
+def fused_block(query, key) -> int:
+    """Query rows per block of :class:`FusedDistanceBiasAttention`."""
+    B, H, q_len, _ = query.shape
+    per_row = B * H * key.shape[-2] * query.element_size()
+    block = max(16, FUSED_BLOCK_SCORE_BYTES // per_row)
+    return min(q_len, block - block % 16 if block >= 32 else block)
+
+
+def use_fused_bias(query, key, scheme, dropout) -> bool:
+    """Shape/dtype/device-only rule for the fused distance-bias path: a distance-only bias with a 1-D
+    table, no attention dropout, CPU, fp32/fp64, outside torch.compile / export (which trace the
+    plain path), and at least FUSED_MIN_SCORES scores."""
+    if not (scheme.uses_bias and scheme.distance_only) or dropout > 0 or query.device.type != "cpu":
+        return False
+    if query.dtype not in (torch.float32, torch.float64) or torch.compiler.is_compiling() or torch.jit.is_tracing():
+        return False
+    B, H, q_len, _ = query.shape
+    return B * H * q_len * key.shape[-2] >= FUSED_MIN_SCORES
+
+
+def fused_bias_attention(query, key, value, attention_mask, scaling, table, block=None):
+    """(B, Lq, H, d) output of :class:`FusedDistanceBiasAttention`."""
+    block = fused_block(query, key) if block is None else block
+    mask = None if attention_mask is None else attention_mask.to(query.dtype)
+    output = FusedDistanceBiasAttention.apply(query, key, value, table.to(query.dtype), mask, scaling, block)
+    return output.transpose(1, 2).contiguous(), None
 
 
 
@@ -287,6 +416,10 @@ def sdpa_relpos_attention(module, query, key, value, attention_mask, *, scaling,
         return eager_relpos_attention(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout,
                                       scheme=scheme, memo=memo, projections=projections)
     query, key, scaling = _scaled_and_rotated(query, key, scheme, scaling)
+    if use_fused_bias(query, key, scheme, dropout):
+        table = scheme.bias_1d(query.shape[-2], key.shape[-2])
+        if table is not None:  # FIRE's causal form has no 1-D table
+            return fused_bias_attention(query, key, value, attention_mask, scaling, table)
     learned_bias = scheme.uses_bias and torch.is_grad_enabled() and any(p.requires_grad for p in scheme.parameters())
     if scheme.uses_content or learned_bias:
         block = use_blocks(query, key)
