@@ -80,7 +80,11 @@ def test_recipes_command_lists_needs_and_own_file_hints(capsys):
         assert rows[name]["needs"] == "local files"
         assert "--train_file" in rows[name]["hint"] and "--validation_file" in rows[name]["hint"]
         assert rows[name]["hint"] in out
-    assert all(rows[n]["hint"] is None for n in rows if rows[n]["needs"] != "local files")
+    assert all((rows[n]["hint"] is None) == ("local files" not in rows[n]["needs"]) for n in rows)
+    from hf_relpos.training.recipes import recipe_needs
+
+    assert recipe_needs({"model_name_or_path": "./runs/minilm"}).startswith("model folder ./runs/minilm")
+    assert recipe_needs({"model_name_or_path": "user/model"}).startswith("Hub model user/model")
 
 
 def test_train_help_lists_every_field_grouped_typed_with_defaults(capsys):

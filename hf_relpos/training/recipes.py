@@ -60,7 +60,9 @@ def recipe_needs(config: dict) -> str:
     if dataset not in OFFLINE_DATASETS:
         needs.append(f"Hub dataset {dataset}")
     model = config.get("model_name_or_path")
-    if model and not Path(model).exists():
+    if model and (Path(model).exists() or str(model).startswith((".", "/", "~"))):
+        needs.append(f"model folder {model} (made beforehand, see the recipe's comments)")
+    elif model:
         needs.append(f"Hub model {model}")
     return ", ".join(needs) if needs else "offline (built-in synthetic data)"
 
