@@ -21,6 +21,10 @@ Parts (each prints a table; together they write one JSON and one PNG):
   (``--compiled-backend``, default inductor): forward+backward at ``--compiled-length`` (512), batch
   ``--compiled-batch`` (8), paired ratios against compiled HF ``BertModel`` (absolute, sdpa), the same
   targets; compile seconds reported beside.
+- ``scaling``: forward+backward time ratio to HF ``BertModel`` (sdpa) and peak memory against L
+  (``--scaling-lengths``, default 512 1024 2048 4096), batch ``--scaling-batch`` (1), every scheme,
+  ``--scaling-repeats`` paired rounds; peak memory at ``--scaling-memory-lengths`` (default: every L).
+  The PNG gets one line per scheme (ratio vs L). ``--device cuda`` prints the same table.
 
 Peak memory: on CUDA the allocator's high-water mark; on CPU the high-water mark of live tensor
 bytes in the torch profiler's memory timeline. Both count only what a step adds above what was live
@@ -40,7 +44,7 @@ from pathlib import Path
 
 import torch
 
-PARTS = ("encoder", "memory", "generation", "flex", "compiled")
+PARTS = ("encoder", "memory", "generation", "flex", "compiled", "scaling")
 # ≤1.10× HF BertModel for the bias and rotation schemes, ≤1.35× for the content schemes (issue 8)
 TIME_TARGET_BY_COST = {"bias": 1.10, "rotate": 1.10, "content": 1.35}
 HF_BERT = "hf_bert"
@@ -372,6 +376,41 @@ def part_compiled(args, device):
     return rows
 
 
+def part_scaling(args, device):
+    """Paired fwd+bwd ratios to HF BertModel against L for every scheme, and peak memory (issue 19)."""
+    B, memory_lengths = args.scaling_batch, args.scaling_memory_lengths or args.scaling_lengths
+    print(f"\n[scaling] forward+backward, {args.layers} layers × hidden {args.hidden}, batch {B}, {args.attn}, "
+          f"{device}; ratio = median over {args.scaling_repeats} paired rounds of scheme / HF BertModel (sdpa); "
+          f"peak memory above weights and inputs")
+    print(f"{'model':<14}{'L':>6}{'ms':>10}{'× HF':>8}{'peak MB':>10}{'× HF':>8}")
+    rows = []
+    for L in args.scaling_lengths:
+        ids = torch.randint(0, 1000, (B, L), generator=torch.Generator().manual_seed(0)).to(device)
+        base_step = train_step(build_encoder(HF_BERT, args, L, device), ids)
+        base_step()
+        base_peak = peak_memory(base_step, device) if L in memory_lengths else None
+        print(f"{HF_BERT:<14}{L:>6}{'':>10}{'':>8}{'' if base_peak is None else f'{base_peak / MB:.0f}':>10}", flush=True)
+        for name in args.schemes:
+            step = train_step(build_encoder(name, args, L, device, attn=args.attn), ids)
+            runs = interleaved_times({HF_BERT: base_step, name: step}, args.scaling_repeats, device)
+            peak = peak_memory(step, device) if base_peak is not None else None
+            row = {"part": "scaling", "model": name, "attn": args.attn, "device": str(device), "length": L,
+                   "batch": B, "time_s": statistics.median(runs[name]), "anchor_time_s": statistics.median(runs[HF_BERT]),
+                   "times_s": runs[name], "anchor_times_s": runs[HF_BERT],
+                   "ratio": paired_ratio(runs[name], runs[HF_BERT]), "peak_bytes": peak, "anchor_peak_bytes": base_peak,
+                   "memory_ratio": None if peak is None else peak / base_peak}
+            rows.append(row)
+            mem = f"{peak / MB:>10.0f}{row['memory_ratio']:>8.2f}" if peak is not None else f"{'-':>10}{'-':>8}"
+            print(f"{name:<14}{L:>6}{row['time_s'] * 1e3:>10.0f}{row['ratio']:>8.2f}{mem}", flush=True)
+            del step
+    lengths = list(args.scaling_lengths)
+    print("\nfwd+bwd time / HF BertModel:\n| L | " + " | ".join(args.schemes) + " |\n|---|" + "---|" * len(args.schemes))
+    for L in lengths:
+        cells = [next((f"{r['ratio']:.2f}×" for r in rows if r["model"] == n and r["length"] == L), "-") for n in args.schemes]
+        print(f"| {L:,} | " + " | ".join(cells) + " |")
+    return rows
+
+
 # ---------------------------------------------------------------- report
 def plot(rows, path):
     from .common import line_plot
@@ -383,6 +422,16 @@ def plot(rows, path):
                   for m in dict.fromkeys(r["model"] for r in enc)}
         panels.append({"title": "fwd+bwd time / HF BertModel", "xlabel": "sequence length", "ylabel": "×",
                        "series": series, "logx": True})
+    scaling = [r for r in rows if r["part"] == "scaling"]
+    for key, title in (("ratio", "fwd+bwd time / HF BertModel vs L"), ("memory_ratio", "peak memory / HF BertModel vs L")):
+        series = {}
+        for r in scaling:
+            if r[key] is not None:
+                xs, ys = series.setdefault(r["model"], ([], []))
+                xs.append(r["length"])
+                ys.append(r[key])
+        if series:
+            panels.append({"title": title, "xlabel": "sequence length", "ylabel": "×", "series": series, "logx": True})
     flex = [r for r in rows if r["part"] == "flex"]
     if flex:
         for key, label, scale in (("peak_bytes", "inference peak memory (MB)", MB), ("time_s", "inference time (s)", 1)):
@@ -422,6 +471,11 @@ def main(argv=None):
     parser.add_argument("--flex-schemes", nargs="+", default=None, help="distance-only schemes (default: all of them)")
     parser.add_argument("--flex-lengths", type=int, nargs="+", default=[1024, 2048, 4096, 8192])
     parser.add_argument("--flex-sdpa-max-length", type=int, default=4096, help="sdpa's dense bias is O(L²): stop here")
+    parser.add_argument("--scaling-lengths", type=int, nargs="+", default=[512, 1024, 2048, 4096])
+    parser.add_argument("--scaling-memory-lengths", type=int, nargs="+", default=None,
+                        help="scaling part: lengths with a peak-memory measurement (default: every length)")
+    parser.add_argument("--scaling-batch", type=int, default=1)
+    parser.add_argument("--scaling-repeats", type=int, default=3)
     parser.add_argument("--compiled-length", type=int, default=512, help="compiled part: sequence length")
     parser.add_argument("--compiled-batch", type=int, default=8, help="compiled part: batch size")
     parser.add_argument("--compiled-backend", default="inductor", help="compiled part: torch.compile backend")
@@ -448,7 +502,7 @@ def main(argv=None):
     rows = []
     for part in args.parts:
         rows += {"encoder": part_encoder, "memory": part_memory, "generation": part_generation, "flex": part_flex,
-                 "compiled": part_compiled}[part](args, device)
+                 "compiled": part_compiled, "scaling": part_scaling}[part](args, device)
     from .common import write_json
 
     settings = {k: v for k, v in vars(args).items() if k not in ("out", "v4_worker")}
