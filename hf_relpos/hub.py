@@ -208,12 +208,7 @@ def card_for_push(plan: UploadPlan, repo_id: str) -> str:
     readme = plan.folder / CARD
     if readme.is_file():
         return rewrite_card(readme.read_text(encoding="utf-8"), repo_id, plan.config)
-    metrics = {}
-    if (plan.folder / "metrics.json").is_file():
-        try:
-            metrics = json.loads((plan.folder / "metrics.json").read_text())
-        except json.JSONDecodeError:
-            metrics = {}
+    metrics = _read_metrics(plan.folder)
     task = metrics.get("task")
     if isinstance(task, str) and (TEMPLATES / f"{task}.md").is_file() and isinstance(metrics.get("eval"), dict):
         card = build_model_card(
@@ -289,17 +284,19 @@ def _is_connection_error(err: BaseException) -> bool:
     return any(cls.__name__ in _TRANSPORT_ERRORS or cls.__name__ == "ConnectionError" for cls in type(err).__mro__)
 
 
+def _read_metrics(folder: Path) -> dict:
+    """The folder's metrics.json, or {} when it is absent or not valid JSON (a card is still built)."""
+    try:
+        return json.loads((folder / "metrics.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
 def _upload_content(plan: UploadPlan, name: str, path: Path):
     """What goes up for ``name``: the file, except tokenizer_config.json, sent with ``model_max_length`` and
     ``tokenizer_class`` settled (hf_relpos.tokenization; the local folder is left as it is)."""
     if name != TOKENIZER_CONFIG:
         return str(path)
-    metrics = {}
-    if (plan.folder / "metrics.json").is_file():
-        try:
-            metrics = json.loads((plan.folder / "metrics.json").read_text())
-        except json.JSONDecodeError:
-            metrics = {}
+    metrics = _read_metrics(plan.folder)
     trained = metrics.get("max_seq_length") if isinstance(metrics, dict) else None
     data = finalized_tokenizer_config(
         json.loads(path.read_text()), plan.config, trained_length=trained if isinstance(trained, int) else None,
