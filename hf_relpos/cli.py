@@ -97,11 +97,14 @@ def main(argv=None):
         return 0
     if args.command in ("push", "convert", "export") and overrides:
         sub.choices[args.command].error(_unrecognized(sub.choices[args.command], overrides))
+    succeeded = False
     try:
         if args.command == "train":
             _train(args, overrides)
+            succeeded = True
         elif args.command == "compare":
             _compare(args, overrides)
+            succeeded = True
         elif args.command == "push":
             return _push(args)
         elif args.command == "convert":
@@ -119,7 +122,24 @@ def main(argv=None):
         print(f"hf-relpos {args.command}: error: recipe {getattr(args, 'recipe', '?')!r} is not valid YAML:{where}: "
               f"{getattr(err, 'problem', None) or err}", file=sys.stderr)
         return 2
+    finally:
+        _end_distributed(succeeded)
     return 0
+
+
+def _end_distributed(succeeded: bool):
+    """Under torchrun / accelerate launch, Trainer leaves the process group up; a rank that exits with gloo's
+    threads still running can abort ("terminate called without an active exception", SIGABRT) after a run
+    that succeeded. Close it here: after a barrier when this rank succeeded (every rank is done), at once
+    when it failed (a barrier could wait forever for ranks that will not come)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        try:
+            if succeeded:
+                dist.barrier()
+        finally:
+            dist.destroy_process_group()
 
 
 def _unrecognized(parser, extras: list[str]) -> str:
