@@ -71,6 +71,32 @@ def _table(rows):
     return "\n".join(lines + [f"| {k} | {v} |" for k, v in rows])
 
 
+def _fmt(value):
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def results_table(results: dict, comparison: list[dict] | None = None) -> str:
+    """The card's results: ``name | this model | baseline`` when the run scored a model-free baseline
+    (``baseline_<name>`` keys), else ``name | value``; then, after a checkpoint comparison (`hf-relpos compare
+    --models`), one row per compared model with the metrics they share."""
+    baselines = {k.removeprefix("baseline_"): v for k, v in results.items() if k.startswith("baseline_")}
+    own = {k: v for k, v in results.items() if not k.startswith("baseline_")}
+    if baselines:
+        lines = ["| name | this model | baseline |", "|---|---|---|"]
+        lines += [f"| {k} | {_fmt(v)} | {_fmt(baselines[k]) if k in baselines else ''} |" for k, v in own.items()]
+        text = "\n".join(lines)
+    else:
+        text = _table([(k, _fmt(v)) for k, v in own.items()])
+    if comparison:
+        names = [k for k in comparison[0]["metrics"] if all(k in row["metrics"] for row in comparison)]
+        lines = ["| model | " + " | ".join(names) + " | train s |", "|---" * (len(names) + 2) + "|"]
+        lines += [f"| {row['label']} | " + " | ".join(_fmt(row["metrics"][k]) for k in names)
+                  + f" | {row['train_seconds']:.0f} |" for row in comparison]
+        text += ("\n\nThe same recipe run from each of these checkpoints (`hf-relpos compare --models`; validation "
+                 "split):\n\n" + "\n".join(lines))
+    return text
+
+
 def _get(config, name, default=None):
     return config.get(name, default) if isinstance(config, dict) else getattr(config, name, default)
 
@@ -103,7 +129,7 @@ def default_limitations(config, dataset=None, max_seq_length=None) -> str:
 
 def build_model_card(task, config, metrics, training_args, dataset, repo_id=None, limitations=None, example_input="",
                      example_question="", version_2=None, max_seq_length=None, pipeline_tag=None,
-                     auto_class=None) -> ModelCard:
+                     auto_class=None, comparison=None) -> ModelCard:
     """A ModelCard for a fine-tuned checkpoint from the template model_cards/<task>.md. ``metrics`` are the
     final eval metrics (eval_ prefix); ``config`` and ``training_args`` may be objects or dicts (e.g. read
     back from config.json / metrics.json). ``pipeline_tag`` and ``auto_class`` (the task's, from the
@@ -118,10 +144,10 @@ def build_model_card(task, config, metrics, training_args, dataset, repo_id=None
     results = {k.removeprefix("eval_"): v for k, v in metrics.items()
                if isinstance(v, (int, float)) and not isinstance(v, bool)
                and k.removeprefix("eval_") not in ("runtime", "samples_per_second", "steps_per_second", "epoch")}
-    eval_results = [
+    eval_results = [  # the model's own scores; a model-free baseline is not a result of this model
         EvalResult(task_type=pipeline_tag, dataset_type=dataset, dataset_name=dataset, metric_type=name,
                    metric_name=name, metric_value=float(value))
-        for name, value in results.items()
+        for name, value in results.items() if not name.startswith("baseline_")
     ]
     card_data = ModelCardData(
         library_name="transformers",
@@ -145,12 +171,29 @@ def build_model_card(task, config, metrics, training_args, dataset, repo_id=None
         decoder_scheme=decoder_scheme,
         absolute=_get(config, "absolute_position", "none"),
         scheme_description=scheme_description(scheme),
-        results_table=_table([(k, f"{v:.4f}" if isinstance(v, float) else v) for k, v in results.items()]),
+        results_table=results_table(results, comparison),
         training_table=_table(list(training_args_dict(training_args).items())),
         version_2=bool(version_2),
         example_input=example_input.replace('"', "'").replace("\n", " ")[:300],
         example_question=example_question.replace('"', "'").replace("\n", " "),
         limitations=limitations or default_limitations(config, dataset, max_seq_length),
+    )
+
+
+def card_from_metrics(config, metrics: dict, repo_id: str) -> ModelCard | None:
+    """The task card of a run folder rendered again from its config and metrics.json (what `hf-relpos train`
+    wrote), e.g. under another repo id or with a comparison added; None when metrics.json names no task
+    with a template."""
+    task = metrics.get("task")
+    if not (isinstance(task, str) and (TEMPLATES / f"{task}.md").is_file() and isinstance(metrics.get("eval"), dict)):
+        return None
+    return build_model_card(
+        task, config, metrics["eval"], metrics.get("training_args") or {}, metrics.get("dataset") or "unknown",
+        repo_id=repo_id, example_input=str(metrics.get("example_input", "")),
+        example_question=str(metrics.get("example_question", "")),
+        version_2=metrics.get("version_2_with_negative", False), max_seq_length=metrics.get("max_seq_length"),
+        pipeline_tag=metrics.get("pipeline_tag"), auto_class=metrics.get("auto_class"),
+        comparison=metrics.get("comparison"),
     )
 
 

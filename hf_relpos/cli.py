@@ -5,6 +5,7 @@
     hf-relpos recipes                                          (the shipped recipes and what they need)
     hf-relpos --version
     hf-relpos compare recipes/classification_demo.yaml --schemes NAME,NAME,...,none [--key value ...]
+    hf-relpos compare sentiment_minilm --models LABEL=PATH,LABEL=PATH [--key value ...]   (checkpoints)
     hf-relpos push OUTPUT_DIR --repo-id user/name [--private] [--revision BRANCH] [--commit-message MSG]
     hf-relpos convert SRC OUT --scheme NAME [--keep-absolute | --drop-absolute] [--max-position-embeddings N] [--exact]
     hf-relpos export CHECKPOINT OUT [--format onnx] [--opset N] [--no-check]   (needs the [onnx] extra)
@@ -35,7 +36,8 @@ def _train(args, overrides):
 def _compare(args, overrides):
     from .training.compare import compare, compare_table
 
-    rows = compare(args.recipe, [s.strip() for s in args.schemes.split(",") if s.strip()], overrides)
+    schemes = None if args.schemes is None else [s.strip() for s in args.schemes.split(",") if s.strip()]
+    rows = compare(args.recipe, schemes, overrides, models=args.models)
     print(compare_table(rows))
     base = Path(rows[0]["output_dir"]).parent
     chart = base / "compare.png"
@@ -62,10 +64,12 @@ def main(argv=None):
                              "(`hf-relpos train --help` lists them)", add_help=False)
     p_train.add_argument("recipe", help="a shipped recipe's name (`hf-relpos recipes`) or a YAML path")
     sub.add_parser("recipes", help="list the shipped recipes: description, and whether they need the Hub or local files")
-    p_compare = sub.add_parser("compare", help="run a recipe once per scheme and compare metrics and time")
+    p_compare = sub.add_parser("compare", help="run a recipe once per scheme (or per checkpoint) and compare metrics and time")
     p_compare.add_argument("recipe")
-    p_compare.add_argument("--schemes", required=True,
-                           help="comma-separated relative_position values (`none`: no relative scheme)")
+    which = p_compare.add_mutually_exclusive_group(required=True)
+    which.add_argument("--schemes", help="comma-separated relative_position values (`none`: no relative scheme)")
+    which.add_argument("--models", help="comma-separated checkpoint folders, LABEL=PATH or PATH: the recipe run "
+                       "from each (e.g. original=MINILM_DIR,converted=runs/minilm-t5)")
     p_push = sub.add_parser("push", help="upload a checkpoint folder (safetensors, code, tokenizer, card) to the Hub")
     p_push.add_argument("output_dir", help="a folder written by `hf-relpos train` or save_pretrained")
     p_push.add_argument("--repo-id", required=True, help="namespace/name (a bare name goes under the token's user)")

@@ -203,22 +203,13 @@ def rewrite_card(text: str, repo_id: str, config: dict | None = None) -> str:
 def card_for_push(plan: UploadPlan, repo_id: str) -> str:
     """The README.md to upload: the folder's own card pointed at ``repo_id``, else one rendered from
     metrics.json (task card) or from config.json alone (base card)."""
-    from .cards import TEMPLATES, build_base_card, build_model_card
+    from .cards import build_base_card, card_from_metrics
 
     readme = plan.folder / CARD
     if readme.is_file():
         return rewrite_card(readme.read_text(encoding="utf-8"), repo_id, plan.config)
-    metrics = _read_metrics(plan.folder)
-    task = metrics.get("task")
-    if isinstance(task, str) and (TEMPLATES / f"{task}.md").is_file() and isinstance(metrics.get("eval"), dict):
-        card = build_model_card(
-            task, plan.config, metrics["eval"], metrics.get("training_args") or {},
-            metrics.get("dataset") or "unknown", repo_id=repo_id,
-            example_input=str(metrics.get("example_input", "")), example_question=str(metrics.get("example_question", "")),
-            version_2=metrics.get("version_2_with_negative", False), max_seq_length=metrics.get("max_seq_length"),
-            pipeline_tag=metrics.get("pipeline_tag"), auto_class=metrics.get("auto_class"),
-        )
-    else:
+    card = card_from_metrics(plan.config, _read_metrics(plan.folder), repo_id)
+    if card is None:
         card = build_base_card(plan.config, repo_id=repo_id, has_tokenizer=plan.has_tokenizer)
     return str(card)
 

@@ -14,6 +14,7 @@ import yaml
 from transformers import HfArgumentParser, Seq2SeqTrainingArguments
 
 from ..relative_positions import ABSOLUTE_POSITIONS, SCHEMES
+from .data import split_paths
 from .modeling import BERT_PRESETS, check_fresh_position_limit, check_position_limit
 from .recipes import did_you_mean, resolve_recipe
 from .tasks import TASKS, get_task
@@ -65,7 +66,7 @@ class DataTrainingArguments:
     task: str = field(default="classification", metadata={"help": f"One of: {', '.join(TASKS)}."})
     dataset_name: str | None = field(default=None, metadata={"help": "Hub dataset (load_dataset(name, config)), or `synthetic`."})
     dataset_config_name: str | None = field(default=None, metadata={"help": "Configuration of the Hub dataset (e.g. sst2 for glue)."})
-    train_file: str | None = field(default=None, metadata={"help": "csv/json/jsonl training file."})
+    train_file: str | None = field(default=None, metadata={"help": "csv/json/jsonl/txt training file, or several comma-separated (of different layouts: text_column lists a column of each)."})
     validation_file: str | None = field(default=None, metadata={"help": "csv/json/jsonl evaluation file."})
     test_file: str | None = field(default=None, metadata={"help": "csv/json/jsonl test file."})
     synthetic_train_size: int = field(default=2000, metadata={"help": "Rows of the built-in synthetic training split."})
@@ -94,6 +95,9 @@ class DataTrainingArguments:
     max_source_length: int = field(default=256, metadata={"help": "summarization: document tokens."})
     max_target_length: int = field(default=64, metadata={"help": "summarization: summary tokens."})
     num_beams: int | None = field(default=None, metadata={"help": "summarization: beams at evaluation (default: generation_num_beams)."})
+    no_repeat_ngram_size: int | None = field(default=None, metadata={"help": "summarization: generation never repeats an n-gram of this size (saved in generation_config.json)."})
+    length_penalty: float | None = field(default=None, metadata={"help": "summarization: beam search length penalty (> 1 favours longer summaries; saved in generation_config.json)."})
+    lead_words: int = field(default=12, metadata={"help": "summarization: the baseline summary is the document's first N words (eval_baseline_rouge*)."})
     # pretraining (mlm, span_corruption)
     mlm_probability: float = field(default=0.15, metadata={"help": "mlm: share of tokens masked (80% [MASK], 10% random, 10% kept)."})
     whole_word_masking: bool = field(default=False, metadata={"help": "mlm: mask all pieces of a word together (transformers' collator; all masked become [MASK])."})
@@ -328,12 +332,13 @@ def validate(model_args: ModelArguments, data_args: DataTrainingArguments) -> No
             f"doc_stride={data_args.doc_stride} must be smaller than max_seq_length={data_args.max_seq_length}"
         )
     for name in ("train_file", "validation_file", "test_file"):
-        path = getattr(data_args, name)
-        if path is not None:
+        value = getattr(data_args, name)
+        for path in split_paths(value) if value is not None else ():  # several files: comma-separated
+            what = f"{name}={value!r}" + (f" (file {path!r})" if path != value else "")
             if not Path(path).is_file():
-                raise ValueError(f"{name}={path!r} does not exist (point the recipe at your file: --{name} PATH)")
+                raise ValueError(f"{what} does not exist (point the recipe at your file: --{name} PATH)")
             if Path(path).suffix.lower() not in (".csv", ".json", ".jsonl", ".txt"):
-                raise ValueError(f"{name}={path!r} has an unsupported extension; choose one of: .csv, .json, .jsonl, .txt")
+                raise ValueError(f"{what} has an unsupported extension; choose one of: .csv, .json, .jsonl, .txt")
     if not model_args.model_name_or_path:
         check_fresh_position_limit(model_args, task.max_length(data_args))
     config_file = Path(model_args.model_name_or_path or "") / "config.json"

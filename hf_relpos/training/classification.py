@@ -1,4 +1,6 @@
-"""Sequence classification (single sentences or pairs, any number of labels): accuracy, macro F1."""
+"""Sequence classification (single sentences or pairs, any number of labels): accuracy, macro F1, next to a
+model-free baseline (every validation text given the training split's most frequent class:
+``eval_baseline_accuracy`` / ``eval_baseline_macro_f1``)."""
 
 from __future__ import annotations
 
@@ -92,6 +94,8 @@ def setup(task, model_args, data_args, training_args, raw) -> TaskSetup:
         train, evals = (tokenize(raw[split], preprocess, data_args) for split in ("train", "validation"))
 
     metric = evaluate.load(str(METRIC_DIR))
+    majority = majority_label(train["labels"])
+    baseline = metric.compute(predictions=[majority] * len(evals), references=evals["labels"])
 
     def compute_metrics(prediction):
         logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
@@ -102,4 +106,13 @@ def setup(task, model_args, data_args, training_args, raw) -> TaskSetup:
         model=model, args=training_args, train_dataset=train, eval_dataset=evals, processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_metrics,
     )
-    return TaskSetup(trainer=trainer, evaluate=lambda: trainer.evaluate(), main_metric="accuracy", text_column=text_column)
+    def final_evaluate():
+        return {**trainer.evaluate(), **{f"eval_baseline_{k}": v for k, v in baseline.items()}}
+
+    return TaskSetup(trainer=trainer, evaluate=final_evaluate, main_metric="accuracy", text_column=text_column)
+
+
+def majority_label(labels) -> int:
+    """The most frequent class id of ``labels`` (the smallest id on a tie)."""
+    values, counts = np.unique(np.asarray(labels), return_counts=True)
+    return int(values[np.argmax(counts)])

@@ -10,7 +10,7 @@ import json
 import random
 from pathlib import Path
 
-from datasets import ClassLabel, Dataset, DatasetDict, load_dataset
+from datasets import ClassLabel, Dataset, DatasetDict, IterableDatasetDict, load_dataset
 
 WORDS = (
     "river stone cloud maple amber lantern meadow harbor violet copper falcon willow ember canyon "
@@ -93,7 +93,8 @@ def synthetic_summarization(train_size=2000, eval_size=300, seed=1234) -> Datase
 
 
 def data_files(data_args) -> dict[str, str]:
-    """split → local file of the recipe (empty when the data does not come from files)."""
+    """split → local file(s) of the recipe, as given (several comma-separated; empty when the data does not
+    come from files)."""
     if not (data_args.train_file or data_args.validation_file):
         return {}
     return {k: v for k, v in (("train", data_args.train_file), ("validation", data_args.validation_file),
@@ -109,7 +110,7 @@ def dataset_label(data_args) -> str:
     files (folder/name, as given), or "synthetic"."""
     files = data_files(data_args)
     if files:
-        return ", ".join(dict.fromkeys("/".join(Path(p).parts[-2:]) for p in files.values()))
+        return ", ".join(dict.fromkeys("/".join(Path(p).parts[-2:]) for v in files.values() for p in split_paths(v)))
     if uses_synthetic(data_args):
         return "synthetic"
     name = data_args.dataset_name
@@ -123,13 +124,16 @@ def load_raw_datasets(data_args, synthetic=None) -> DatasetDict:
     files = data_files(data_args)
     streaming = bool(getattr(data_args, "streaming", False))  # an IterableDatasetDict (pretraining tasks)
     if files:
-        for split, path in files.items():
+        files = {split: split_paths(path) for split, path in files.items()}
+        for split, paths in files.items():
             if not streaming:  # a streamed corpus may not fit in memory: read as it trains
-                check_data_file(f"{split}_file", path)
-        extension = Path(next(iter(files.values()))).suffix.lower().lstrip(".")
-        builder = {"json": "json", "jsonl": "json", "txt": "text"}.get(extension, extension)
-        options = {"sample_by": "paragraph"} if builder == "text" else {}  # plain text: a blank line ends a document
-        raw = load_dataset(builder, data_files=files, streaming=streaming, **options)
+                for path in paths:
+                    check_data_file(f"{split}_file", path)
+        if any(len(paths) > 1 for paths in files.values()) or "," in str(getattr(data_args, "text_column", None) or ""):
+            raw = (IterableDatasetDict if streaming else DatasetDict)(
+                {split: _concatenate_files(split, paths, data_args, streaming) for split, paths in files.items()})
+        else:
+            raw = _load_files({split: paths[0] for split, paths in files.items()}, streaming)
     elif uses_synthetic(data_args):
         if synthetic is None:
             raise ValueError(f"task={data_args.task!r} has no built-in synthetic data; give train_file / "
@@ -148,6 +152,42 @@ def load_raw_datasets(data_args, synthetic=None) -> DatasetDict:
         if limit is not None:
             raw[split] = raw[split].take(limit) if streaming else raw[split].select(range(min(limit, len(raw[split]))))
     return raw
+
+
+def split_paths(value) -> list[str]:
+    """A ``*_file`` field's files: one path, or several separated by commas."""
+    return [p.strip() for p in str(value).split(",") if p.strip()]
+
+
+def _load_files(files: dict, streaming: bool):
+    extension = Path(next(iter(files.values()))).suffix.lower().lstrip(".")
+    builder = {"json": "json", "jsonl": "json", "txt": "text"}.get(extension, extension)
+    options = {"sample_by": "paragraph"} if builder == "text" else {}  # plain text: a blank line ends a document
+    return load_dataset(builder, data_files=files, streaming=streaming, **options)
+
+
+def _concatenate_files(split: str, paths: list[str], data_args, streaming: bool):
+    """The rows of several files as one split. Files of one layout are read together; files of different
+    layouts (e.g. a corpus with ``text`` and a summarization set with ``document``) keep one text column:
+    ``text_column`` lists a column for each, comma-separated, and each file's first listed column it has
+    becomes a column named after the first of the list (also with one file a split)."""
+    from datasets import concatenate_datasets
+
+    parts = [_load_files({split: path}, streaming)[split] for path in paths]
+    columns = [list(part.column_names or next(iter(part)).keys()) for part in parts]  # a stream may not know them
+    wanted = [c.strip() for c in str(getattr(data_args, "text_column", None) or "").split(",") if c.strip()]
+    if len(wanted) < 2 and all(c == columns[0] for c in columns) and columns[0]:
+        return concatenate_datasets(parts)
+    aligned = []
+    for path, part, names in zip(paths, parts, columns):
+        found = next((c for c in wanted if c in names), None)
+        if found is None:
+            raise ValueError(f"{split}_file={','.join(paths)!r}: the files have different columns, so text_column must "
+                             f"list a column of each (comma-separated): {path!r} has columns {', '.join(names) or 'none'}, "
+                             f"none of them in text_column={getattr(data_args, 'text_column', None)!r}")
+        part = part.select_columns([found])
+        aligned.append(part.rename_column(found, wanted[0]) if found != wanted[0] else part)
+    return concatenate_datasets(aligned)  # a stream reads the files one after the other
 
 
 def check_data_file(field_name: str, path) -> None:

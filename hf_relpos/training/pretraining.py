@@ -16,7 +16,8 @@ batch is dropped).
   each span replaced by a sentinel ``<extra_id_N>`` (N = 0, 1, .. in order) in the inputs, and the targets
   are the spans, each after its sentinel, then ``</s>``.
 
-Metrics: masked-token (target-token) accuracy, loss and perplexity on validation blocks; ``eval_lengths``
+Metrics: masked-token (target-token) accuracy, loss and perplexity on validation blocks (mlm: next to
+``eval_baseline_accuracy``, every masked token guessed as the most frequent training token); ``eval_lengths``
 repeats them on validation blocks of each length (``eval_len<N>_*``, a PNG plot beside the model when
 matplotlib is installed).
 """
@@ -245,6 +246,23 @@ def _accuracy(prediction) -> dict:
     return {"accuracy": float((preds[keep] == labels[keep]).mean()) if keep.any() else 0.0}
 
 
+def unigram_baseline(train_blocks, eval_blocks) -> float:
+    """The masked-token accuracy of a model-free guess: every masked token predicted as the training blocks'
+    most frequent non-special token. The collator masks non-special tokens uniformly, so the expected
+    accuracy is that token's share of the validation blocks' non-special tokens."""
+
+    def counts(blocks):
+        ids = np.asarray(blocks["input_ids"]).ravel()
+        special = np.asarray(blocks["special_tokens_mask"]).ravel().astype(bool)
+        return np.bincount(ids[~special])
+
+    train_counts, eval_counts = counts(train_blocks), counts(eval_blocks)
+    if train_counts.sum() == 0 or eval_counts.sum() == 0:
+        return 0.0
+    top = int(np.argmax(train_counts))
+    return float(eval_counts[top] / eval_counts.sum()) if top < len(eval_counts) else 0.0
+
+
 def _argmax(logits, labels):
     logits = logits[0] if isinstance(logits, tuple) else logits
     return logits.argmax(dim=-1)
@@ -331,7 +349,7 @@ def setup(task, model_args, data_args, training_args, raw) -> TaskSetup:
     lengths = sorted(set(data_args.eval_lengths or []))
     if any(n < 8 for n in lengths):
         raise ValueError(f"eval_lengths={data_args.eval_lengths} is not valid; choose block lengths of at least 8 tokens")
-    column = task.column(data_args, "text_column")
+    column = task.column(data_args, "text_column").split(",")[0].strip()  # "text,document": files of two layouts
     for split in ("train", "validation"):
         if not isinstance(raw[split], IterableDataset):
             require_columns(raw[split], {"text_column": column}, split)
@@ -390,6 +408,8 @@ def setup(task, model_args, data_args, training_args, raw) -> TaskSetup:
         metrics = trainer.evaluate()
         metrics["eval_perplexity"] = math.exp(min(metrics["eval_loss"], 50.0))
         metrics["eval_blocks"] = len(evals)
+        if not span and isinstance(train, Dataset):  # a stream is not read twice for a baseline
+            metrics["eval_baseline_accuracy"] = unigram_baseline(train, evals)
         accuracy = {}
         for n, blocks in by_length.items():
             if len(blocks) == 0:

@@ -60,7 +60,8 @@ def recipe_needs(config: dict) -> str:
     if dataset not in OFFLINE_DATASETS:
         needs.append(f"Hub dataset {dataset}")
     model = config.get("model_name_or_path")
-    if model and (Path(model).exists() or str(model).startswith((".", "/", "~"))):
+    outputs = Path(str(config.get("output_dir") or "runs")).parts[:1]  # where recipes write: e.g. runs/
+    if model and (Path(model).exists() or str(model).startswith((".", "/", "~")) or Path(str(model)).parts[:1] == outputs):
         needs.append(f"model folder {model} (made beforehand, see the recipe's comments)")
     elif model:
         needs.append(f"Hub model {model}")

@@ -1,5 +1,6 @@
 """Summarization (document → summary) with relpos_t5, Seq2SeqTrainer and predict_with_generate;
-ROUGE-1/2/L/Lsum F-measures from rouge_score (what `evaluate`'s rouge module wraps)."""
+ROUGE-1/2/L/Lsum F-measures from rouge_score (what `evaluate`'s rouge module wraps), next to the lead
+baseline (the document's first ``lead_words`` words as the summary: ``eval_baseline_rouge*``)."""
 
 from __future__ import annotations
 
@@ -25,9 +26,22 @@ def rouge(predictions, references) -> dict:
     return {key: 100.0 * result[key].mid.fmeasure for key in ROUGE_TYPES}
 
 
+def lead(document: str, words: int) -> str:
+    """The lead baseline's summary: the first ``words`` whitespace-separated words of ``document``."""
+    return " ".join(document.split()[:words])
+
+
 def setup(task, model_args, data_args, training_args, raw) -> TaskSetup:
     text_column = task.column(data_args, "text_column")
     summary_column = task.column(data_args, "summary_column")
+    if data_args.lead_words < 1:
+        raise ValueError(f"lead_words={data_args.lead_words} is not valid; choose a number of words ≥ 1")
+    beams = data_args.num_beams if data_args.num_beams is not None else training_args.generation_num_beams
+    if data_args.length_penalty is not None and (beams or 1) <= 1:  # generate() would refuse it at save time
+        raise ValueError(f"length_penalty={data_args.length_penalty} needs beam search; num_beams={beams}: set "
+                         "num_beams to 2 or more, or leave length_penalty unset")
+    if data_args.no_repeat_ngram_size is not None and data_args.no_repeat_ngram_size < 1:
+        raise ValueError(f"no_repeat_ngram_size={data_args.no_repeat_ngram_size} is not valid; choose an n-gram size ≥ 1")
     for split in ("train", "validation"):
         require_columns(raw[split], {"text_column": text_column, "summary_column": summary_column}, split)
         check_text_columns(raw[split], {"text_column": text_column, "summary_column": summary_column}, split, data_args)
@@ -47,12 +61,16 @@ def setup(task, model_args, data_args, training_args, raw) -> TaskSetup:
     with training_args.main_process_first(desc="tokenizing"):
         train, evals = (tokenize(raw[split], preprocess, data_args) for split in ("train", "validation"))
 
+    references = [r.strip() for r in raw["validation"][summary_column]]
+
     def compute_metrics(prediction):
         preds = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
         preds = np.where(preds != -100, preds, tokenizer.pad_token_id)
         labels = np.where(prediction.label_ids != -100, prediction.label_ids, tokenizer.pad_token_id)
         decoded_preds = [p.strip() for p in tokenizer.batch_decode(preds, skip_special_tokens=True)]
         decoded_labels = [r.strip() for r in tokenizer.batch_decode(labels, skip_special_tokens=True)]
+        if len(decoded_labels) == len(references):  # the full validation split, in order: score against the
+            decoded_labels = references  # raw summaries, as the baseline is (not their truncated tokenization)
         scores = rouge(decoded_preds, decoded_labels)
         scores["gen_len"] = float(np.mean([np.count_nonzero(p != tokenizer.pad_token_id) for p in preds]))
         return scores
@@ -61,10 +79,23 @@ def setup(task, model_args, data_args, training_args, raw) -> TaskSetup:
         training_args.generation_max_length = data_args.max_target_length
     if data_args.num_beams is not None:
         training_args.generation_num_beams = data_args.num_beams
+    # the evaluated generation settings go on the model: saved in generation_config.json, generate()'s defaults
+    for name, value in (("num_beams", beams if (beams or 1) > 1 else None),
+                        ("no_repeat_ngram_size", data_args.no_repeat_ngram_size), ("length_penalty", data_args.length_penalty)):
+        if value is not None:
+            setattr(model.generation_config, name, value)
+    baseline = rouge([lead(doc, data_args.lead_words) for doc in raw["validation"][text_column]], references)
     trainer = RelPosSeq2SeqTrainer(
         position_learning_rate=model_args.relative_position_learning_rate,
         model=model, args=training_args, train_dataset=train, eval_dataset=evals, processing_class=tokenizer,
         data_collator=DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100),
         compute_metrics=compute_metrics if training_args.predict_with_generate else None,
     )
-    return TaskSetup(trainer=trainer, evaluate=lambda: trainer.evaluate(), main_metric="rougeL", text_column=text_column)
+
+    def final_evaluate():
+        metrics = trainer.evaluate()
+        if training_args.predict_with_generate:
+            metrics.update({f"eval_baseline_{k}": v for k, v in baseline.items()})
+        return metrics
+
+    return TaskSetup(trainer=trainer, evaluate=final_evaluate, main_metric="rougeL", text_column=text_column)

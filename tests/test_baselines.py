@@ -1,0 +1,221 @@
+"""Issue 17: every recipe scores a model-free baseline next to its model (majority class, lead-k, unigram MLM),
+the card shows both, `compare --models` puts checkpoints side by side, and a pretraining split can read files
+of two layouts. Tiny sizes, generated data (and ../shared/data when present)."""
+
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+from huggingface_hub import ModelCard
+
+from hf_relpos.cards import results_table
+from hf_relpos.cli import main as cli_main
+from hf_relpos.training import train
+from hf_relpos.training.classification import majority_label
+from hf_relpos.training.compare import parse_models
+from hf_relpos.training.data import load_raw_datasets, synthetic_summarization
+from hf_relpos.training.modeling import train_wordpiece_tokenizer
+from hf_relpos.training.pretraining import packed_blocks, synthetic_pretraining, unigram_baseline
+from hf_relpos.training.summarization import lead, rouge
+
+from helpers import PROJECT_ROOT
+
+RECIPES = PROJECT_ROOT / "recipes"
+SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+FAST = ["--max_steps", "3", "--per_device_train_batch_size", "8", "--logging_steps", "1", "--save_strategy", "no",
+        "--eval_strategy", "no", "--synthetic_train_size", "40", "--synthetic_eval_size", "16", "--disable_tqdm", "true"]
+
+
+def _write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_majority_label():
+    assert majority_label([0, 1, 1, 2, 1, 0]) == 1
+    assert majority_label([3, 3, 0, 0]) == 0  # a tie: the smallest id
+    assert majority_label(np.array([2])) == 2
+
+
+def test_lead_takes_the_first_words():
+    assert lead("one  two\nthree four five", 3) == "one two three"
+    assert lead("short", 12) == "short"
+
+
+def test_unigram_baseline_against_counting(tmp_path):
+    corpus = synthetic_pretraining(train_size=60, eval_size=20, seed=3)
+    tok = train_wordpiece_tokenizer(list(corpus["train"]["text"]), vocab_size=200)
+    keep = ("input_ids", "special_tokens_mask")
+    train_blocks = packed_blocks(corpus["train"], tok, "text", 32, keep)
+    eval_blocks = packed_blocks(corpus["validation"], tok, "text", 32, keep)
+
+    def plain(blocks):
+        return [t for ids, sp in zip(blocks["input_ids"], blocks["special_tokens_mask"]) for t, s in zip(ids, sp) if not s]
+
+    top = Counter(plain(train_blocks)).most_common(1)[0][0]
+    evals = plain(eval_blocks)
+    assert unigram_baseline(train_blocks, eval_blocks) == pytest.approx(evals.count(top) / len(evals))
+    assert 0 < unigram_baseline(train_blocks, eval_blocks) < 0.5
+
+
+def test_classification_run_reports_the_majority_baseline(tmp_path):
+    out = tmp_path / "cls"
+    result = train(RECIPES / "classification_demo.yaml", [*FAST, "--output_dir", str(out)])
+    from hf_relpos.training.data import synthetic_classification
+
+    data = synthetic_classification(40, 16, seed=1234)
+    majority = Counter(data["train"]["label"]).most_common(1)[0][0]
+    expected = np.mean(np.array(data["validation"]["label"]) == majority)
+    assert result["eval"]["eval_baseline_accuracy"] == pytest.approx(expected)
+    assert "eval_baseline_macro_f1" in result["eval"]
+    card = ModelCard.load(out / "README.md")
+    assert "| name | this model | baseline |" in card.text
+    assert f"| accuracy | {result['eval']['eval_accuracy']:.4f} | {expected:.4f} |" in card.text
+    assert "most frequent class" in card.text
+    # the model-index lists the model's own scores only
+    assert all(not r.metric_type.startswith("baseline") for r in card.data.eval_results)
+
+
+def test_summarization_run_reports_the_lead_baseline(tmp_path):
+    out = tmp_path / "sum"
+    result = train(RECIPES / "summarization_demo.yaml", [*FAST, "--output_dir", str(out), "--lead_words", "3",
+                                                         "--no_repeat_ngram_size", "2", "--length_penalty", "1.5",
+                                                         "--num_beams", "2"])
+    data = synthetic_summarization(40, 16, seed=1234)["validation"]
+    expected = rouge([lead(d, 3) for d in data["document"]], list(data["summary"]))
+    for key in ("rouge1", "rouge2", "rougeL"):
+        # rouge_score's bootstrap aggregate: the mid value of resampled means
+        assert result["eval"][f"eval_baseline_{key}"] == pytest.approx(expected[key], abs=0.5)
+    card = (out / "README.md").read_text()
+    assert "| rouge1 |" in card and "lead-N" in card
+    generation = json.loads((out / "generation_config.json").read_text())
+    assert generation["no_repeat_ngram_size"] == 2 and generation["length_penalty"] == 1.5 and generation["num_beams"] == 2
+
+
+@pytest.mark.parametrize("extra,needle", [
+    (["--lead_words", "0"], "lead_words=0 is not valid"),
+    (["--length_penalty", "2.0", "--num_beams", "1"], "length_penalty=2.0 needs beam search; num_beams=1"),
+    (["--no_repeat_ngram_size", "0"], "no_repeat_ngram_size=0 is not valid"),
+])
+def test_bad_generation_values_are_named_before_training(tmp_path, extra, needle):
+    with pytest.raises(ValueError, match=needle):
+        train(RECIPES / "summarization_demo.yaml", [*FAST, "--output_dir", str(tmp_path / "x"), *extra])
+    assert not (tmp_path / "x" / "trainer_state.json").exists()
+
+
+def test_mlm_run_reports_the_unigram_baseline(tmp_path):
+    out = tmp_path / "mlm"
+    result = train(None, ["--task", "mlm", "--preset", "tiny", "--relative_position", "t5", "--max_seq_length", "32",
+                          "--tokenizer_vocab_size", "300", "--output_dir", str(out), *FAST])
+    assert 0 < result["eval"]["eval_baseline_accuracy"] < 1
+    assert "| accuracy |" in (out / "README.md").read_text()
+
+
+def test_results_table_with_baseline_and_comparison():
+    text = results_table({"accuracy": 0.8, "loss": 0.4, "baseline_accuracy": 0.55},
+                         [{"label": "original", "metrics": {"accuracy": 0.7, "loss": 0.5}, "train_seconds": 12.0},
+                          {"label": "converted", "metrics": {"accuracy": 0.8, "loss": 0.4, "f1": 0.3}, "train_seconds": 13.4}])
+    assert "| accuracy | 0.8000 | 0.5500 |" in text and "| loss | 0.4000 |  |" in text
+    assert "| model | accuracy | loss | train s |" in text  # only the metrics every compared run has
+    assert "| original | 0.7000 | 0.5000 | 12 |" in text and "| converted | 0.8000 | 0.4000 | 13 |" in text
+    assert results_table({"accuracy": 0.8}).startswith("| name | value |")
+
+
+def test_parse_models_errors(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    assert parse_models(f"{tmp_path}/a, x={tmp_path}/b") == [("a", f"{tmp_path}/a"), ("x", f"{tmp_path}/b")]
+    with pytest.raises(ValueError, match="distinct label"):
+        parse_models(f"{tmp_path}/a,{tmp_path}/a")
+    with pytest.raises(ValueError, match="is not a local checkpoint folder"):
+        parse_models(f"{tmp_path}/missing")
+
+
+def test_compare_checkpoints_one_table_and_cards(tmp_path, capsys):
+    starts = {}
+    for scheme in ("alibi", "rotary"):  # two starting checkpoints made by the recipe engine itself
+        starts[scheme] = tmp_path / f"start_{scheme}"
+        train(RECIPES / "classification_demo.yaml", [*FAST, "--relative_position", scheme, "--output_dir", str(starts[scheme])])
+    out = tmp_path / "cmp"
+    code = cli_main(["compare", str(RECIPES / "classification_demo.yaml"), "--models",
+                     f"first={starts['alibi']},second={starts['rotary']}", *FAST, "--output_dir", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "first" in printed and "second" in printed and "baseline_accuracy" in printed
+    rows = json.loads((out / "compare" / "compare.json").read_text())
+    assert [(r["label"], r["scheme"]) for r in rows] == [("first", "alibi"), ("second", "rotary")]
+    assert (out / "compare" / "compare.png").stat().st_size > 1000
+    for row in rows:
+        metrics = json.loads((out / "compare" / row["label"] / "metrics.json").read_text())
+        assert [c["label"] for c in metrics["comparison"]] == ["first", "second"]
+        card = (out / "compare" / row["label"] / "README.md").read_text()
+        assert "| first |" in card and "| second |" in card and "hf-relpos compare --models" in card
+        assert ModelCard.load(out / "compare" / row["label"] / "README.md").data.eval_results
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--schemes", "t5", "--models", "x"], "not allowed with argument"),
+    ([], "one of the arguments --schemes --models is required"),
+])
+def test_compare_needs_schemes_or_models(argv, needle, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["compare", str(RECIPES / "classification_demo.yaml"), *argv])
+    assert exit_info.value.code == 2 and needle in capsys.readouterr().err
+
+
+def _two_layouts(tmp_path):
+    a = _write_jsonl(tmp_path / "corpus.jsonl", [{"id": i, "text": f"corpus text number {i}"} for i in range(5)])
+    b = _write_jsonl(tmp_path / "docs.jsonl", [{"document": f"a document {i}", "summary": "s"} for i in range(3)])
+    return a, b
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_files_of_two_layouts_make_one_text_column(tmp_path, streaming):
+    from types import SimpleNamespace
+
+    a, b = _two_layouts(tmp_path)
+    args = SimpleNamespace(train_file=f"{a},{b}", validation_file=str(a), test_file=None, text_column="text,document",
+                           max_train_samples=None, max_eval_samples=None, streaming=streaming, task="mlm", dataset_name=None)
+    raw = load_raw_datasets(args)
+    texts = [row["text"] for row in raw["train"]]
+    assert sorted(texts) == sorted([f"corpus text number {i}" for i in range(5)] + [f"a document {i}" for i in range(3)])
+    assert [row["text"] for row in raw["validation"]] == [f"corpus text number {i}" for i in range(5)]
+    args.text_column = "text"
+    with pytest.raises(ValueError, match="docs.jsonl' has columns document, summary, none of them in text_column='text'"):
+        load_raw_datasets(args)
+
+
+def test_pretraining_recipe_reads_two_layouts(tmp_path):
+    a, b = _two_layouts(tmp_path)
+    result = train(None, ["--task", "mlm", "--preset", "tiny", "--relative_position", "alibi", "--max_seq_length", "8",
+                          "--tokenizer_vocab_size", "120", "--train_file", f"{a},{b}", "--validation_file", str(a),
+                          "--text_column", "text,document", "--output_dir", str(tmp_path / "out"), *FAST[:-2]])
+    assert np.isfinite(result["eval"]["eval_loss"])
+    assert "docs.jsonl" in json.loads((tmp_path / "out" / "metrics.json").read_text())["dataset"]
+
+
+def test_a_missing_file_of_several_is_named(tmp_path, capsys):
+    a, _ = _two_layouts(tmp_path)
+    code = cli_main(["train", "mlm_longtext", "--train_file", f"{a},{tmp_path}/nope.jsonl", "--output_dir", str(tmp_path / "o")])
+    assert code == 2
+    assert f"(file '{tmp_path}/nope.jsonl') does not exist" in capsys.readouterr().err
+
+
+def test_shared_recipes_parse_and_name_their_inputs():
+    from hf_relpos.training.recipes import recipe_summaries
+
+    rows = {r["name"]: r for r in recipe_summaries()}
+    for name in ("sentiment_minilm", "span_corruption_docs", "summarization_pretrained"):
+        assert name in rows, name
+    assert "model folder runs/minilm-t5" in rows["sentiment_minilm"]["needs"]
+    assert "model folder runs/span_corruption_docs" in rows["summarization_pretrained"]["needs"]
+
+
+def test_shared_summarization_lead_baseline_matches_the_issue():
+    path = SHARED_DATA / "summarization" / "validation.jsonl"
+    if not path.exists():
+        pytest.skip(f"{path} is absent (../shared/data is only on the project's machines)")
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    scores = rouge([lead(r["document"], 12) for r in rows], [r["summary"] for r in rows])
+    assert scores["rouge1"] == pytest.approx(30.2, abs=0.3) and scores["rougeL"] == pytest.approx(26.6, abs=0.3)
