@@ -61,7 +61,11 @@ def test_qa_pydoc_recipe_reports_metrics_and_baseline(pydoc, tmp_path):
     assert saved["eval"]["eval_baseline_f1"] > 0  # some of the first 12 questions ask about the first entry
     card = (out / "README.md").read_text()
     assert "baseline_exact_match" in card and "first sentence of each context" in card
-    assert "| exact_match |" in card
+    assert "| exact_match |" in card and "| name | this model | baseline |" in card
+    answers = json.loads((out / "eval_predictions.json").read_text())  # every answer, as HF run_qa writes them
+    assert [a["id"] for a in answers] == [json.loads(line)["id"] for line in
+                                          (pydoc / "pydoc_validation.jsonl").read_text().splitlines()[:len(answers)]]
+    assert all(isinstance(a["prediction"], str) and a["answers"] for a in answers)
 
 
 def test_qa_pydoc_minilm_recipe_converted_and_original(pydoc, tmp_path):

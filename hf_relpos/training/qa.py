@@ -6,6 +6,7 @@ sentence of each context as the answer: ``eval_baseline_exact_match`` / ``eval_b
 from __future__ import annotations
 
 import collections
+import json
 import re
 from pathlib import Path
 
@@ -173,6 +174,12 @@ def setup(task, model_args, data_args, training_args, raw) -> TaskSetup:
                                 references=references)
         baseline = metric.compute(predictions=[{"id": ex["id"], "prediction_text": first_sentence(ex[c_col])}
                                                for ex in raw["validation"]], references=references)
+        if trainer.is_world_process_zero():  # as HF run_qa: every answer, to read what the model gets wrong
+            out = Path(training_args.output_dir)
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "eval_predictions.json").write_text(json.dumps(
+                [{"id": ex["id"], "question": ex[q_col], "prediction": predictions[ex["id"]],
+                  "answers": list(ex[a_col]["text"])} for ex in raw["validation"]], indent=1, ensure_ascii=False))
         return {**{k: v for k, v in output.metrics.items() if k.startswith("eval_")}, **{f"eval_{k}": v for k, v in scores.items()},
                 **{f"eval_baseline_{k}": baseline[k] for k in ("exact_match", "f1")}}
 
