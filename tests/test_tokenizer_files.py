@@ -171,3 +171,30 @@ def test_pushed_repo(tmp_path):
                                "HF_HOME": str(tmp_path / "fresh-hf-home")}, local=folder)
     finally:
         server.stop()
+
+
+def test_trained_wordpiece_can_keep_case_and_line_breaks():
+    texts = ["register(func)\n\nRegister *func* to run at exit.\n\nunregister(func)\n\nRemove *func*."] * 20
+    plain = train_wordpiece_tokenizer(texts, vocab_size=120)
+    kept = train_wordpiece_tokenizer(texts, vocab_size=120, lowercase=False, newlines=True)
+    text = texts[0]
+    assert "¶" not in plain.tokenize(text) and "Register" not in "".join(plain.tokenize(text))
+    enc = kept(text, return_offsets_mapping=True, add_special_tokens=False)
+    tokens = kept.convert_ids_to_tokens(enc["input_ids"])
+    assert tokens.count("¶") == text.count("\n")
+    # every piece's offsets point at its own characters: the ¶ tokens at the newlines
+    for token, (start, end) in zip(tokens, enc["offset_mapping"]):
+        assert text[start:end] == ("\n" if token == "¶" else token.removeprefix("##")), (token, start, end)
+
+
+def test_tokenizer_options_in_a_recipe_and_their_errors(tmp_path):
+    out = tmp_path / "cls"
+    train(RECIPES / "classification_demo.yaml", [*FAST, "--output_dir", str(out), "--tokenizer_lowercase", "false",
+                                                  "--tokenizer_newlines", "true"])
+    tok = AutoTokenizer.from_pretrained(out)
+    assert tok.backend_tokenizer.normalizer.normalize_str("North\nsouth") == "North ¶ south"  # the saved file keeps both
+    with pytest.raises(ValueError, match="tokenizer_newlines=True applies to a tokenizer trained on the fly"):
+        train(RECIPES / "classification_demo.yaml", [*FAST, "--output_dir", str(tmp_path / "x"),
+                                                      "--model_name_or_path", str(out), "--tokenizer_newlines", "true"])
+    with pytest.raises(ValueError, match="tokenizer_lowercase=True applies to the WordPiece tokenizer"):
+        train(RECIPES / "summarization_demo.yaml", [*FAST, "--output_dir", str(tmp_path / "y"), "--tokenizer_lowercase", "true"])

@@ -50,6 +50,8 @@ class ModelArguments:
     )
     tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer dir or Hub id; default: the model's, or one trained on the training text."})
     tokenizer_vocab_size: int = field(default=2000, metadata={"help": "Vocabulary of a tokenizer trained on the fly."})
+    tokenizer_lowercase: bool | None = field(default=None, metadata={"help": "A WordPiece tokenizer trained on the fly lowercases (default true); false keeps case. (The T5 SentencePiece one is always cased.)"})
+    tokenizer_newlines: bool = field(default=False, metadata={"help": "A WordPiece tokenizer trained on the fly keeps each line break as a token `¶` (offsets still point at the newline): for text whose layout carries meaning, e.g. reference pages."})
     trust_remote_code: bool = field(default=False, metadata={
         "help": "Run the modeling code a Hub checkpoint carries (only for repositories you trust); hf_relpos's own "
                 "relpos_* checkpoints load without it while hf_relpos is installed."})
@@ -318,6 +320,15 @@ def validate(model_args: ModelArguments, data_args: DataTrainingArguments) -> No
                 f"absolute_position={model_args.absolute_position!r} is not valid; choose one of: {', '.join(ABSOLUTE_POSITIONS)}"
             )
     model_args.overrides()
+    trained_tokenizer = model_args.tokenizer_name is None and model_args.model_name_or_path is None
+    for name, default in (("tokenizer_lowercase", None), ("tokenizer_newlines", False)):
+        value = getattr(model_args, name)
+        if value != default and not trained_tokenizer:
+            raise ValueError(f"{name}={value} applies to a tokenizer trained on the fly; this recipe loads one "
+                             f"(tokenizer_name / model_name_or_path): remove {name}")
+        if value != default and task.seq2seq and not (name == "tokenizer_lowercase" and value is False):
+            raise ValueError(f"{name}={value} applies to the WordPiece tokenizer of relpos_bert tasks; task="
+                             f"{data_args.task!r} trains a cased T5 SentencePiece tokenizer: remove {name}")
     if model_args.relative_position_learning_rate is not None and model_args.relative_position_learning_rate <= 0:
         raise ValueError(
             f"relative_position_learning_rate={model_args.relative_position_learning_rate} is not valid; choose a positive number"

@@ -21,10 +21,16 @@ T5_PRESETS = {
 }
 
 
-def train_wordpiece_tokenizer(texts, vocab_size=2000) -> PreTrainedTokenizerFast:
-    """A lowercase BERT-style WordPiece tokenizer ([CLS] A [SEP] B [SEP], token types, offsets)."""
+NEWLINE_TOKEN = "¶"
+
+
+def train_wordpiece_tokenizer(texts, vocab_size=2000, lowercase=True, newlines=False) -> PreTrainedTokenizerFast:
+    """A BERT-style WordPiece tokenizer ([CLS] A [SEP] B [SEP], token types, offsets), lowercase unless
+    ``lowercase=False``; ``newlines=True`` keeps each line break as a token ``¶`` whose offsets point at the
+    newline (BERT's normalizer otherwise turns it into a space, losing paragraph and signature boundaries)."""
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    bert = normalizers.BertNormalizer(lowercase=lowercase)
+    tok.normalizer = normalizers.Sequence([normalizers.Replace("\n", f" {NEWLINE_TOKEN} "), bert]) if newlines else bert
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece()
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -74,8 +80,11 @@ def load_tokenizer(model_args, texts, seq2seq: bool):
         field_name = "tokenizer_name" if model_args.tokenizer_name else "model_name_or_path"
         return _needs_remote_code(field_name, source, lambda: AutoTokenizer.from_pretrained(
             source, trust_remote_code=model_args.trust_remote_code))
-    train = train_sentencepiece_tokenizer if seq2seq else train_wordpiece_tokenizer
-    return train(texts, vocab_size=model_args.tokenizer_vocab_size)
+    if seq2seq:
+        return train_sentencepiece_tokenizer(texts, vocab_size=model_args.tokenizer_vocab_size)
+    return train_wordpiece_tokenizer(texts, vocab_size=model_args.tokenizer_vocab_size,
+                                     lowercase=model_args.tokenizer_lowercase is not False,
+                                     newlines=model_args.tokenizer_newlines)
 
 
 def learned_position_limit(config) -> int | None:
