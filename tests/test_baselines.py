@@ -219,3 +219,55 @@ def test_shared_summarization_lead_baseline_matches_the_issue():
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     scores = rouge([lead(r["document"], 12) for r in rows], [r["summary"] for r in rows])
     assert scores["rouge1"] == pytest.approx(30.2, abs=0.3) and scores["rougeL"] == pytest.approx(26.6, abs=0.3)
+
+
+def _need_shared(*parts):
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} is absent (../shared/data is only on the project's machines)")
+
+
+TINY_T5 = '{"d_model": 32, "d_kv": 16, "d_ff": 64, "num_layers": 1, "num_decoder_layers": 1, "num_heads": 2}'
+TINY_BERT = '{"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64}'
+STEPS = ["--max_steps", "2", "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "8",
+         "--logging_steps", "1", "--disable_tqdm", "true"]
+
+
+def test_summarization_pretrained_pipeline_two_commands(tmp_path):
+    """span_corruption_docs (longtext + summarization training documents) then summarization_pretrained from
+    its output: ROUGE next to lead-12 in metrics.json and on the card."""
+    _need_shared("summarization", "train.jsonl")
+    _need_shared("longtext", "train.jsonl")
+    pre = tmp_path / "pre"
+    train(RECIPES / "span_corruption_docs.yaml", [*STEPS, "--model_overrides", TINY_T5, "--tokenizer_vocab_size", "400",
+                                                  "--max_seq_length", "32", "--max_train_samples", "300",
+                                                  "--max_eval_samples", "2", "--output_dir", str(pre)])
+    assert "summarization/train.jsonl" in json.loads((pre / "metrics.json").read_text())["dataset"]
+    out = tmp_path / "sum"
+    result = train(RECIPES / "summarization_pretrained.yaml", [*STEPS, "--model_name_or_path", str(pre),
+                                                               "--max_train_samples", "16", "--max_eval_samples", "8",
+                                                               "--max_source_length", "64", "--max_target_length", "8",
+                                                               "--output_dir", str(out)])
+    for key in ("eval_rouge1", "eval_baseline_rouge1", "eval_baseline_rougeL"):
+        assert 0 <= result["eval"][key] <= 100, key
+    assert result["eval"]["eval_baseline_rouge1"] > 5  # lead-12 overlaps the synopsis
+    card = (out / "README.md").read_text()
+    assert "| rouge1 |" in card and "lead-N" in card
+
+
+def test_qa_pydoc_pretrained_pipeline_two_commands(tmp_path):
+    _need_shared("qa", "pydoc_train.jsonl")
+    _need_shared("longtext", "train.jsonl")
+    pre = tmp_path / "pre"
+    train(RECIPES / "mlm_longtext_qa.yaml", [*STEPS, "--model_overrides", TINY_BERT, "--tokenizer_vocab_size", "500",
+                                             "--max_seq_length", "32", "--max_train_samples", "20", "--max_eval_samples", "2",
+                                             "--output_dir", str(pre)])
+    out = tmp_path / "qa"
+    result = train(RECIPES / "qa_pydoc_pretrained.yaml", [*STEPS, "--model_name_or_path", str(pre), "--max_train_samples", "16",
+                                                          "--max_eval_samples", "8", "--max_seq_length", "64",
+                                                          "--doc_stride", "16", "--output_dir", str(out)])
+    assert "eval_exact_match" in result["eval"] and "eval_baseline_exact_match" in result["eval"]
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(out)  # the pretraining tokenizer travels: cased, line breaks kept
+    assert tok.backend_tokenizer.normalizer.normalize_str("A\nb") == "A ¶ b"
