@@ -14,9 +14,11 @@ carry every scheme; each owns its fallback rule:
   used and (under autograd) recomputed in the backward pass, so no (B, H, L, L) tensor outlives its
   block. Falls back to eager when the probabilities are needed (Shaw's value side, ``output_attentions``).
 - ``flex_attention``: torch flex attention. A distance-only bias is computed inside ``score_mod`` from
-  an (H, Lq + Lk − 1) table, so no (B, H, Lq, Lk) bias tensor exists. Compiled on GPU; on CPU compiled
-  for inference on long inputs (see :func:`flex_compiled`), else unfused (exact and differentiable,
-  but O(L²) memory). Same eager fallback as sdpa; attention dropout is refused.
+  an (H, Lq + Lk − 1) table, so no (B, H, Lq, Lk) bias tensor exists. Compiled on GPU (the tables get
+  their gradients through the captured tensors); on CPU compiled for inference on long inputs (see
+  :func:`flex_compiled`), else unfused; CPU training (torch has no flex backward there) runs the same
+  ``score_mod`` over dense scores (:func:`flex_math`, O(L²) memory). Same eager fallback as sdpa;
+  attention dropout is refused.
 
 Every backend is called ``fn(module, query, key, value, attention_mask, *, scaling, dropout, scheme,
 memo, projections, output_attentions)`` and returns ``(output (B, Lq, H, d), probs or None)``.
@@ -140,12 +142,29 @@ def _flex_core(query, key, value, attention_mask, scaling, position_bias=None, b
     elif flex_compiled(query, key, value, position_bias, bias_1d):
         output = _compiled_flex()(query, key, value, score_mod=score_mod, scale=scaling,
                                   block_mask=full_block_mask(q_len, k_len, query.device))
+    elif query.device.type == "cpu" and torch.is_grad_enabled() and any(
+            t is not None and t.requires_grad for t in (query, key, value, position_bias, bias_1d)):
+        # torch has no flex backward on CPU (compiled or not): the same score_mod over dense scores
+        output = flex_math(query, key, value, score_mod, scaling)
     else:
-        # compiled flex on CPU is inference-only; the unfused path is exact and differentiable
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*flex_attention called without torch.compile.*")
             output = flex_attention(query, key, value, score_mod=score_mod, scale=scaling)
     return output.transpose(1, 2).contiguous(), None
+
+
+def flex_math(query, key, value, score_mod, scaling):
+    """What flex attention computes, without its kernel: ``score_mod`` applied to the dense (B, H, Lq, Lk)
+    scores with broadcast index tensors (it only indexes and adds), softmax in fp32, times ``value``.
+    Differentiable in everything ``score_mod`` captures (the scheme's tables): the CPU training path of
+    ``attn_implementation="flex_attention"``, and the reference the GPU kernel's gradients must match."""
+    shape = (query.shape[0], query.shape[1], query.shape[-2], key.shape[-2])
+
+    def index(dim):
+        return torch.arange(shape[dim], device=query.device).view([-1 if d == dim else 1 for d in range(4)])
+
+    scores = score_mod(torch.matmul(query, key.transpose(-1, -2)) * scaling, index(0), index(1), index(2), index(3))
+    return torch.matmul(torch.softmax(scores.float(), dim=-1).to(value.dtype), value)
 
 
 # Content schemes under sdpa switch to query blocks when the scores of one layer, B·H·Lq·Lk values,

@@ -363,6 +363,33 @@ def test_gradients_match_across_backends(impl):
             assert (a - b).abs().max() <= 1e-4 * max(1.0, b.abs().max().item()), name  # fp32 sums, as the blocked test
 
 
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("Lq,Lk", [(8, 8), (5, 12)])
+def test_flex_score_mod_tables_receive_the_eager_gradients(causal, Lq, Lk):
+    """Flex's score_mod reads the scheme's learnable (H, Lq + Lk − 1) table as a captured tensor: backward
+    through flex (uncompiled on CPU; compiled on GPU, where flex supports captured tensors that need grad)
+    gives the scheme parameters and q/k/v the eager gradients, padded, causal, and with q_len < k_len."""
+    names = [n for n in SCHEMES if SCHEMES[n].distance_only and has_parameters(n)]
+    assert {"t5", "kerple", "fire"} <= set(names)
+    for name in names:
+        grads = {}
+        for backend in ("eager", "flex_attention"):
+            _, scheme, projections = make_scheme(name, causal=causal, seed=5)
+            q, k, v, padding = inputs(Lq, Lk)
+            for t in (q, k, v):
+                t.requires_grad_(True)
+            out = run(scheme, projections, q, k, v, padding, causal, backend, D**-0.5)
+            weight = torch.randn(out.shape, generator=torch.Generator().manual_seed(9))
+            (out * weight).sum().backward()
+            grads[backend] = {**{n: p.grad.clone() for n, p in scheme.named_parameters() if p.grad is not None},
+                              "q": q.grad, "k": k.grad, "v": v.grad}
+        assert grads["flex_attention"].keys() == grads["eager"].keys(), name
+        assert any(g.abs().sum() > 0 for n, g in grads["eager"].items() if n not in "qkv"), name
+        for key, want in grads["eager"].items():
+            got = grads["flex_attention"][key]
+            assert (got - want).abs().max() <= 1e-4 * max(1.0, want.abs().max().item()), (name, key)
+
+
 @pytest.mark.parametrize("per_head", [False, True])
 @pytest.mark.parametrize("N,M,x_start,other_start,tile", [(13, 13, 0, 0, 4), (5, 17, 12, 0, 3), (17, 5, 0, 12, 64), (9, 9, 0, 0, 1)])
 def test_relative_dot_tiled_and_clipped_paths_equal_naive(per_head, N, M, x_start, other_start, tile):

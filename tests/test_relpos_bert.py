@@ -631,3 +631,24 @@ def test_config_round_trip(tmp_path):
         assert getattr(loaded, field) == getattr(config, field)
     assert RelPosBertConfig().relative_position == "t5" and RelPosBertConfig().absolute_position == "none"
     assert math.isclose(RelPosBertConfig().rope_theta, 10000.0)
+
+
+@pytest.mark.parametrize("scheme", ["t5", "alibi", "kerple", "shaw_kq"])
+def test_flex_trains_on_cpu_with_sdpa_gradients(scheme):
+    """attn_implementation="flex_attention" trains on CPU (torch has no flex backward there: the same
+    score_mod runs over dense scores) and gives every parameter, the scheme's tables included, the sdpa
+    gradients."""
+    input_ids, attention_mask = sample_inputs(batch=2, length=12)
+    labels = input_ids.clone()
+    labels[:, ::3] = -100
+    grads = {}
+    for impl in ("sdpa", "flex_attention"):
+        torch.manual_seed(0)
+        model = RelPosBertForMaskedLM(tiny_config(scheme))
+        model.set_attn_implementation(impl)
+        model(input_ids, attention_mask=attention_mask, labels=labels).loss.backward()
+        grads[impl] = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    assert grads["sdpa"].keys() == grads["flex_attention"].keys()
+    assert any("relative" in n for n in grads["sdpa"]) or scheme == "alibi"
+    for name, want in grads["sdpa"].items():
+        torch.testing.assert_close(grads["flex_attention"][name], want, atol=1e-5, rtol=1e-4, msg=lambda m: f"{name}: {m}")
