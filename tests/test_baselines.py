@@ -143,6 +143,8 @@ def test_compare_checkpoints_one_table_and_cards(tmp_path, capsys):
     assert code == 0
     printed = capsys.readouterr().out
     assert "first" in printed and "second" in printed and "baseline_accuracy" in printed
+    header = printed.splitlines()[[i for i, line in enumerate(printed.splitlines()) if line.startswith("run ")][-1]]
+    assert header.split() == ["run", "accuracy", "baseline_accuracy", "baseline_macro_f1", "loss", "macro_f1", "train", "s"]
     rows = json.loads((out / "compare" / "compare.json").read_text())
     assert [(r["label"], r["scheme"]) for r in rows] == [("first", "alibi"), ("second", "rotary")]
     assert (out / "compare" / "compare.png").stat().st_size > 1000

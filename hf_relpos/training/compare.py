@@ -93,9 +93,10 @@ def compare_table(rows) -> str:
     names = sorted({k for r in rows for k, v in r["eval"].items() if k.startswith("eval_") and isinstance(v, float)
                     and not k.endswith(_SKIPPED_METRICS)})
     width = max(12, *(len(r["label"]) + 2 for r in rows))
-    lines = [f"{'run':<{width}}" + "".join(f"{m.removeprefix('eval_'):>14}" for m in names) + f"{'train s':>10}"]
+    widths = {m: max(12, len(m.removeprefix("eval_"))) + 2 for m in names}
+    lines = [f"{'run':<{width}}" + "".join(f"{m.removeprefix('eval_'):>{widths[m]}}" for m in names) + f"{'train s':>10}"]
     for r in rows:
-        lines.append(f"{r['label']:<{width}}" + "".join(f"{r['eval'].get(m, float('nan')):>14.4f}" for m in names)
+        lines.append(f"{r['label']:<{width}}" + "".join(f"{r['eval'].get(m, float('nan')):>{widths[m]}.4f}" for m in names)
                      + f"{r['train_seconds']:>10.1f}")
     return "\n".join(lines)
 
