@@ -91,6 +91,7 @@ def test_summarization_run_reports_the_lead_baseline(tmp_path):
     assert "| rouge1 |" in card and "lead-N" in card
     generation = json.loads((out / "generation_config.json").read_text())
     assert generation["no_repeat_ngram_size"] == 2 and generation["length_penalty"] == 1.5 and generation["num_beams"] == 2
+    assert generation["max_length"] == 16  # summarization_demo's max_target_length: generate() as evaluated
 
 
 @pytest.mark.parametrize("extra,needle", [

@@ -80,7 +80,7 @@ def setup(task, model_args, data_args, training_args, raw) -> TaskSetup:
     if data_args.num_beams is not None:
         training_args.generation_num_beams = data_args.num_beams
     # the evaluated generation settings go on the model: saved in generation_config.json, generate()'s defaults
-    for name, value in (("num_beams", beams if (beams or 1) > 1 else None),
+    for name, value in (("num_beams", beams if (beams or 1) > 1 else None), ("max_length", training_args.generation_max_length),
                         ("no_repeat_ngram_size", data_args.no_repeat_ngram_size), ("length_penalty", data_args.length_penalty)):
         if value is not None:
             setattr(model.generation_config, name, value)
