@@ -59,6 +59,29 @@ def test_unigram_baseline_against_counting(tmp_path):
     assert 0 < unigram_baseline(train_blocks, eval_blocks) < 0.5
 
 
+def test_span_corruption_baseline_against_its_definition():
+    from hf_relpos.training.pretraining import noise_spans, span_corruption_baseline
+
+    corpus = synthetic_pretraining(train_size=60, eval_size=20, seed=3)
+    tok = train_wordpiece_tokenizer(list(corpus["train"]["text"]), vocab_size=200)
+    train_blocks = packed_blocks(corpus["train"], tok, "text", 40, ("input_ids",))
+    eval_blocks = packed_blocks(corpus["validation"], tok, "text", 40, ("input_ids",))
+    top = Counter(t for b in train_blocks["input_ids"] for t in b).most_common(1)[0][0]
+    flat = [t for b in eval_blocks["input_ids"] for t in b]
+    share = flat.count(top) / len(flat)
+    noise, spans = round(40 * 0.15), noise_spans(40, 0.15, 3.0)  # 6 noise tokens in 2 spans
+    assert (noise, spans) == (6, 2)
+    assert span_corruption_baseline(train_blocks, eval_blocks, 40, 0.15, 3.0) == pytest.approx((spans + 1 + share * noise) / (spans + noise + 1))
+
+
+def test_span_corruption_run_reports_its_baseline(tmp_path):
+    out = tmp_path / "sc"
+    result = train(None, ["--task", "span_corruption", "--preset", "tiny", "--relative_position", "t5",
+                          "--max_seq_length", "32", "--tokenizer_vocab_size", "300", "--output_dir", str(out), *FAST])
+    assert 0.2 < result["eval"]["eval_baseline_accuracy"] < 1  # the sentinels and </s> alone are right
+    assert "| accuracy |" in (out / "README.md").read_text() and "sentinels and `</s>` counted right" in (out / "README.md").read_text()
+
+
 def test_classification_run_reports_the_majority_baseline(tmp_path):
     out = tmp_path / "cls"
     result = train(RECIPES / "classification_demo.yaml", [*FAST, "--output_dir", str(out)])

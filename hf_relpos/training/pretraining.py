@@ -16,8 +16,9 @@ batch is dropped).
   each span replaced by a sentinel ``<extra_id_N>`` (N = 0, 1, .. in order) in the inputs, and the targets
   are the spans, each after its sentinel, then ``</s>``.
 
-Metrics: masked-token (target-token) accuracy, loss and perplexity on validation blocks (mlm: next to
-``eval_baseline_accuracy``, every masked token guessed as the most frequent training token); ``eval_lengths``
+Metrics: masked-token (target-token) accuracy, loss and perplexity on validation blocks, next to
+``eval_baseline_accuracy`` (every masked or span token guessed as the most frequent training token; span
+corruption's sentinels and ``</s>`` counted right); ``eval_lengths``
 repeats them on validation blocks of each length (``eval_len<N>_*``, a PNG plot beside the model when
 matplotlib is installed).
 """
@@ -253,14 +254,27 @@ def unigram_baseline(train_blocks, eval_blocks) -> float:
 
     def counts(blocks):
         ids = np.asarray(blocks["input_ids"]).ravel()
-        special = np.asarray(blocks["special_tokens_mask"]).ravel().astype(bool)
-        return np.bincount(ids[~special])
+        if "special_tokens_mask" in blocks.column_names:
+            ids = ids[~np.asarray(blocks["special_tokens_mask"]).ravel().astype(bool)]
+        return np.bincount(ids)
 
     train_counts, eval_counts = counts(train_blocks), counts(eval_blocks)
     if train_counts.sum() == 0 or eval_counts.sum() == 0:
         return 0.0
     top = int(np.argmax(train_counts))
     return float(eval_counts[top] / eval_counts.sum()) if top < len(eval_counts) else 0.0
+
+
+def span_corruption_baseline(train_blocks, eval_blocks, tokens_length: int, noise_density: float,
+                             mean_noise_span_length: float) -> float:
+    """The target-token accuracy of a model-free guess: the targets' sentinels and final ``</s>`` are
+    given by the structure (always right), every span token is guessed as the training blocks' most
+    frequent token (right as often as that token's share of the validation tokens, spans being placed
+    at random). Expected accuracy over a block's ``spans + noise tokens + 1`` targets."""
+    noise = min(max(int(round(tokens_length * noise_density)), 1), tokens_length - 1)
+    spans = noise_spans(tokens_length, noise_density, mean_noise_span_length)
+    share = unigram_baseline(train_blocks, eval_blocks)
+    return (spans + 1 + share * noise) / (spans + noise + 1)
 
 
 def _argmax(logits, labels):
@@ -408,8 +422,10 @@ def setup(task, model_args, data_args, training_args, raw) -> TaskSetup:
         metrics = trainer.evaluate()
         metrics["eval_perplexity"] = math.exp(min(metrics["eval_loss"], 50.0))
         metrics["eval_blocks"] = len(evals)
-        if not span and isinstance(train, Dataset):  # a stream is not read twice for a baseline
-            metrics["eval_baseline_accuracy"] = unigram_baseline(train, evals)
+        if isinstance(train, Dataset):  # a stream is not read twice for a baseline
+            metrics["eval_baseline_accuracy"] = (
+                span_corruption_baseline(train, evals, block(data_args.max_seq_length), data_args.noise_density,
+                                         data_args.mean_noise_span_length) if span else unigram_baseline(train, evals))
         accuracy = {}
         for n, blocks in by_length.items():
             if len(blocks) == 0:
