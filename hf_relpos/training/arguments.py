@@ -14,7 +14,7 @@ import yaml
 from transformers import HfArgumentParser, Seq2SeqTrainingArguments
 
 from ..relative_positions import ABSOLUTE_POSITIONS, SCHEMES
-from .data import split_paths
+from .data import comma_list
 from .modeling import BERT_PRESETS, check_fresh_position_limit, check_position_limit
 from .recipes import did_you_mean, resolve_recipe
 from .tasks import TASKS, get_task
@@ -344,7 +344,7 @@ def validate(model_args: ModelArguments, data_args: DataTrainingArguments) -> No
         )
     for name in ("train_file", "validation_file", "test_file"):
         value = getattr(data_args, name)
-        for path in split_paths(value) if value is not None else ():  # several files: comma-separated
+        for path in comma_list(value):  # several files: comma-separated
             what = f"{name}={value!r}" + (f" (file {path!r})" if path != value else "")
             if not Path(path).is_file():
                 raise ValueError(f"{what} does not exist (point the recipe at your file: --{name} PATH)")

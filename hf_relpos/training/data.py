@@ -110,7 +110,7 @@ def dataset_label(data_args) -> str:
     files (folder/name, as given), or "synthetic"."""
     files = data_files(data_args)
     if files:
-        return ", ".join(dict.fromkeys("/".join(Path(p).parts[-2:]) for v in files.values() for p in split_paths(v)))
+        return ", ".join(dict.fromkeys("/".join(Path(p).parts[-2:]) for v in files.values() for p in comma_list(v)))
     if uses_synthetic(data_args):
         return "synthetic"
     name = data_args.dataset_name
@@ -124,12 +124,12 @@ def load_raw_datasets(data_args, synthetic=None) -> DatasetDict:
     files = data_files(data_args)
     streaming = bool(getattr(data_args, "streaming", False))  # an IterableDatasetDict (pretraining tasks)
     if files:
-        files = {split: split_paths(path) for split, path in files.items()}
+        files = {split: comma_list(path) for split, path in files.items()}
         for split, paths in files.items():
             if not streaming:  # a streamed corpus may not fit in memory: read as it trains
                 for path in paths:
                     check_data_file(f"{split}_file", path)
-        if any(len(paths) > 1 for paths in files.values()) or "," in str(getattr(data_args, "text_column", None) or ""):
+        if any(len(paths) > 1 for paths in files.values()) or len(comma_list(getattr(data_args, "text_column", None))) > 1:
             raw = (IterableDatasetDict if streaming else DatasetDict)(
                 {split: _concatenate_files(split, paths, data_args, streaming) for split, paths in files.items()})
         else:
@@ -154,9 +154,10 @@ def load_raw_datasets(data_args, synthetic=None) -> DatasetDict:
     return raw
 
 
-def split_paths(value) -> list[str]:
-    """A ``*_file`` field's files: one path, or several separated by commas."""
-    return [p.strip() for p in str(value).split(",") if p.strip()]
+def comma_list(value) -> list[str]:
+    """A recipe field that may name several things, comma-separated (``train_file: a.jsonl,b.jsonl``,
+    ``text_column: text,document``), as a list; [] for None."""
+    return [] if value is None else [p.strip() for p in str(value).split(",") if p.strip()]
 
 
 def _load_files(files: dict, streaming: bool):
@@ -175,7 +176,7 @@ def _concatenate_files(split: str, paths: list[str], data_args, streaming: bool)
 
     parts = [_load_files({split: path}, streaming)[split] for path in paths]
     columns = [list(part.column_names or next(iter(part)).keys()) for part in parts]  # a stream may not know them
-    wanted = [c.strip() for c in str(getattr(data_args, "text_column", None) or "").split(",") if c.strip()]
+    wanted = comma_list(getattr(data_args, "text_column", None))
     if len(wanted) < 2 and all(c == columns[0] for c in columns) and columns[0]:
         return concatenate_datasets(parts)
     aligned = []

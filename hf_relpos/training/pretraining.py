@@ -37,7 +37,7 @@ from tokenizers import AddedToken
 from transformers import DataCollatorForLanguageModeling, TrainerCallback
 from transformers.utils import logging
 
-from .data import require_columns
+from .data import comma_list, require_columns
 from .modeling import _needs_remote_code, build_config, learned_position_limit, load_tokenizer
 from .task import TaskSetup
 from .trainer import RelPosTrainer
@@ -134,15 +134,20 @@ def compute_input_and_target_lengths(inputs_length: int, noise_density: float, m
     return tokens_length, targets_length
 
 
+def noise_tokens(length: int, noise_density: float) -> int:
+    """T5's number of noise tokens in a block of ``length``: round(length × density), at least 1, at most length − 1."""
+    return min(max(int(round(length * noise_density)), 1), length - 1)
+
+
 def noise_spans(length: int, noise_density: float, mean_noise_span_length: float) -> int:
-    num_noise_tokens = min(max(int(round(length * noise_density)), 1), length - 1)
+    num_noise_tokens = noise_tokens(length, noise_density)
     return max(int(round(min(num_noise_tokens, length - num_noise_tokens) / mean_noise_span_length)), 1)
 
 
 def random_spans_noise_mask(length: int, noise_density: float, mean_noise_span_length: float, rng) -> np.ndarray:
     """T5's noise mask (bool, ``length``): round(length × density) noise tokens in ``noise_spans`` spans, the
     sequence starting with a non-noise span and alternating; span lengths a random segmentation."""
-    num_noise_tokens = min(max(int(round(length * noise_density)), 1), length - 1)
+    num_noise_tokens = noise_tokens(length, noise_density)
     num_spans = noise_spans(length, noise_density, mean_noise_span_length)
     num_nonnoise_tokens = length - num_noise_tokens
 
@@ -271,7 +276,7 @@ def span_corruption_baseline(train_blocks, eval_blocks, tokens_length: int, nois
     given by the structure (always right), every span token is guessed as the training blocks' most
     frequent token (right as often as that token's share of the validation tokens, spans being placed
     at random). Expected accuracy over a block's ``spans + noise tokens + 1`` targets."""
-    noise = min(max(int(round(tokens_length * noise_density)), 1), tokens_length - 1)
+    noise = noise_tokens(tokens_length, noise_density)
     spans = noise_spans(tokens_length, noise_density, mean_noise_span_length)
     share = unigram_baseline(train_blocks, eval_blocks)
     return (spans + 1 + share * noise) / (spans + noise + 1)
@@ -363,7 +368,7 @@ def setup(task, model_args, data_args, training_args, raw) -> TaskSetup:
     lengths = sorted(set(data_args.eval_lengths or []))
     if any(n < 8 for n in lengths):
         raise ValueError(f"eval_lengths={data_args.eval_lengths} is not valid; choose block lengths of at least 8 tokens")
-    column = task.column(data_args, "text_column").split(",")[0].strip()  # "text,document": files of two layouts
+    column = comma_list(task.column(data_args, "text_column"))[0]  # "text,document": files of two layouts
     for split in ("train", "validation"):
         if not isinstance(raw[split], IterableDataset):
             require_columns(raw[split], {"text_column": column}, split)

@@ -66,19 +66,19 @@ def setup(task, model_args, data_args, training_args, raw) -> TaskSetup:
     def compute_metrics(prediction):
         preds = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
         preds = np.where(preds != -100, preds, tokenizer.pad_token_id)
-        labels = np.where(prediction.label_ids != -100, prediction.label_ids, tokenizer.pad_token_id)
         decoded_preds = [p.strip() for p in tokenizer.batch_decode(preds, skip_special_tokens=True)]
-        decoded_labels = [r.strip() for r in tokenizer.batch_decode(labels, skip_special_tokens=True)]
-        if len(decoded_labels) == len(references):  # the full validation split, in order: score against the
+        if len(decoded_preds) == len(references):  # the full validation split, in order: score against the
             decoded_labels = references  # raw summaries, as the baseline is (not their truncated tokenization)
+        else:
+            labels = np.where(prediction.label_ids != -100, prediction.label_ids, tokenizer.pad_token_id)
+            decoded_labels = [r.strip() for r in tokenizer.batch_decode(labels, skip_special_tokens=True)]
         scores = rouge(decoded_preds, decoded_labels)
         scores["gen_len"] = float(np.mean([np.count_nonzero(p != tokenizer.pad_token_id) for p in preds]))
         return scores
 
     if training_args.generation_max_length is None:
         training_args.generation_max_length = data_args.max_target_length
-    if data_args.num_beams is not None:
-        training_args.generation_num_beams = data_args.num_beams
+    training_args.generation_num_beams = beams
     # the evaluated generation settings go on the model: saved in generation_config.json, generate()'s defaults
     for name, value in (("num_beams", beams if (beams or 1) > 1 else None), ("max_length", training_args.generation_max_length),
                         ("no_repeat_ngram_size", data_args.no_repeat_ngram_size), ("length_penalty", data_args.length_penalty)):
