@@ -2,6 +2,7 @@
 first-sentence baseline in metrics.json and the card; skipped where ../shared/data is absent."""
 
 import json
+import re
 
 import pytest
 import yaml
@@ -94,3 +95,72 @@ def test_qa_pydoc_recipes_parse_offline(pydoc):
         _, data_args, training_args = parse_recipe(recipe, [])
         assert data_args.task == "qa" and data_args.max_seq_length == 256 and data_args.doc_stride == 96
         assert training_args.use_cpu
+
+
+def _squad(rows):
+    from datasets import Dataset
+
+    return Dataset.from_list([{"id": str(i), "title": "t", "context": c, "question": q,
+                               "answers": {"text": [a], "answer_start": [c.index(a)]}} for i, (c, q, a) in enumerate(rows)])
+
+
+def test_renamed_copies_rename_the_named_entry_everywhere():
+    """Each copy renames the question's rare words (names) in question, context and answer alike, to names of
+    other questions that occur in neither; the answer stays the same span of the renamed context."""
+    from hf_relpos.training.qa import renamed_copies
+
+    rows = [
+        ("fork()\n\nCreate a child; fork returns twice.\n\nwait()\n\nWait for a child.", "What does fork do?",
+         "Create a child; fork returns twice."),
+        ("open(file)\n\nOpen file and return a stream.\n\nclose()\n\nClose it.", "What does open do?",
+         "Open file and return a stream."),
+        ("sleep(secs)\n\nSuspend execution.\n\ntime()\n\nReturn the time.", "What does sleep do?", "Suspend execution."),
+        ("chdir(path)\n\nChange the directory.", "What does chdir do?", "Change the directory."),
+        ("umask(mask)\n\nSet the umask.", "What does umask do?", "Set the umask."),
+    ]
+    data = _squad(rows)
+    copies = renamed_copies(data, 2, seed=0, question_column="question", context_column="context", answer_column="answers")
+    assert len(copies) == 2 * len(rows) and copies.features == data.features
+    names = {"fork", "open", "sleep", "chdir", "umask"}  # "What", "does", "do" are in 5 > 3 questions: kept
+    for copy in copies:
+        source = data[int(copy["id"].split("-")[0])]
+        old = source["question"].split()[2]
+        new = copy["question"].split()[2]
+        assert copy["id"].endswith(("-renamed0", "-renamed1"))
+        assert copy["question"] == f"What does {new} do?" and new in names - {old}
+        assert new not in source["context"]  # never a name the context already has
+        assert copy["context"] == re.sub(rf"\b{old}\b", new, source["context"])
+        (start,), (text,) = copy["answers"]["answer_start"], copy["answers"]["text"]
+        assert copy["context"][start:start + len(text)] == text
+        assert text == re.sub(rf"\b{old}\b", new, source["answers"]["text"][0])
+    assert "Open file and return a stream." in [c["answers"]["text"][0] for c in copies]  # "file" is no name here
+    assert len({c["question"] for c in copies}) > 3  # the draws differ between copies
+
+
+def test_renamed_copies_skip_examples_without_a_clean_name():
+    from hf_relpos.training.qa import renamed_copies
+
+    rows = [("Nothing to see here.", "What does zzz do?", "Nothing"),  # its name is not in the context
+            ("fork()\n\nfork makes a child.", "What does fork do?", "ork makes a child."),  # answer starts inside the name
+            ("abc()\n\nDoes abc.", "What does abc do?", "Does abc."),
+            ("Filler.", "What does q1 do?", "Filler."), ("Filler.", "What does q2 do?", "Filler.")]
+    copies = renamed_copies(_squad(rows), 1, 0, "question", "context", "answers")
+    assert sorted(c["id"] for c in copies) == ["2-renamed0"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--renamed_copies", "-1"], "renamed_copies=-1 is not valid for task='qa'"),
+    (["--task", "classification", "--renamed_copies", "2"], "renamed_copies=2 is not valid for task='classification'"),
+])
+def test_renamed_copies_refused_where_meaningless(args, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_recipe(RECIPES / "qa_demo.yaml", args)
+
+
+def test_qa_recipe_trains_on_renamed_copies(pydoc, tmp_path):
+    out = tmp_path / "renamed"
+    result = train(RECIPES / "qa_pydoc.yaml", [*TINY, "--tokenizer_vocab_size", "600", "--renamed_copies", "1",
+                                               "--output_dir", str(out)])
+    assert result["train"]["epoch"] > 0
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert state["global_step"] == 3

@@ -90,6 +90,10 @@ class DataTrainingArguments:
     version_2_with_negative: bool = field(default=False, metadata={"help": "qa: some questions have no answer (SQuAD v2)."})
     n_best_size: int = field(default=20, metadata={"help": "qa: start/end candidates considered per window."})
     max_answer_length: int = field(default=30, metadata={"help": "qa: longest answer, in tokens."})
+    renamed_copies: int = field(default=0, metadata={
+        "help": "qa: add N copies of every training example whose rare question words (names) are renamed to other "
+                "training names in question, context and answer alike, so that the model must find the entry the "
+                "question names instead of memorising answers (entity anonymisation; 0 = off)."})
     null_score_diff_threshold: float = field(default=0.0, metadata={"help": "qa v2: predict no answer when null score - best span > this."})
     # summarization
     summary_column: str | None = field(default=None, metadata={"help": "summarization: `summary`."})
@@ -333,6 +337,9 @@ def validate(model_args: ModelArguments, data_args: DataTrainingArguments) -> No
         raise ValueError(
             f"relative_position_learning_rate={model_args.relative_position_learning_rate} is not valid; choose a positive number"
         )
+    if data_args.renamed_copies < 0 or (data_args.renamed_copies and data_args.task != "qa"):
+        raise ValueError(f"renamed_copies={data_args.renamed_copies} is not valid for task={data_args.task!r}; "
+                         "it applies to qa, as a whole number >= 0")
     for name in ("max_seq_length", "doc_stride", "n_best_size", "max_answer_length", "max_source_length",
                  "max_target_length", "synthetic_train_size", "synthetic_eval_size"):
         value = getattr(data_args, name)

@@ -1,7 +1,8 @@
 """Extractive question answering, SQuAD v1.1 / v2 layout: long contexts split into windows with a
 stride, offset mapping back to characters, the standard n-best post-processing (max answer length,
 null answer for v2), exact match and F1 with SQuAD normalisation, next to a model-free baseline (the first
-sentence of each context as the answer: ``eval_baseline_exact_match`` / ``eval_baseline_f1``)."""
+sentence of each context as the answer: ``eval_baseline_exact_match`` / ``eval_baseline_f1``). Optional
+training augmentation: ``renamed_copies`` (see :func:`renamed_copies`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import evaluate
 import numpy as np
+from datasets import Dataset, concatenate_datasets
 from transformers import default_data_collator
 
 from .data import check_text_columns, require_columns, tokenize
@@ -33,6 +35,65 @@ def first_sentence(context: str) -> str:
             if sentence.endswith((".", "!", "?")):
                 return sentence
     return paragraphs[0] if paragraphs else ""
+
+
+_WORD = re.compile(r"\w+")
+RENAME_MAX_QUESTION_SHARE = 0.005  # a word in at most this share of the training questions (and at least 3) is a name
+
+
+def renamed_copies(dataset, copies: int, seed: int, question_column: str, context_column: str, answer_column: str):
+    """``copies`` renamed versions of every training example, as one Dataset (same columns).
+
+    A question's *names* are its words (``\\w+``) that occur in few training questions (at most
+    ``RENAME_MAX_QUESTION_SHARE`` of them, and at least 3) and also in its context. Each copy replaces every
+    whole-word occurrence of each name, in question, context and answers alike, by another name of the training
+    questions that occurs in neither. The answer is the same span of a text that reads the same, but the pair
+    (name, answer text) is new, so memorising which sentence answers which name no longer fits the data: the
+    model has to find the entry the question names. The idea is the entity anonymisation of Hermann et al.
+    (2015, "Teaching Machines to Read and Comprehend"), with real names instead of placeholders so that
+    evaluation text looks like training text. An example without names, or whose answer boundary falls inside
+    a name, gets no copies.
+    """
+    rows = list(dataset)
+    question_words = [set(_WORD.findall(row[question_column])) for row in rows]
+    counts = collections.Counter(word for words in question_words for word in words)
+    limit = max(3, int(RENAME_MAX_QUESTION_SHARE * len(rows)))
+    pool = sorted(word for word, count in counts.items() if count <= limit)
+    rng = np.random.default_rng(seed)
+    out = []
+    for row, q_words in zip(rows, question_words):
+        context, question, answers = row[context_column], row[question_column], row[answer_column]
+        context_words = set(_WORD.findall(context))
+        names = sorted((w for w in q_words if counts[w] <= limit and w in context_words), key=lambda w: (-len(w), w))
+        if not names:
+            continue
+        pattern = re.compile(r"\b(" + "|".join(map(re.escape, names)) + r")\b")
+        matches = list(pattern.finditer(context))
+        bounds = [b for start, text in zip(answers["answer_start"], answers["text"]) for b in (start, start + len(text))]
+        if any(m.start() < b < m.end() for m in matches for b in bounds):
+            continue
+        taken = context_words | q_words
+        for copy in range(copies):
+            mapping = {}
+            for name in names:
+                for _ in range(100):  # the pool is large; a few draws find a word that is in neither text
+                    other = pool[int(rng.integers(len(pool)))]
+                    if other not in taken and other not in mapping.values():
+                        mapping[name] = other
+                        break
+            if len(mapping) < len(names):
+                continue
+
+            def shift(position, mapping=mapping):
+                return position + sum(len(mapping[m.group(1)]) - len(m.group(1)) for m in matches if m.end() <= position)
+
+            rename = lambda text, mapping=mapping: pattern.sub(lambda m: mapping[m.group(1)], text)
+            new_context = rename(context)
+            starts = [shift(start) for start in answers["answer_start"]]
+            texts = [new_context[shift(start) : shift(start + len(text))] for start, text in zip(answers["answer_start"], answers["text"])]
+            out.append({**row, "id": f"{row['id']}-renamed{copy}", question_column: rename(question), context_column: new_context,
+                        answer_column: {**answers, "answer_start": starts, "text": texts}})
+    return Dataset.from_list(out, features=dataset.features)
 
 
 def check_answers(dataset, data_args, split):
@@ -91,6 +152,11 @@ def setup(task, model_args, data_args, training_args, raw) -> TaskSetup:
         check_text_columns(raw[split], {"question_column": data_args.question_column,
                                         "context_column": data_args.context_column}, split, data_args)
         check_answers(raw[split], data_args, split)
+    if data_args.renamed_copies:
+        copies = renamed_copies(raw["train"], data_args.renamed_copies, training_args.seed, data_args.question_column,
+                                data_args.context_column, data_args.answer_column)
+        check_answers(copies, data_args, "train (renamed copies)")
+        raw["train"] = concatenate_datasets([raw["train"], copies])
 
     texts = list(raw["train"][data_args.context_column]) + list(raw["train"][data_args.question_column])
     tokenizer = load_tokenizer(model_args, texts, task.seq2seq)
