@@ -104,9 +104,10 @@ def _squad(rows):
                                "answers": {"text": [a], "answer_start": [c.index(a)]}} for i, (c, q, a) in enumerate(rows)])
 
 
-def test_renamed_copies_rename_the_named_entry_everywhere():
-    """Each copy renames the question's rare words (names) in question, context and answer alike, to names of
-    other questions that occur in neither; the answer stays the same span of the renamed context."""
+def test_renamed_copies_rename_every_name_consistently():
+    """Each copy renames the names (rare question words) of an example, the asked one and the other entries'
+    alike, in question, context and answer, one-to-one to names that the example does not hold; everything
+    else is kept, and the answer stays the same span of the renamed context."""
     from hf_relpos.training.qa import renamed_copies
 
     rows = [
@@ -117,22 +118,31 @@ def test_renamed_copies_rename_the_named_entry_everywhere():
         ("sleep(secs)\n\nSuspend execution.\n\ntime()\n\nReturn the time.", "What does sleep do?", "Suspend execution."),
         ("chdir(path)\n\nChange the directory.", "What does chdir do?", "Change the directory."),
         ("umask(mask)\n\nSet the umask.", "What does umask do?", "Set the umask."),
+        ("wait()\n\nWait for a child.", "What does wait do?", "Wait for a child."),
     ]
     data = _squad(rows)
     copies = renamed_copies(data, 2, seed=0, question_column="question", context_column="context", answer_column="answers")
     assert len(copies) == 2 * len(rows) and copies.features == data.features
-    names = {"fork", "open", "sleep", "chdir", "umask"}  # "What", "does", "do" are in 5 > 3 questions: kept
+    names = {"fork", "open", "sleep", "chdir", "umask", "wait"}  # "What", "does", "do" are in 6 > 3 questions: kept
     for copy in copies:
         source = data[int(copy["id"].split("-")[0])]
-        old = source["question"].split()[2]
-        new = copy["question"].split()[2]
         assert copy["id"].endswith(("-renamed0", "-renamed1"))
-        assert copy["question"] == f"What does {new} do?" and new in names - {old}
-        assert new not in source["context"]  # never a name the context already has
-        assert copy["context"] == re.sub(rf"\b{old}\b", new, source["context"])
+        old_words, new_words = re.findall(r"\w+|\W+", source["context"]), re.findall(r"\w+|\W+", copy["context"])
+        assert len(old_words) == len(new_words)
+        mapping = {}
+        for old, new in zip(old_words, new_words):
+            if old in names:
+                assert mapping.setdefault(old, new) == new and new in names and new not in source["context"]
+            else:
+                assert old == new
+        assert len(set(mapping.values())) == len(mapping)  # one-to-one
+        asked = source["question"].split()[2]
+        assert copy["question"] == f"What does {mapping[asked]} do?"
         (start,), (text,) = copy["answers"]["answer_start"], copy["answers"]["text"]
         assert copy["context"][start:start + len(text)] == text
-        assert text == re.sub(rf"\b{old}\b", new, source["answers"]["text"][0])
+        assert text == re.sub(r"\w+", lambda m: mapping.get(m.group(), m.group()), source["answers"]["text"][0])
+    fork_copies = [c for c in copies if c["id"].startswith("0-")]
+    assert all("wait" not in c["context"] for c in fork_copies)  # the other entry is renamed too
     assert "Open file and return a stream." in [c["answers"]["text"][0] for c in copies]  # "file" is no name here
     assert len({c["question"] for c in copies}) > 3  # the draws differ between copies
 

@@ -44,29 +44,32 @@ RENAME_MAX_QUESTION_SHARE = 0.005  # a word in at most this share of the trainin
 def renamed_copies(dataset, copies: int, seed: int, question_column: str, context_column: str, answer_column: str):
     """``copies`` renamed versions of every training example, as one Dataset (same columns).
 
-    A question's *names* are its words (``\\w+``) that occur in few training questions (at most
-    ``RENAME_MAX_QUESTION_SHARE`` of them, and at least 3) and also in its context. Each copy replaces every
-    whole-word occurrence of each name, in question, context and answers alike, by another name of the training
-    questions that occurs in neither. The answer is the same span of a text that reads the same, but the pair
-    (name, answer text) is new, so memorising which sentence answers which name no longer fits the data: the
-    model has to find the entry the question names. The idea is the entity anonymisation of Hermann et al.
+    *Names* are the words (``\\w+``) that occur in few training questions (at most ``RENAME_MAX_QUESTION_SHARE``
+    of them, and at least 3): "fork" in "What does fork do?". An example whose question has a name that its
+    context holds gets copies; each copy replaces every whole-word occurrence of every name of the example (the
+    question's and the other entries' alike), in question, context and answers, by a distinct other name that
+    occurs in neither. The answer is the same span of a text that reads the same, but the pair (name, answer
+    text) is new, so memorising which sentence answers which name no longer fits the data: the model has to
+    find the entry the question names. Renaming every name, not only the asked one, leaves no odd one out for a
+    model that has memorised the original context. The idea is the entity anonymisation of Hermann et al.
     (2015, "Teaching Machines to Read and Comprehend"), with real names instead of placeholders so that
-    evaluation text looks like training text. An example without names, or whose answer boundary falls inside
-    a name, gets no copies.
+    evaluation text looks like training text. An example whose answer boundary falls inside a name gets no
+    copies.
     """
     rows = list(dataset)
     question_words = [set(_WORD.findall(row[question_column])) for row in rows]
     counts = collections.Counter(word for words in question_words for word in words)
     limit = max(3, int(RENAME_MAX_QUESTION_SHARE * len(rows)))
     pool = sorted(word for word, count in counts.items() if count <= limit)
+    is_name = set(pool).__contains__
     rng = np.random.default_rng(seed)
     out = []
     for row, q_words in zip(rows, question_words):
         context, question, answers = row[context_column], row[question_column], row[answer_column]
         context_words = set(_WORD.findall(context))
-        names = sorted((w for w in q_words if counts[w] <= limit and w in context_words), key=lambda w: (-len(w), w))
-        if not names:
+        if not any(is_name(w) and w in context_words for w in q_words):
             continue
+        names = sorted({w for w in q_words | context_words if is_name(w)}, key=lambda w: (-len(w), w))
         pattern = re.compile(r"\b(" + "|".join(map(re.escape, names)) + r")\b")
         matches = list(pattern.finditer(context))
         bounds = [b for start, text in zip(answers["answer_start"], answers["text"]) for b in (start, start + len(text))]
