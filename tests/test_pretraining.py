@@ -243,3 +243,92 @@ def test_original_bert_skips_lengths_past_its_table(tmp_path, capsys):
                                      "--output_dir", str(tmp_path / "out")])
     assert "lengths [64] skipped" in capsys.readouterr().out
     assert "eval_len32_accuracy" in result["eval"] and "eval_len64_accuracy" not in result["eval"]
+
+
+def _bert_folder(path, tok, **config):
+    from transformers import BertConfig, BertModel
+
+    settings = dict(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                    intermediate_size=64, max_position_embeddings=48)
+    BertModel(BertConfig(**{**settings, **config})).save_pretrained(path)
+    tok.save_pretrained(path)
+    return str(path)
+
+
+def test_distillation_loss_is_the_share_of_the_teacher_signal_missed():
+    """0 for the teacher's own states, 1 for zeros, padding never counted."""
+    from types import SimpleNamespace
+
+    from transformers import BertConfig, BertModel
+
+    from hf_relpos.training.pretraining import MaskedPositionsTrainer
+
+    torch.manual_seed(0)
+    teacher = BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                   intermediate_size=32)).eval()
+    ids = torch.randint(5, 50, (2, 7))
+    mask = torch.ones_like(ids)
+    mask[1, 4:] = 0
+    inputs = {"input_ids": ids, "attention_mask": mask}
+    with torch.no_grad():
+        target = teacher(input_ids=ids, attention_mask=mask).last_hidden_state
+    loss = lambda hidden: MaskedPositionsTrainer._distillation(SimpleNamespace(teacher=teacher), hidden, inputs).item()
+    assert loss(target) == pytest.approx(0.0, abs=1e-7)
+    assert loss(torch.zeros_like(target)) == pytest.approx(1.0, rel=1e-5)
+    moved = target.clone()
+    moved[1, 4:] += 100.0  # padding: ignored
+    assert loss(moved) == pytest.approx(0.0, abs=1e-7)
+    moved[0, 0] += 1.0
+    real = mask.bool()
+    expected = (moved[real] - target[real]).pow(2).mean() / target[real].pow(2).mean()
+    assert loss(moved) == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_mlm_with_a_teacher_adds_the_hidden_state_loss(tmp_path):
+    """Same seed, same first batch: the run with a teacher (here the student's own starting point, so only
+    dropout separates them) logs MLM loss + distillation_weight × a positive distillation term."""
+    data = synthetic_pretraining(train_size=40, eval_size=10, seed=5)
+    tok = train_wordpiece_tokenizer(list(data["train"]["text"]), vocab_size=300)
+    bert = _bert_folder(tmp_path / "bert", tok)
+    first_loss = {}
+    for name, extra in (("plain", []), ("taught", ["--teacher_model_name_or_path", bert, "--distillation_weight", "5"])):
+        out = tmp_path / name
+        train({"task": "mlm"}, [*FAST, "--model_name_or_path", bert, "--max_steps", "2", "--logging_steps", "1",
+                                *extra, "--output_dir", str(out)])
+        history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+        first_loss[name] = next(h["loss"] for h in history if "loss" in h)
+    assert first_loss["taught"] > first_loss["plain"] + 1e-4
+
+
+def test_teacher_is_checked_against_the_student(tmp_path):
+    from hf_relpos.training.pretraining import load_teacher
+
+    data = synthetic_pretraining(train_size=40, eval_size=10, seed=5)
+    tok = train_wordpiece_tokenizer(list(data["train"]["text"]), vocab_size=300)
+    student = _bert_folder(tmp_path / "student", tok)
+    wide = _bert_folder(tmp_path / "wide", tok, hidden_size=64)
+    with pytest.raises(ValueError, match=r"teacher_model_name_or_path=.*wide.* has hidden_size=64, the trained model 32"):
+        train({"task": "mlm"}, [*FAST, "--model_name_or_path", student, "--teacher_model_name_or_path", wide,
+                                "--output_dir", str(tmp_path / "a")])
+    from hf_relpos import RelPosBertConfig, RelPosBertModel
+
+    relative = tmp_path / "relative"  # reads any length: only the teacher's table bounds the training length
+    RelPosBertModel(RelPosBertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                     intermediate_size=64, relative_position="t5", absolute_position="none",
+                                     pad_token_id=tok.pad_token_id)).save_pretrained(relative)
+    tok.save_pretrained(relative)
+    with pytest.raises(ValueError, match="learned absolute positions for 48 tokens; max_seq_length=64"):
+        train({"task": "mlm"}, [*FAST, "--model_name_or_path", str(relative), "--teacher_model_name_or_path", student,
+                                "--max_seq_length", "64", "--output_dir", str(tmp_path / "b")])
+    with pytest.raises(ValueError, match="teacher_model_name_or_path=.* applies to task 'mlm', not 'span_corruption'"):
+        train({"task": "span_corruption"}, [*FAST, "--teacher_model_name_or_path", student, "--output_dir", str(tmp_path / "c")])
+    with pytest.raises(ValueError, match="distillation_weight=0.0 is not valid"):
+        train({"task": "mlm"}, [*FAST, "--teacher_model_name_or_path", student, "--distillation_weight", "0",
+                                "--output_dir", str(tmp_path / "d")])
+    from transformers import BertConfig
+
+    from hf_relpos.training.arguments import DataTrainingArguments, ModelArguments
+
+    teacher = load_teacher(DataTrainingArguments(task="mlm", teacher_model_name_or_path=student), ModelArguments(),
+                           BertConfig.from_pretrained(student), 32)
+    assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())

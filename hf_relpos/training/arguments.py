@@ -110,6 +110,12 @@ class DataTrainingArguments:
     noise_density: float = field(default=0.15, metadata={"help": "span_corruption: share of tokens in noise spans."})
     mean_noise_span_length: float = field(default=3.0, metadata={"help": "span_corruption: mean noise span length, in tokens."})
     eval_lengths: list[int] | None = field(default=None, metadata={"help": "mlm/span_corruption: also evaluate on validation blocks of each length, e.g. 128 512 2048."})
+    teacher_model_name_or_path: str | None = field(default=None, metadata={
+        "help": "mlm: a teacher checkpoint with the same tokenizer and hidden size (e.g. the original absolute BERT "
+                "before `convert --drop-absolute`); the loss adds distillation_weight × the squared error between the "
+                "student's and the teacher's last hidden states on the same inputs (real tokens), relative to the "
+                "teacher's mean square (0 = same states, 1 = as far as zeros)."})
+    distillation_weight: float = field(default=10.0, metadata={"help": "mlm: weight of the hidden-state loss of teacher_model_name_or_path."})
     streaming: bool = field(default=False, metadata={"help": "mlm/span_corruption: stream the training data (local files or Hub) instead of loading it; needs max_steps."})
     # the run
     overwrite_output_dir: bool = field(default=False, metadata={
@@ -337,6 +343,11 @@ def validate(model_args: ModelArguments, data_args: DataTrainingArguments) -> No
         raise ValueError(
             f"relative_position_learning_rate={model_args.relative_position_learning_rate} is not valid; choose a positive number"
         )
+    if data_args.teacher_model_name_or_path and data_args.task != "mlm":
+        raise ValueError(f"teacher_model_name_or_path={data_args.teacher_model_name_or_path!r} applies to task 'mlm', "
+                         f"not {data_args.task!r}: remove it")
+    if not data_args.distillation_weight > 0:
+        raise ValueError(f"distillation_weight={data_args.distillation_weight} is not valid; choose a positive number")
     if data_args.renamed_copies < 0 or (data_args.renamed_copies and data_args.task != "qa"):
         raise ValueError(f"renamed_copies={data_args.renamed_copies} is not valid for task={data_args.task!r}; "
                          "it applies to qa, as a whole number >= 0")

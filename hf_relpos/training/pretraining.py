@@ -21,6 +21,12 @@ Metrics: masked-token (target-token) accuracy, loss and perplexity on validation
 corruption's sentinels and ``</s>`` counted right); ``eval_lengths``
 repeats them on validation blocks of each length (``eval_len<N>_*``, a PNG plot beside the model when
 matplotlib is installed).
+
+Distillation (``mlm``, ``teacher_model_name_or_path``): the loss adds ``distillation_weight`` × the squared
+error between the student's last hidden states and a frozen teacher's on the same masked inputs, over real
+tokens, relative to the teacher's mean square. Made for context extension: after ``convert --drop-absolute`` the student has lost its
+absolute table, and the original model at ≤ 512 tokens says at every token, not only the masked 15%, what
+its representation was.
 """
 
 from __future__ import annotations
@@ -309,6 +315,29 @@ def _plot(lengths_metrics: dict, path: Path, title: str) -> bool:
     return True
 
 
+def load_teacher(data_args, model_args, config, max_seq_length: int):
+    """The frozen teacher of ``teacher_model_name_or_path`` (its base model, eval mode), checked against the
+    student's ``config``: same hidden size and vocabulary, and learned positions for ``max_seq_length``."""
+    from transformers import AutoConfig, AutoModel
+
+    path = data_args.teacher_model_name_or_path
+    load = lambda cls: _needs_remote_code("teacher_model_name_or_path", path, lambda: cls.from_pretrained(
+        path, trust_remote_code=model_args.trust_remote_code))
+    teacher_config = load(AutoConfig)
+    for name in ("hidden_size", "vocab_size"):
+        mine, theirs = getattr(config, name, None), getattr(teacher_config, name, None)
+        if mine != theirs:
+            raise ValueError(f"teacher_model_name_or_path={path!r} has {name}={theirs}, the trained model {mine}: "
+                             "the teacher must share the student's tokenizer and hidden size")
+    table = learned_position_limit(teacher_config)
+    if table is not None and max_seq_length > table:
+        raise ValueError(f"teacher_model_name_or_path={path!r} has learned absolute positions for {table} tokens; "
+                         f"max_seq_length={max_seq_length} is longer: train at ≤ {table} tokens (evaluate longer with eval_lengths)")
+    teacher = load(AutoModel).eval()
+    teacher.requires_grad_(False)
+    return teacher
+
+
 class MaskedPositionsTrainer(RelPosTrainer):
     """MLM training whose loss projects only the masked positions onto the vocabulary: the same loss as the
     model's forward (mean cross-entropy over the labelled tokens), but the head (hidden × vocabulary: 11.7M
@@ -316,16 +345,42 @@ class MaskedPositionsTrainer(RelPosTrainer):
     tokens instead of all of them. Used for BERT-layout models (``.bert`` + ``.cls``) in one process;
     evaluation, and runs whose model Trainer wrapped (DDP, FSDP, compile), go through the model's forward."""
 
+    def __init__(self, *args, teacher=None, distillation_weight=10.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.teacher, self.distillation_weight = teacher, distillation_weight
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs.get("labels")
         bert, head = getattr(model, "bert", None), getattr(model, "cls", None)
+        distill = self.teacher is not None and model.training
         if (return_outputs or model is not self.model or bert is None or head is None or labels is None
                 or not (labels != -100).any()):
-            return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+            if not distill:
+                return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+            outputs = model(**inputs, output_hidden_states=True)
+            loss = outputs.loss + self.distillation_weight * self._distillation(outputs.hidden_states[-1], inputs)
+            return (loss, outputs) if return_outputs else loss
         hidden = bert(**{k: v for k, v in inputs.items() if k != "labels"}, return_dict=True).last_hidden_state
         keep = labels != -100
         logits = head(hidden[keep])
-        return torch.nn.functional.cross_entropy(logits.float(), labels[keep])
+        loss = torch.nn.functional.cross_entropy(logits.float(), labels[keep])
+        if distill:
+            loss = loss + self.distillation_weight * self._distillation(hidden, inputs)
+        return loss
+
+    def _distillation(self, hidden, inputs):
+        """Squared error to the teacher's last hidden states over the real (unpadded) tokens, divided by the
+        teacher's mean square: the share of the teacher's signal the student misses (0 = same states, 1 = as
+        far as zeros), whatever the scale of the model's hidden states (a sentence-transformers MiniLM's mean
+        square is 0.07, a BERT's near 0.5)."""
+        self.teacher.to(hidden.device)
+        mask = inputs.get("attention_mask")
+        with torch.no_grad():
+            target = self.teacher(input_ids=inputs["input_ids"], attention_mask=mask, return_dict=True,
+                                  **({"token_type_ids": inputs["token_type_ids"]} if "token_type_ids" in inputs else {})).last_hidden_state
+        real = torch.ones_like(inputs["input_ids"], dtype=torch.bool) if mask is None else mask.bool()
+        target = target[real].float()
+        return torch.nn.functional.mse_loss(hidden[real].float(), target) / target.pow(2).mean().clamp_min(1e-12)
 
 
 class _WrappedModelReport(TrainerCallback):
@@ -416,8 +471,11 @@ def setup(task, model_args, data_args, training_args, raw) -> TaskSetup:
         raise ValueError(f"the validation split has fewer than {block(data_args.max_seq_length)} tokens: no block of "
                          f"max_seq_length={data_args.max_seq_length}; give more validation text or lower max_seq_length")
 
+    distill = {} if span else dict(
+        teacher=load_teacher(data_args, model_args, config, data_args.max_seq_length) if data_args.teacher_model_name_or_path else None,
+        distillation_weight=data_args.distillation_weight)
     trainer = (RelPosTrainer if span else MaskedPositionsTrainer)(
-        position_learning_rate=model_args.relative_position_learning_rate,
+        position_learning_rate=model_args.relative_position_learning_rate, **distill,
         model=model, args=training_args, train_dataset=train, eval_dataset=evals, processing_class=tokenizer,
         data_collator=collator, compute_metrics=_accuracy, preprocess_logits_for_metrics=_argmax,
     )
