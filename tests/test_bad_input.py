@@ -226,3 +226,19 @@ def test_resumed_train_metrics_cover_the_whole_run(tmp_path):
     assert saved["train_loss"] == pytest.approx(sum(losses.values()) / 6, rel=1e-4)
     assert saved["train_loss_this_session"] == pytest.approx(sum(losses[s] for s in (4, 5, 6)) / 3, rel=1e-4)
     assert straight["global_step"] == 6 and "resumed_from_step" not in straight
+
+
+def test_missing_checkpoint_folders_and_unreachable_hub_ids_are_one_line(tmp_path, capsys, monkeypatch):
+    """A local-looking model, tokenizer or teacher path that does not exist is refused before any work; a Hub
+    id that cannot be fetched (offline here) names the field and the value."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    out = str(tmp_path / "out")
+    for field, value in (("model_name_or_path", str(tmp_path / "missing")), ("tokenizer_name", "./missing-tok"),
+                         ("teacher_model_name_or_path", "runs/missing-teacher")):
+        task = ["--task", "mlm"] if field == "teacher_model_name_or_path" else []
+        line = _cli_error(capsys, ["train", RECIPE, *FAST, *task, f"--{field}", value, "--output_dir", "runs/x"])
+        assert f"{field}={value!r} is not a folder" in line
+    line = _cli_error(capsys, ["train", RECIPE, *FAST, "--model_name_or_path", "no-such-org/no-such-model", "--output_dir", out])
+    assert "model_name_or_path='no-such-org/no-such-model' could not be loaded" in line
+    assert not Path("runs/x").exists()

@@ -16,7 +16,7 @@ from transformers import HfArgumentParser, Seq2SeqTrainingArguments
 from ..relative_positions import ABSOLUTE_POSITIONS, SCHEMES
 from .data import comma_list
 from .modeling import BERT_PRESETS, check_fresh_position_limit, check_position_limit
-from .recipes import did_you_mean, resolve_recipe
+from .recipes import did_you_mean, is_local_model, resolve_recipe
 from .tasks import TASKS, get_task
 
 PRESETS = tuple(BERT_PRESETS)
@@ -311,11 +311,11 @@ def parse_recipe(recipe: str | dict | None = None, overrides: list[str] | None =
     )
     if rest:
         raise ValueError(unknown_flags_error(rest))
-    validate(model_args, data_args)
+    validate(model_args, data_args, training_args.output_dir)
     return model_args, data_args, training_args
 
 
-def validate(model_args: ModelArguments, data_args: DataTrainingArguments) -> None:
+def validate(model_args: ModelArguments, data_args: DataTrainingArguments, output_dir: str | None = None) -> None:
     """Fail before any download or training with the field, the value and the valid choices."""
     task = get_task(data_args.task)
     if model_args.model_name_or_path is None:
@@ -368,6 +368,11 @@ def validate(model_args: ModelArguments, data_args: DataTrainingArguments) -> No
                 raise ValueError(f"{what} does not exist (point the recipe at your file: --{name} PATH)")
             if Path(path).suffix.lower() not in (".csv", ".json", ".jsonl", ".txt"):
                 raise ValueError(f"{what} has an unsupported extension; choose one of: .csv, .json, .jsonl, .txt")
+    for name, value in (("model_name_or_path", model_args.model_name_or_path), ("tokenizer_name", model_args.tokenizer_name),
+                        ("teacher_model_name_or_path", data_args.teacher_model_name_or_path)):
+        if value and is_local_model(value, output_dir) and not Path(value).expanduser().is_dir():
+            raise ValueError(f"{name}={value!r} is not a folder (a local checkpoint must exist before the run: make it "
+                             "first, e.g. with `hf-relpos convert` or another recipe; a Hub id has the form name or org/name)")
     if not model_args.model_name_or_path:
         check_fresh_position_limit(model_args, task.max_length(data_args))
     config_file = Path(model_args.model_name_or_path or "") / "config.json"

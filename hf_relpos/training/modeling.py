@@ -61,9 +61,13 @@ def train_sentencepiece_tokenizer(texts, vocab_size=2000) -> PreTrainedTokenizer
 
 def _needs_remote_code(field_name: str, source, load):
     """``load()``, turning transformers' "contains custom code ... trust_remote_code=True" refusal into a
-    ValueError naming the recipe field and how to opt in."""
+    ValueError naming the recipe field and how to opt in, and a checkpoint that cannot be found or fetched
+    (OSError) into one naming the field and the value."""
     try:
         return load()
+    except OSError as err:  # not a folder and not reachable as a Hub id (offline, typo, private): one line
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"{field_name}={source!r} could not be loaded: {first}") from None
     except ValueError as err:
         if "trust_remote_code" not in str(err):
             raise

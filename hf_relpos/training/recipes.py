@@ -50,6 +50,13 @@ def resolve_recipe(recipe) -> Path:
     )
 
 
+def is_local_model(value: str, output_dir: str | None) -> bool:
+    """Whether a model field names a local folder rather than a Hub id: it exists, starts with ``.``, ``/`` or
+    ``~``, or lies under the folder runs write to (``runs/minilm-t5`` beside ``output_dir: runs/x``)."""
+    outputs = Path(str(output_dir or "runs")).parts[:1]
+    return Path(value).exists() or str(value).startswith((".", "/", "~")) or Path(str(value)).parts[:1] == outputs
+
+
 def recipe_needs(config: dict) -> str:
     """What a recipe reads: ``offline`` (built-in data), ``local files``, ``Hub ...``."""
     needs = []
@@ -60,8 +67,7 @@ def recipe_needs(config: dict) -> str:
     if dataset not in OFFLINE_DATASETS:
         needs.append(f"Hub dataset {dataset}")
     model = config.get("model_name_or_path")
-    outputs = Path(str(config.get("output_dir") or "runs")).parts[:1]  # where recipes write: e.g. runs/
-    if model and (Path(model).exists() or str(model).startswith((".", "/", "~")) or Path(str(model)).parts[:1] == outputs):
+    if model and is_local_model(model, config.get("output_dir")):
         needs.append(f"model folder {model} (made beforehand, see the recipe's comments)")
     elif model:
         needs.append(f"Hub model {model}")
