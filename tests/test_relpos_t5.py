@@ -125,6 +125,36 @@ def test_conversion_matches_hf_t5(feed_forward_proj, tied):
         assert torch.equal(ref_gen, gen), kwargs
 
 
+def test_training_follows_hf_t5_step_by_step():
+    """Converted from HF T5 and trained on the same batches with the same optimizer, relpos_t5 follows HF's
+    own loss curve (forward, backward and the shared bucket table's gradient alike), including the scheme's
+    parameters. A summarization failure of a relative-only T5 from scratch is T5's, not this port's."""
+    hf = hf_t5("relu", True).train()
+    model = convert_t5_to_relpos(hf).train()
+    hf_storage = {p.data_ptr() for p in hf.parameters()}
+    assert not any(p.data_ptr() in hf_storage for p in model.parameters())  # two models, not one trained twice
+    for m in (hf, model):
+        m.config.dropout_rate = 0.0
+        for module in m.modules():
+            if isinstance(module, nn.Dropout):
+                module.p = 0.0
+    optimizers = [torch.optim.AdamW(m.parameters(), lr=1e-3) for m in (hf, model)]
+    for step in range(5):
+        ids, mask = batch(seed=10 + step)
+        labels = torch.randint(2, 100, (2, 6), generator=torch.Generator().manual_seed(20 + step))
+        labels[1, 4:] = -100
+        losses = []
+        for m, optimizer in zip((hf, model), optimizers):
+            loss = m(input_ids=ids, attention_mask=mask, labels=labels).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            losses.append(loss.item())
+        assert losses[1] == pytest.approx(losses[0], abs=1e-4), (step, losses)
+    table = hf.encoder.block[0].layer[0].SelfAttention.relative_attention_bias.weight
+    torch.testing.assert_close(model.encoder.relative_position.relative_attention_bias.weight, table, atol=1e-5, rtol=1e-4)
+
+
 def test_conversion_from_folder_and_refusals(tmp_path):
     hf = hf_t5("relu", True)
     hf.save_pretrained(tmp_path)
