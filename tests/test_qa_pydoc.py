@@ -90,9 +90,9 @@ def test_qa_pydoc_minilm_recipe_converted_and_original(pydoc, tmp_path):
         assert "baseline_f1" in (out / "README.md").read_text()
 
 
-def test_qa_pydoc_recipes_parse_offline(pydoc):
-    for recipe in ("qa_pydoc", "qa_pydoc_minilm"):
-        _, data_args, training_args = parse_recipe(recipe, [])
+def test_qa_pydoc_recipes_parse_offline(pydoc, tmp_path):
+    for recipe, args in (("qa_pydoc", []), ("qa_pydoc_minilm", ["--model_name_or_path", str(tmp_path)])):
+        _, data_args, training_args = parse_recipe(recipe, args)
         assert data_args.task == "qa" and data_args.max_seq_length == 256 and data_args.doc_stride == 96
         assert training_args.use_cpu
 
@@ -174,3 +174,10 @@ def test_qa_recipe_trains_on_renamed_copies(pydoc, tmp_path):
     assert result["train"]["epoch"] > 0
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] == 3
+
+
+def test_pretrained_start_recipe_without_its_folder_names_it(pydoc):
+    """qa_pydoc_minilm starts from a folder under runs/ made by `hf-relpos convert`; without it the recipe stops
+    before any work, naming the field and the folder."""
+    with pytest.raises(ValueError, match=r"model_name_or_path='runs/no-such-convert-output' is not a folder"):
+        parse_recipe("qa_pydoc_minilm", ["--model_name_or_path", "runs/no-such-convert-output"])
