@@ -321,9 +321,8 @@ def load_teacher(data_args, model_args, config, max_seq_length: int):
     from transformers import AutoConfig, AutoModel
 
     path = data_args.teacher_model_name_or_path
-    load = lambda cls: _needs_remote_code("teacher_model_name_or_path", path, lambda: cls.from_pretrained(
+    teacher_config = _needs_remote_code("teacher_model_name_or_path", path, lambda: AutoConfig.from_pretrained(
         path, trust_remote_code=model_args.trust_remote_code))
-    teacher_config = load(AutoConfig)
     for name in ("hidden_size", "vocab_size"):
         mine, theirs = getattr(config, name, None), getattr(teacher_config, name, None)
         if mine != theirs:
@@ -333,7 +332,8 @@ def load_teacher(data_args, model_args, config, max_seq_length: int):
     if table is not None and max_seq_length > table:
         raise ValueError(f"teacher_model_name_or_path={path!r} has learned absolute positions for {table} tokens; "
                          f"max_seq_length={max_seq_length} is longer: train at ≤ {table} tokens (evaluate longer with eval_lengths)")
-    teacher = load(AutoModel).eval()
+    teacher = _needs_remote_code("teacher_model_name_or_path", path, lambda: AutoModel.from_pretrained(
+        path, config=teacher_config, trust_remote_code=model_args.trust_remote_code)).eval()
     teacher.requires_grad_(False)
     return teacher
 
@@ -348,6 +348,8 @@ class MaskedPositionsTrainer(RelPosTrainer):
     def __init__(self, *args, teacher=None, distillation_weight=10.0, **kwargs):
         super().__init__(*args, **kwargs)
         self.teacher, self.distillation_weight = teacher, distillation_weight
+        if teacher is not None:  # once, beside the student (Trainer placed it on args.device)
+            teacher.to(self.args.device)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs.get("labels")
@@ -373,7 +375,6 @@ class MaskedPositionsTrainer(RelPosTrainer):
         teacher's mean square: the share of the teacher's signal the student misses (0 = same states, 1 = as
         far as zeros), whatever the scale of the model's hidden states (a sentence-transformers MiniLM's mean
         square is 0.07, a BERT's near 0.5)."""
-        self.teacher.to(hidden.device)
         mask = inputs.get("attention_mask")
         with torch.no_grad():
             target = self.teacher(input_ids=inputs["input_ids"], attention_mask=mask, return_dict=True,

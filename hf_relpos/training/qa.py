@@ -93,7 +93,8 @@ def renamed_copies(dataset, copies: int, seed: int, question_column: str, contex
             rename = lambda text, mapping=mapping: pattern.sub(lambda m: mapping[m.group(1)], text)
             new_context = rename(context)
             starts = [shift(start) for start in answers["answer_start"]]
-            texts = [new_context[shift(start) : shift(start + len(text))] for start, text in zip(answers["answer_start"], answers["text"])]
+            texts = [new_context[new : shift(start + len(text))]
+                     for new, start, text in zip(starts, answers["answer_start"], answers["text"])]
             out.append({**row, "id": f"{row['id']}-renamed{copy}", question_column: rename(question), context_column: new_context,
                         answer_column: {**answers, "answer_start": starts, "text": texts}})
     return Dataset.from_list(out, features=dataset.features)
