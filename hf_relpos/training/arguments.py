@@ -13,6 +13,7 @@ from typing import Union, get_args, get_origin, get_type_hints
 import yaml
 from transformers import HfArgumentParser, Seq2SeqTrainingArguments
 
+from ..initialization import ATTENTION_INITS
 from ..relative_positions import ABSOLUTE_POSITIONS, SCHEMES
 from .data import comma_list
 from .modeling import BERT_PRESETS, check_fresh_position_limit, check_position_limit
@@ -48,6 +49,9 @@ class ModelArguments:
     relative_position_learning_rate: float | None = field(
         default=None, metadata={"help": "Learning rate of the scheme's own parameters (scalar bias tables learn slowly at the shared rate); default: learning_rate."}
     )
+    attention_init: str = field(default="default", metadata={
+        "help": "Initialisation of a fresh model's attention: default (BERT/T5 random), or mimetic (Trockman & Kolter "
+                "2023: each head starts attending from a token to its copies; helps small models on little data)."})
     tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer dir or Hub id; default: the model's, or one trained on the training text."})
     tokenizer_vocab_size: int = field(default=2000, metadata={"help": "Vocabulary of a tokenizer trained on the fly."})
     tokenizer_lowercase: bool | None = field(default=None, metadata={"help": "A WordPiece tokenizer trained on the fly lowercases (default true); false keeps case. (The T5 SentencePiece one is always cased.)"})
@@ -329,6 +333,11 @@ def validate(model_args: ModelArguments, data_args: DataTrainingArguments, outpu
             raise ValueError(
                 f"absolute_position={model_args.absolute_position!r} is not valid; choose one of: {', '.join(ABSOLUTE_POSITIONS)}"
             )
+    if model_args.attention_init not in ATTENTION_INITS:
+        raise ValueError(f"attention_init={model_args.attention_init!r} is not valid; choose one of: {', '.join(ATTENTION_INITS)}")
+    if model_args.attention_init != "default" and model_args.model_name_or_path:
+        raise ValueError(f"attention_init={model_args.attention_init!r} initialises a fresh model; this recipe loads "
+                         f"model_name_or_path={model_args.model_name_or_path!r}, whose trained weights it would erase: remove one")
     model_args.overrides()
     trained_tokenizer = model_args.tokenizer_name is None and model_args.model_name_or_path is None
     for name, default in (("tokenizer_lowercase", None), ("tokenizer_newlines", False)):

@@ -7,6 +7,7 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 from transformers import AutoConfig, AutoTokenizer, PreTrainedTokenizerFast
 
 from ..configuration_relpos_bert import RelPosBertConfig
+from ..initialization import mimetic_init_
 from ..configuration_relpos_t5 import RelPosT5Config
 
 BERT_PRESETS = {
@@ -173,4 +174,7 @@ def load_model(auto_class, model_args, config):
             model_args.model_name_or_path, config=config, trust_remote_code=model_args.trust_remote_code,
             ignore_mismatched_sizes=True,
         ))
-    return auto_class.from_config(config)
+    model = auto_class.from_config(config)
+    if model_args.attention_init == "mimetic":
+        mimetic_init_(model)  # the global generator: seeded by the recipe's seed like the rest of the weights
+    return model
