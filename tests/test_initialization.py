@@ -101,3 +101,20 @@ def test_recipe_field_initialises_fresh_models_and_refuses_checkpoints(tmp_path)
     with pytest.raises(ValueError, match="attention_init='mimetic' initialises a fresh model.*model_name_or_path="):
         train(recipe, [*fast, "--attention_init", "mimetic", "--model_name_or_path", str(tmp_path / "default"),
                "--output_dir", str(tmp_path / "bad2")])
+
+
+def test_pretraining_recipes_initialise_fresh_models_too(tmp_path):
+    """span_corruption builds its fresh relpos_t5 on its own path: attention_init reaches it (self- and
+    cross-attention of both stacks)."""
+    fast = ["--max_steps", "1", "--per_device_train_batch_size", "4", "--save_strategy", "no", "--eval_strategy", "no",
+            "--synthetic_train_size", "16", "--synthetic_eval_size", "4", "--tokenizer_vocab_size", "300",
+            "--max_seq_length", "32", "--disable_tqdm", "true", "--learning_rate", "1e-12"]
+    train({"task": "span_corruption", "preset": "tiny"}, [*fast, "--attention_init", "mimetic",
+                                                          "--output_dir", str(tmp_path / "t5")])
+    from hf_relpos.modeling_relpos_t5 import RelPosT5ForConditionalGeneration
+
+    model = RelPosT5ForConditionalGeneration.from_pretrained(tmp_path / "t5")
+    cross = model.decoder.block[0].layer[1].EncDecAttention
+    for attention in (model.encoder.block[0].layer[0].SelfAttention, cross):
+        product = attention.q.weight.T @ attention.k.weight
+        assert torch.diagonal(product).mean() / product.abs().mean() > 3

@@ -174,6 +174,11 @@ def load_model(auto_class, model_args, config):
             model_args.model_name_or_path, config=config, trust_remote_code=model_args.trust_remote_code,
             ignore_mismatched_sizes=True,
         ))
+    return fresh_model(auto_class, model_args, config)
+
+
+def fresh_model(auto_class, model_args, config):
+    """A new model of ``config``, its attention initialised as ``attention_init`` says."""
     model = auto_class.from_config(config)
     if model_args.attention_init == "mimetic":
         mimetic_init_(model)  # the global generator: seeded by the recipe's seed like the rest of the weights

@@ -44,7 +44,7 @@ from transformers import DataCollatorForLanguageModeling, TrainerCallback
 from transformers.utils import logging
 
 from .data import comma_list, require_columns
-from .modeling import _needs_remote_code, build_config, learned_position_limit, load_tokenizer
+from .modeling import _needs_remote_code, build_config, fresh_model, learned_position_limit, load_tokenizer
 from .task import TaskSetup
 from .trainer import RelPosTrainer
 
@@ -234,7 +234,7 @@ def _load_pretraining_model(task, model_args, config, tokenizer):
     """A fresh model, or the checkpoint's; a checkpoint without the pretraining head (a ``convert`` output
     saved as a base model) starts the head fresh, its output projection tied to the word embeddings."""
     if not model_args.model_name_or_path:
-        return task.auto_class.from_config(config)
+        return fresh_model(task.auto_class, model_args, config)
     model, info = _needs_remote_code("model_name_or_path", model_args.model_name_or_path, lambda: task.auto_class.from_pretrained(
         model_args.model_name_or_path, config=config, trust_remote_code=model_args.trust_remote_code,
         ignore_mismatched_sizes=True, output_loading_info=True))
