@@ -115,6 +115,44 @@ def test_summarization_run_reports_the_lead_baseline(tmp_path):
     generation = json.loads((out / "generation_config.json").read_text())
     assert generation["no_repeat_ngram_size"] == 2 and generation["length_penalty"] == 1.5 and generation["num_beams"] == 2
     assert generation["max_length"] == 16  # summarization_demo's max_target_length: generate() as evaluated
+    assert np.isfinite(result["eval"]["eval_other_source_loss"]) and "| other_source_loss |" in card
+
+
+def test_other_source_loss_pairs_each_summary_with_the_next_source(tmp_path):
+    """The loss with rotated sources, computed by hand for a fresh model (which reads its input: the two
+    losses differ), and equal to the plain loss for a model whose encoder output is blanked."""
+    import torch
+    from datasets import Dataset
+    from transformers import Seq2SeqTrainingArguments, default_data_collator
+
+    from hf_relpos import RelPosT5Config
+    from hf_relpos.modeling_relpos_t5 import RelPosT5ForConditionalGeneration
+    from hf_relpos.training.summarization import other_source_loss
+    from hf_relpos.training.trainer import RelPosSeq2SeqTrainer
+
+    torch.manual_seed(0)
+    model = RelPosT5ForConditionalGeneration(RelPosT5Config(
+        vocab_size=40, d_model=32, d_kv=16, d_ff=64, num_layers=1, num_decoder_layers=1, num_heads=2,
+        pad_token_id=0, eos_token_id=1, decoder_start_token_id=0, dropout_rate=0.0)).eval()
+    g = torch.Generator().manual_seed(1)
+    rows = [{"input_ids": torch.randint(2, 40, (n,), generator=g).tolist() + [1], "labels": torch.randint(2, 40, (4,), generator=g).tolist()}
+            for n in (5, 9, 7)]
+    evals = Dataset.from_list([{**r, "attention_mask": [1] * len(r["input_ids"])} for r in rows])
+    args = Seq2SeqTrainingArguments(output_dir=str(tmp_path), per_device_eval_batch_size=1, report_to="none", use_cpu=True)
+    trainer = RelPosSeq2SeqTrainer(model=model, args=args, eval_dataset=evals,
+                                   data_collator=default_data_collator)
+
+    def loss(source, target):
+        with torch.no_grad():
+            return model(input_ids=torch.tensor([source]), labels=torch.tensor([target])).loss.item()
+
+    by_hand = np.mean([loss(rows[(i + 1) % 3]["input_ids"], rows[i]["labels"]) for i in range(3)])
+    plain = np.mean([loss(r["input_ids"], r["labels"]) for r in rows])
+    rotated = other_source_loss(trainer, evals)["eval_other_source_loss"]
+    assert rotated == pytest.approx(by_hand, rel=1e-5) and abs(rotated - plain) > 1e-3
+    model.encoder.register_forward_hook(lambda module, inputs, output: output.__class__(
+        last_hidden_state=torch.zeros_like(output.last_hidden_state)))
+    assert other_source_loss(trainer, evals)["eval_other_source_loss"] == pytest.approx(trainer.evaluate()["eval_loss"], rel=1e-6)
 
 
 @pytest.mark.parametrize("extra,needle", [

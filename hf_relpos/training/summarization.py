@@ -1,6 +1,7 @@
 """Summarization (document → summary) with relpos_t5, Seq2SeqTrainer and predict_with_generate;
 ROUGE-1/2/L/Lsum F-measures from rouge_score (what `evaluate`'s rouge module wraps), next to the lead
-baseline (the document's first ``lead_words`` words as the summary: ``eval_baseline_rouge*``)."""
+baseline (the document's first ``lead_words`` words as the summary: ``eval_baseline_rouge*``), and
+``eval_other_source_loss`` (does the model read its source at all? see :func:`other_source_loss`)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,22 @@ def rouge(predictions, references) -> dict:
 def lead(document: str, words: int) -> str:
     """The lead baseline's summary: the first ``words`` whitespace-separated words of ``document``."""
     return " ".join(document.split()[:words])
+
+
+def other_source_loss(trainer, evals) -> dict:
+    """``eval_other_source_loss``: the validation loss with every summary paired with the NEXT document's
+    source (sources rotated by one). A model that reads its input scores clearly worse here than on
+    ``eval_loss``; one whose two losses are equal writes the same text whatever the document — the symptom
+    of a decoder that learned the summaries' language but not to use the encoder."""
+    if len(evals) < 2:
+        return {}
+    rotated = evals.remove_columns(["input_ids", "attention_mask"])
+    for column in ("input_ids", "attention_mask"):
+        values = evals[column]
+        rotated = rotated.add_column(column, values[1:] + values[:1])
+    output = trainer.evaluation_loop(trainer.get_eval_dataloader(rotated), description="Other source",
+                                     prediction_loss_only=True, metric_key_prefix="eval_other_source")
+    return {"eval_other_source_loss": output.metrics["eval_other_source_loss"]}
 
 
 def setup(task, model_args, data_args, training_args, raw) -> TaskSetup:
@@ -94,6 +111,7 @@ def setup(task, model_args, data_args, training_args, raw) -> TaskSetup:
 
     def final_evaluate():
         metrics = trainer.evaluate()
+        metrics.update(other_source_loss(trainer, evals))
         if training_args.predict_with_generate:
             metrics.update({f"eval_baseline_{k}": v for k, v in baseline.items()})
         return metrics
