@@ -297,6 +297,8 @@ def test_mlm_with_a_teacher_adds_the_hidden_state_loss(tmp_path):
                                 *extra, "--output_dir", str(out)])
         history = json.loads((out / "trainer_state.json").read_text())["log_history"]
         first_loss[name] = next(h["loss"] for h in history if "loss" in h)
+        terms = [h["distillation"] for h in history if "distillation" in h]
+        assert len(terms) == (2 if extra else 0) and all(0 < t < 1 for t in terms)  # one per logged step
     assert first_loss["taught"] > first_loss["plain"] + 1e-4
 
 

@@ -348,6 +348,7 @@ class MaskedPositionsTrainer(RelPosTrainer):
     def __init__(self, *args, teacher=None, distillation_weight=10.0, **kwargs):
         super().__init__(*args, **kwargs)
         self.teacher, self.distillation_weight = teacher, distillation_weight
+        self._distilled = []  # this process's distillation terms since the last log
         if teacher is not None:  # once, beside the student (Trainer placed it on args.device)
             teacher.to(self.args.device)
 
@@ -360,15 +361,28 @@ class MaskedPositionsTrainer(RelPosTrainer):
             if not distill:
                 return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
             outputs = model(**inputs, output_hidden_states=True)
-            loss = outputs.loss + self.distillation_weight * self._distillation(outputs.hidden_states[-1], inputs)
+            loss = outputs.loss + self.distillation_weight * self._distilled_term(outputs.hidden_states[-1], inputs)
             return (loss, outputs) if return_outputs else loss
         hidden = bert(**{k: v for k, v in inputs.items() if k != "labels"}, return_dict=True).last_hidden_state
         keep = labels != -100
         logits = head(hidden[keep])
         loss = torch.nn.functional.cross_entropy(logits.float(), labels[keep])
         if distill:
-            loss = loss + self.distillation_weight * self._distillation(hidden, inputs)
+            loss = loss + self.distillation_weight * self._distilled_term(hidden, inputs)
         return loss
+
+    def _distilled_term(self, hidden, inputs):
+        term = self._distillation(hidden, inputs)
+        self._distilled.append(term.detach())
+        return term
+
+    def log(self, logs, *args, **kwargs):
+        """Training logs gain ``distillation``: the mean unweighted term since the last log (0 = the
+        teacher's states), so a run shows how close the student has come, apart from the MLM loss."""
+        if self._distilled and "loss" in logs:
+            logs["distillation"] = round(torch.stack(self._distilled).float().mean().item(), 4)
+            self._distilled = []
+        super().log(logs, *args, **kwargs)
 
     def _distillation(self, hidden, inputs):
         """Squared error to the teacher's last hidden states over the real (unpadded) tokens, divided by the
