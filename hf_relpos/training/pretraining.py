@@ -18,7 +18,7 @@ batch is dropped).
 
 Metrics: masked-token (target-token) accuracy, loss and perplexity on validation blocks, next to
 ``eval_baseline_accuracy`` (every masked or span token guessed as the most frequent training token; span
-corruption's sentinels and ``</s>`` counted right); ``eval_lengths``
+corruption's first target token, always ``<extra_id_0>``, counted right); ``eval_lengths``
 repeats them on validation blocks of each length (``eval_len<N>_*``, a PNG plot beside the model when
 matplotlib is installed).
 
@@ -278,14 +278,15 @@ def unigram_baseline(train_blocks, eval_blocks) -> float:
 
 def span_corruption_baseline(train_blocks, eval_blocks, tokens_length: int, noise_density: float,
                              mean_noise_span_length: float) -> float:
-    """The target-token accuracy of a model-free guess: the targets' sentinels and final ``</s>`` are
-    given by the structure (always right), every span token is guessed as the training blocks' most
-    frequent token (right as often as that token's share of the validation tokens, spans being placed
-    at random). Expected accuracy over a block's ``spans + noise tokens + 1`` targets."""
+    """The target-token accuracy of a model-free guess: the first target is always ``<extra_id_0>``
+    (right); every later one is guessed as the training blocks' most frequent token, right as often as
+    that token's share of the validation tokens for span tokens (spans are placed at random), never for the
+    later sentinels and ``</s>``: where they fall depends on the random span lengths, which only the text
+    (the model) can tell. Expected accuracy over a block's ``spans + noise tokens + 1`` targets."""
     noise = noise_tokens(tokens_length, noise_density)
     spans = noise_spans(tokens_length, noise_density, mean_noise_span_length)
     share = unigram_baseline(train_blocks, eval_blocks)
-    return (spans + 1 + share * noise) / (spans + noise + 1)
+    return (1 + share * noise) / (spans + noise + 1)
 
 
 def _argmax(logits, labels):
