@@ -34,10 +34,10 @@ def mimetic_init_(model: nn.Module, qk=(0.7, 0.7), vo=(0.4, 0.4), generator: tor
 
     Per head h (``head_dim`` rows of the query/key/value projections, columns of the output projection):
     ``W_q,h^T W_k,h ≈ s·(α₁Z + β₁I)`` and ``W_v,h^T W_o,h^T ≈ α₂Z' − β₂I`` with Z, Z' ~ N(0, 1/d) drawn per
-    head, ``qk = (α₁, β₁)``, ``vo = (α₂, β₂)`` (the paper's values). ``s`` = 1/√head_dim for T5, whose scores
-    are not divided by √head_dim (1 for BERT), so both families start with the same attention logits. Biases are left
-    as they are (zeros in BERT; T5 has none). Cross-attention blocks are included: "attend to the source
-    token like the one I hold" is the copying summarisation needs."""
+    head, ``qk = (α₁, β₁)``, ``vo = (α₂, β₂)`` (the paper's values). ``s`` = 1/√head_dim for T5, whose
+    scores are not divided by √head_dim (1 for BERT), so both families start with the same attention
+    logits. Biases are left as they are (zeros in BERT; T5 has none). Cross-attention blocks are included:
+    "attend to the source token like the one I hold" is the copying summarisation needs."""
     from .modeling_relpos_bert import RelPosBertAttention
     from .modeling_relpos_t5 import RelPosT5Attention
 

@@ -7,8 +7,8 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 from transformers import AutoConfig, AutoTokenizer, PreTrainedTokenizerFast
 
 from ..configuration_relpos_bert import RelPosBertConfig
-from ..initialization import mimetic_init_
 from ..configuration_relpos_t5 import RelPosT5Config
+from ..initialization import mimetic_init_
 
 BERT_PRESETS = {
     "tiny": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128),
