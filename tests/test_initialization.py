@@ -86,16 +86,14 @@ def test_recipe_field_initialises_fresh_models_and_refuses_checkpoints(tmp_path)
     fast = ["--max_steps", "1", "--per_device_train_batch_size", "4", "--save_strategy", "no", "--eval_strategy", "no",
             "--synthetic_train_size", "8", "--synthetic_eval_size", "4", "--disable_tqdm", "true", "--max_seq_length", "16",
             "--learning_rate", "1e-12"]
-    weights = {}
+    diagonal = {}  # mean diagonal of W_q^T W_k over its mean |entry|: the identity shows there
     for init in ("default", "mimetic"):
         out = tmp_path / init
         train(recipe, [*fast, "--attention_init", init, "--output_dir", str(out)])
-        weights[init] = RelPosBertModel.from_pretrained(out).encoder.layer[0].attention.self
-    for name in ("default", "mimetic"):
-        a = weights[name]
-        product = a.query.weight.T @ a.key.weight
-        weights[name] = torch.diagonal(product).mean() / product.abs().mean()
-    assert weights["mimetic"] > 3 and weights["default"] < 1.5  # the identity shows on the diagonal
+        attention = RelPosBertModel.from_pretrained(out).encoder.layer[0].attention.self
+        product = attention.query.weight.T @ attention.key.weight
+        diagonal[init] = torch.diagonal(product).mean() / product.abs().mean()
+    assert diagonal["mimetic"] > 3 and diagonal["default"] < 1.5
     with pytest.raises(ValueError, match="attention_init='xavier' is not valid; choose one of: default, mimetic"):
         train(recipe, [*fast, "--attention_init", "xavier", "--output_dir", str(tmp_path / "bad")])
     with pytest.raises(ValueError, match="attention_init='mimetic' initialises a fresh model.*model_name_or_path="):
