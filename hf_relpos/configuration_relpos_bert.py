@@ -53,6 +53,10 @@ class RelPosBertConfig(PreTrainedConfig):
             `max_position_embeddings`), `"sinusoidal"` (fixed, any length) or `"none"`.
         relative_position_per_layer (`bool`, *optional*): one scheme per layer (True) or one shared by all
             layers (False); None takes the scheme's own default (its class's `shared_by_default`).
+        segment_match_embedding (`bool`, defaults to `False`): add a learned embedding of one bit per token: does
+            the same token id occur in the other segment (other `token_type_ids`, unpadded)? The "exact match"
+            feature of DrQA (Chen et al., 2017, "Reading Wikipedia to Answer Open-Domain Questions"): it hands a
+            model trained from scratch the question/context overlap it would otherwise have to learn to find.
 
     Example:
 
@@ -87,6 +91,7 @@ class RelPosBertConfig(PreTrainedConfig):
         absolute_position="none",
         relative_position_per_layer=None,
         relative_position_parameters=None,
+        segment_match_embedding=False,
         **kwargs,
     ):
         self.vocab_size = vocab_size
@@ -108,6 +113,7 @@ class RelPosBertConfig(PreTrainedConfig):
         self.relative_position = relative_position
         self.absolute_position = absolute_position
         self.relative_position_per_layer = relative_position_per_layer
+        self.segment_match_embedding = segment_match_embedding
         # the scheme's hyper-parameters: the given dict, else 0.1 flat fields, else the class defaults
         flat = {name: kwargs.pop(name) for name in FLAT_SCHEME_FIELDS if name in kwargs}
         scheme_class(relative_position)  # ValueError naming the field and the choices
@@ -151,8 +157,9 @@ class RelPosBertConfig(PreTrainedConfig):
             raise ValueError(
                 f"pad_token_id={self.pad_token_id!r} is not valid; choose None or an integer in [0, {self.vocab_size - 1}]"
             )
-        if not isinstance(self.tie_word_embeddings, bool):
-            raise ValueError(f"tie_word_embeddings={self.tie_word_embeddings!r} is not valid; choose one of: True, False")
+        for field in ("tie_word_embeddings", "segment_match_embedding"):
+            if not isinstance(getattr(self, field), bool):
+                raise ValueError(f"{field}={getattr(self, field)!r} is not valid; choose one of: True, False")
         validate_absolute_position(self.absolute_position)
         validate_per_layer(self.relative_position_per_layer)
         self.relative_position_parameters = resolve_scheme_parameters(

@@ -49,8 +49,19 @@ from .relpos_attention import ALL_ATTENTION_FUNCTIONS, build_attention_mask
 logger = logging.get_logger(__name__)
 
 
+def segment_match(input_ids, token_type_ids, attention_mask=None):
+    """(B, L) long: 1 where the token's id also occurs in another segment (a different token type) among the
+    unpadded tokens, else 0 — DrQA's exact-match feature (Chen et al., 2017). Compares all pairs, (B, L, L)
+    booleans: no data-dependent shapes, so it traces and exports."""
+    pairs = (input_ids[:, :, None] == input_ids[:, None, :]) & (token_type_ids[:, :, None] != token_type_ids[:, None, :])
+    if attention_mask is not None and attention_mask.dim() == 2:  # a 4-D mask says nothing about padding alone
+        pairs = pairs & attention_mask[:, None, :].bool()
+    return pairs.any(dim=-1).long()
+
+
 class RelPosBertEmbeddings(nn.Module):
-    """Word + token type (+ absolute position, per ``config.absolute_position``) embeddings, LayerNorm, dropout."""
+    """Word + token type (+ absolute position, per ``config.absolute_position``) (+ segment match, per
+    ``config.segment_match_embedding``) embeddings, LayerNorm, dropout."""
 
     def __init__(self, config):
         super().__init__()
@@ -61,10 +72,12 @@ class RelPosBertEmbeddings(nn.Module):
         if config.absolute_position == "learned":
             self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
         self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        if getattr(config, "segment_match_embedding", False):
+            self.segment_match_embeddings = nn.Embedding(2, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, input_ids=None, token_type_ids=None, position_ids=None, inputs_embeds=None):
+    def forward(self, input_ids=None, token_type_ids=None, position_ids=None, inputs_embeds=None, attention_mask=None):
         if inputs_embeds is None:
             inputs_embeds = self.word_embeddings(input_ids)
         batch_size, seq_length = inputs_embeds.shape[:2]
@@ -72,6 +85,12 @@ class RelPosBertEmbeddings(nn.Module):
         if token_type_ids is None:
             token_type_ids = torch.zeros((batch_size, seq_length), dtype=torch.long, device=device)
         embeddings = inputs_embeds + self.token_type_embeddings(token_type_ids)
+        if hasattr(self, "segment_match_embeddings"):
+            if input_ids is None:
+                # token ids are what is matched; embeddings alone cannot say which tokens are equal
+                raise ValueError("segment_match_embedding=True needs input_ids, not inputs_embeds")
+            embeddings = embeddings + self.segment_match_embeddings(
+                segment_match(input_ids, token_type_ids, attention_mask))
 
         if self.absolute_position != "none":
             given = position_ids is not None
@@ -340,7 +359,8 @@ class RelPosBertModel(RelPosBertPreTrainedModel):
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
         embedding_output = self.embeddings(
-            input_ids=input_ids, token_type_ids=token_type_ids, position_ids=position_ids, inputs_embeds=inputs_embeds
+            input_ids=input_ids, token_type_ids=token_type_ids, position_ids=position_ids, inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
         )
         seq_length = embedding_output.shape[1]
         mask = build_attention_mask(

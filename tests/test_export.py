@@ -100,6 +100,24 @@ def test_bert_multiple_choice_and_shaw_value_side(tmp_path):
         assert np.abs(got - ref).max() <= TOL
 
 
+def test_bert_segment_match_embedding(tmp_path):
+    """The exact-match bit is computed in the graph from input_ids, token_type_ids and attention_mask."""
+    model = _bert("t5", RelPosBertForQuestionAnswering, segment_match_embedding=True)
+    export_model(model, tmp_path, check=False)
+    session = _session(tmp_path / "model.onnx")
+    for batch, length, padded in CASES:
+        ids, mask = _inputs(batch, length, padded)
+        ids = ids % 9 + 3  # few distinct ids: many matches across the segments
+        types = torch.zeros_like(ids)
+        types[:, length // 3:] = 1
+        got = session.run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy(),
+                                 "token_type_ids": types.numpy()})
+        with torch.no_grad():
+            ref = model(input_ids=ids, attention_mask=mask, token_type_ids=types)
+        assert np.abs(got[0] - ref.start_logits.numpy()).max() <= TOL
+        assert np.abs(got[1] - ref.end_logits.numpy()).max() <= TOL
+
+
 def _t5(name):
     config = RelPosT5Config(vocab_size=VOCAB, d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4,
                             relative_position=name, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
