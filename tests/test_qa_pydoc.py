@@ -67,6 +67,13 @@ def test_qa_pydoc_recipe_reports_metrics_and_baseline(pydoc, tmp_path):
     assert [a["id"] for a in answers] == [json.loads(line)["id"] for line in
                                           (pydoc / "pydoc_validation.jsonl").read_text().splitlines()[:len(answers)]]
     assert all(isinstance(a["prediction"], str) and a["answers"] for a in answers)
+    # the recipe's two measured choices reach the saved model: the exact-match bit and line-break tokens
+    config = json.loads((out / "config.json").read_text())
+    assert config["segment_match_embedding"] is True
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    assert "¶" in tokenizer.convert_ids_to_tokens(tokenizer("f(x)\n\nReturn x.")["input_ids"])
 
 
 def test_qa_pydoc_minilm_recipe_converted_and_original(pydoc, tmp_path):
