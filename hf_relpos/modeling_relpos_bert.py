@@ -72,7 +72,8 @@ class RelPosBertEmbeddings(nn.Module):
         if config.absolute_position == "learned":
             self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
         self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
-        if getattr(config, "segment_match_embedding", False):
+        self.segment_match = config.segment_match_embedding
+        if self.segment_match:
             self.segment_match_embeddings = nn.Embedding(2, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
@@ -85,7 +86,7 @@ class RelPosBertEmbeddings(nn.Module):
         if token_type_ids is None:
             token_type_ids = torch.zeros((batch_size, seq_length), dtype=torch.long, device=device)
         embeddings = inputs_embeds + self.token_type_embeddings(token_type_ids)
-        if hasattr(self, "segment_match_embeddings"):
+        if self.segment_match:
             if input_ids is None:
                 # token ids are what is matched; embeddings alone cannot say which tokens are equal
                 raise ValueError("segment_match_embedding=True needs input_ids, not inputs_embeds")
