@@ -82,10 +82,9 @@ def relative_dot(x, lookup, x_start: int, other_start: int, other_len: int, tile
         clip = (x_start - other_start - (M - 1), x_start - other_start + N - 1)
     if clip is not None and (exporting or clip[1] - clip[0] + 1 < min(tile, N) + M - 1):
         lo, hi = clip
-        rows = lookup(arange(lo, hi + 1)[None, :]).to(x.dtype)  # (1, K, d) or (H, 1, K, d)
-        products = torch.matmul(x, rows[0].transpose(-1, -2) if rows.dim() == 3 else rows[:, 0].transpose(-1, -2))
+        rows = lookup(arange(lo, hi + 1)[None, :])  # (1, K, d) or (H, 1, K, d)
         delta = (x_start + arange(N))[:, None] - (other_start + arange(M))[None, :]
-        return torch.gather(products, -1, (delta.clamp(lo, hi) - lo).expand(B, H, N, M))
+        return bucket_dot(x, rows[0] if rows.dim() == 3 else rows[:, 0], delta.clamp(lo, hi) - lo)
     tile = max(1, min(tile, N))
     S = -(-N // tile)
     if S * tile != N:
@@ -98,6 +97,15 @@ def relative_dot(x, lookup, x_start: int, other_start: int, other_len: int, tile
     index = arange(tile)[:, None] - arange(M)[None, :] + (M - 1)  # pair (n, m) sits at w = n − m + M − 1
     out = torch.gather(products, -1, index.expand(B, H, S, tile, M))
     return out.reshape(B, H, S * tile, M)[:, :, :N]
+
+
+def bucket_dot(x, rows, index):
+    """out[b, h, n, m] = x[b, h, n] · rows[(h,) index[n, m]]: every row of x times the K table rows once
+    (N·K·d, as HF DeBERTa's c2p/p2c), then a gather. x (B, H, N, d), rows (K, d) or (H, K, d), index
+    (N, M) integers in [0, K) → (B, H, N, M). Cheaper than :func:`relative_dot`'s tiles when K < N + M."""
+    B, H, N, _ = x.shape
+    products = torch.matmul(x, rows.to(x.dtype).transpose(-1, -2))  # (B, H, N, K)
+    return torch.gather(products, -1, index.expand(B, H, N, index.shape[-1]))
 
 
 def query_start(q_len: int, k_len: int, q_start: int | None) -> int:
@@ -943,8 +951,11 @@ class DeBERTa(RelativePositionScheme):
         rel = rel[used].to(query_proj.weight.dtype)
         pos_key = key_proj(rel).view(-1, self.num_heads, self.head_dim).transpose(0, 1)  # (H, K, d)
         pos_query = query_proj(rel).view(-1, self.num_heads, self.head_dim).transpose(0, 1)
-        c2p = relative_dot(q, lambda delta: pos_key[:, local[delta.clamp(lo, hi) - lo]], start, 0, k_len)
-        p2c = relative_dot(k, lambda delta: pos_query[:, local[(-delta).clamp(lo, hi) - lo]], 0, start, q_len)
+        # ≤ 2b distinct buckets: each query/key times the K projected rows (HF DeBERTa's form), then a gather;
+        # cheaper than relative_dot's per-distance tiles once L exceeds b (K ≤ 2b, distances 2L − 1)
+        index = local[relative_distance(q_len, k_len, q.device, q_start=start).neg_() - lo]  # bucket of i − j
+        c2p = bucket_dot(q, pos_key, index)
+        p2c = bucket_dot(k, pos_query, index.transpose(0, 1))
         return c2p + p2c.transpose(-1, -2)
 
 
