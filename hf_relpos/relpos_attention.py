@@ -252,22 +252,25 @@ FUSED_BLOCK_SCORE_BYTES = 8 * 2**20
 FUSED_MIN_SCORES = 12 * 2048 * 2048
 
 
-def _bias_rows(windows, q_len, start, rows):
-    """Rows ``start … start + rows − 1`` of the dense bias, (H, rows, Lk): row i of the bias is the table
-    window starting at Lq − 1 − i (``windows = table.unfold(-1, Lk, 1)``), so a block is a flipped slice
-    of windows (a copy of rows, not a per-element gather)."""
-    lo = q_len - start - rows
-    return windows[:, lo : q_len - start].flip(1)
+def _reversed_rows(x, start, n):
+    """Rows ``start … start + n − 1`` of x (…, L, d) in reverse order (a copy of n × d values)."""
+    return x[:, :, start : start + n].flip(2)
 
 
 class FusedDistanceBiasAttention(torch.autograd.Function):
     """softmax(q·kᵀ·scale + T[j − i + Lq − 1] + mask)·v with T an (H, Lq + Lk − 1) table, exact.
 
-    Forward: torch's fused CPU sdpa kernel per query block with that block's bias rows (a flipped slice
-    of the table's windows); keeps only the output. Backward, block by block: P = softmax(S) recomputed, dV += Pᵀ·dO, dS = P ∘ (dO·vᵀ − rowsum(dO ∘ O)), dQ = dS·k·scale,
-    dK += dSᵀ·q·scale, and the table's gradient as the sums of dS along its diagonals (j − i): dS is
-    written into a buffer whose rows are padded so that a sheared view (row stride + 1) puts each
-    diagonal in one column, summed over the rows. No (B, H, Lq, Lk) tensor is ever held."""
+    Row i of the bias is the table window starting at Lq − 1 − i (``windows = table.unfold(-1, Lk, 1)``),
+    so a block of query rows taken in reverse order has a plain strided slice of ``windows`` as its bias:
+    each block runs on its reversed query rows (an n × d copy) and the bias is never copied or gathered.
+
+    Forward: torch's fused CPU flash kernel per block; keeps the output and its log-sum-exp. Backward,
+    when the table needs no gradient (ALiBi, a frozen table) and no query row is fully masked: the same
+    kernel's fused backward per block. Otherwise block by block: P = softmax(S) recomputed, dV += Pᵀ·dO, dS = P ∘ (dO·vᵀ − rowsum(dO ∘ O)),
+    dQ = dS·k·scale, dK += dSᵀ·q·scale, and the table's gradient as the sums of dS along its diagonals
+    (j − i, anti-diagonals of the reversed block): dS is written into a buffer whose rows are padded so
+    that a sheared view (row stride − 1) puts each of them in one column, summed over the rows.
+    No (B, H, Lq, Lk) tensor is ever held."""
 
     @staticmethod
     def forward(ctx, query, key, value, table, mask, scaling, block):
@@ -275,34 +278,59 @@ class FusedDistanceBiasAttention(torch.autograd.Function):
         k_len = key.shape[-2]
         windows = table.unfold(-1, k_len, 1)  # (H, Lq, Lk) view
         out = query.new_empty(B, H, q_len, value.shape[-1])
+        lse = query.new_empty(B, H, q_len)
         mask_rows = mask is not None and mask.shape[-2] > 1
         for start in range(0, q_len, block):
             n = min(block, q_len - start)
-            bias = _bias_rows(windows, q_len, start, n)[None]
+            lo = q_len - start - n
+            bias = windows[None, :, lo : lo + n]
             if mask is not None:
-                bias = bias + (mask[:, :, start : start + n] if mask_rows else mask)
-            out[:, :, start : start + n] = F.scaled_dot_product_attention(
-                query[:, :, start : start + n], key, value, attn_mask=bias, scale=scaling)
-        ctx.save_for_backward(query, key, value, table, mask, out)
+                bias = bias + (_reversed_rows(mask, start, n) if mask_rows else mask)
+            o, l = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+                _reversed_rows(query, start, n), key, value, attn_mask=bias, scale=scaling)
+            out[:, :, start : start + n] = o.flip(2)
+            lse[:, :, start : start + n] = l.flip(2)
+        ctx.save_for_backward(query, key, value, table, mask, out, lse)
         ctx.scaling, ctx.block = scaling, block
+        # a query whose every key is masked (padding under a causal mask) gets eager's uniform row forward,
+        # but the kernel's backward differs there: such inputs take the recomputing backward
+        ctx.fully_masked = mask is not None and bool((mask.amax(-1) <= torch.finfo(mask.dtype).min / 2).any())
         return out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out):
-        query, key, value, table, mask, out = ctx.saved_tensors
+        query, key, value, table, mask, out, lse = ctx.saved_tensors
         scaling, block = ctx.scaling, ctx.block
         B, H, q_len, d = query.shape
         k_len = key.shape[-2]
         grad_out = grad_out.contiguous()
         need_q, need_k, need_v, need_table = ctx.needs_input_grad[:4]
-        delta = (grad_out * out).sum(-1, keepdim=True)  # rowsum(dO ∘ O)
+        windows = table.unfold(-1, k_len, 1)
+        mask_rows = mask is not None and mask.shape[-2] > 1
         dq = torch.empty_like(query) if need_q else None
         dk = torch.zeros_like(key) if need_k else None
         dv = torch.zeros_like(value) if need_v else None
+        if not (need_table or ctx.fully_masked):
+            for start in range(0, q_len, block):
+                n = min(block, q_len - start)
+                lo = q_len - start - n
+                bias = windows[None, :, lo : lo + n]
+                if mask is not None:
+                    bias = bias + (_reversed_rows(mask, start, n) if mask_rows else mask)
+                gq, gk, gv = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward(
+                    _reversed_rows(grad_out, start, n), _reversed_rows(query, start, n), key, value,
+                    _reversed_rows(out, start, n), _reversed_rows(lse[..., None], start, n)[..., 0], 0.0, False,
+                    attn_mask=bias, scale=scaling)
+                if need_q:
+                    dq[:, :, start : start + n] = gq.flip(2)
+                if need_k:
+                    dk += gk
+                if need_v:
+                    dv += gv
+            return dq, dk, dv, None, None, None, None
+        delta = (grad_out * out).sum(-1, keepdim=True)  # rowsum(dO ∘ O)
         dtable = torch.zeros_like(table) if need_table else None
-        windows = table.unfold(-1, k_len, 1)
-        mask_rows = mask is not None and mask.shape[-2] > 1
         kt, vt = key.transpose(-1, -2), value.transpose(-1, -2)
         n_buf = None
         for start in range(0, q_len, block):
@@ -312,26 +340,26 @@ class FusedDistanceBiasAttention(torch.autograd.Function):
                 plane = n * width + n  # one (b, h): n rows of `width`, dS at columns n − 1 …, then n zeros
                 padded = query.new_zeros(B, H, plane)
                 ds = padded.as_strided((B, H, n, k_len), (H * plane, plane, width, 1), n - 1)
-                diagonals = padded.as_strided((B, H, n, width), (H * plane, plane, width + 1, 1))
-            rows = slice(start, start + n)
-            q, do = query[:, :, rows], grad_out[:, :, rows]
+                # column c of row u: dS[u, c − u] (zero outside 0 … Lk − 1), one j − i per column
+                diagonals = padded.as_strided((B, H, n, width), (H * plane, plane, width - 1, 1), n - 1)
+            lo = q_len - start - n
+            q, do = _reversed_rows(query, start, n), _reversed_rows(grad_out, start, n)
             scores = torch.matmul(q, kt)
-            scores.mul_(scaling).add_(_bias_rows(windows, q_len, start, n))
+            scores.mul_(scaling).add_(windows[:, lo : lo + n])
             if mask is not None:
-                scores.add_(mask[:, :, rows] if mask_rows else mask)
+                scores.add_(_reversed_rows(mask, start, n) if mask_rows else mask)
             # softmax recomputed as eager computes it (a log-sum-exp near finfo.min would not give a fully
             # masked row, e.g. a padding query under a causal mask, its uniform probabilities)
             probs = torch.softmax(scores, dim=-1)
             if need_v:
                 dv += torch.matmul(probs.transpose(-1, -2), do)
-            torch.mul(probs, torch.matmul(do, vt).sub_(delta[:, :, rows]), out=ds)  # dS
+            torch.mul(probs, torch.matmul(do, vt).sub_(_reversed_rows(delta, start, n)), out=ds)  # dS
             if need_q:
-                dq[:, :, rows] = torch.matmul(ds, key).mul_(scaling)
+                dq[:, :, start : start + n] = torch.matmul(ds, key).mul_(scaling).flip(2)
             if need_k:
                 dk += torch.matmul(ds.transpose(-1, -2), q).mul_(scaling)
             if need_table:
-                # column c of the sheared view holds every dS entry with j − i = c − (n − 1)
-                lo = q_len - n - start
+                # column c holds every dS entry with j − i = c − (start + n − 1): table index lo + c
                 dtable[:, lo : lo + width] += diagonals.sum(dim=(0, 2))
         return dq, dk, dv, dtable, None, None, None
 

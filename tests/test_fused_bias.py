@@ -7,6 +7,7 @@ import sys
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from hf_relpos.relative_positions import SCHEMES
 from test_engine import CASES, D, H, inputs, make_scheme, naive_attention, run
@@ -78,6 +79,51 @@ def test_table_gradient_float64(Lq, Lk, block, masked):
     grad = torch.randn(want.shape, generator=g, dtype=torch.float64)
     for a, b in zip(torch.autograd.grad(got, (q, k, v, table), grad), torch.autograd.grad(want, (q, k, v, table), grad)):
         assert (a - b).abs().max().item() <= 1e-11
+
+
+class _OpLog(TorchDispatchMode):
+    """The aten ops a region dispatches (forward and backward)."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops.add(func.overloadpacket.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("masked", ["none", "padding", "causal", "padding+causal"])
+@pytest.mark.parametrize("Lq,Lk,block", [(24, 24, 5), (11, 24, 4), (1, 9, 1), (9, 30, 2)])
+def test_frozen_table_takes_the_fused_kernel_backward(Lq, Lk, block, masked, dtype):
+    """A table without gradient (ALiBi, a frozen bias): the backward is torch's fused CPU flash backward
+    per block, equal to plain autograd; a query row with every key masked (padding under a causal
+    mask, where that kernel's backward differs from eager's uniform row) takes the recomputing path."""
+    g = torch.Generator().manual_seed(Lq * 7 + Lk)
+    B = 2
+    q, k, v = (torch.randn(B, H, L, D, generator=g, dtype=dtype, requires_grad=True) for L in (Lq, Lk, Lk))
+    table = torch.randn(H, Lq + Lk - 1, generator=g, dtype=dtype)
+    keep = torch.ones(B, 1, Lq, Lk, dtype=torch.bool)
+    if "padding" in masked:
+        keep[1, ..., : Lk // 3] = False
+    if "causal" in masked:
+        keep &= torch.arange(Lk)[None, :] <= torch.arange(Lk - Lq, Lk)[:, None]
+    mask = None if masked == "none" else torch.zeros(keep.shape, dtype=dtype).masked_fill(~keep, torch.finfo(dtype).min)
+    i, j = torch.arange(Lq)[:, None], torch.arange(Lk)[None, :]
+    scores = q @ k.transpose(-1, -2) * 0.3 + table[:, j - i + Lq - 1]
+    want = torch.softmax(scores if mask is None else scores + mask, -1) @ v
+    grad = torch.randn(want.shape, generator=g, dtype=dtype)
+    with _OpLog() as log:
+        got = engine.FusedDistanceBiasAttention.apply(q, k, v, table, mask, 0.3, block)
+        grads = torch.autograd.grad(got, (q, k, v), grad)
+    tol = 1e-5 if dtype == torch.float32 else 1e-11
+    assert (got - want).abs().max().item() <= tol
+    for a, b in zip(grads, torch.autograd.grad(want, (q, k, v), grad)):
+        assert (a - b).abs().max().item() <= 10 * tol
+    fully_masked = bool((~keep).all(-1).any())
+    assert ("_scaled_dot_product_flash_attention_for_cpu_backward" in log.ops) == (not fully_masked)
+    assert ("_softmax" in log.ops) == fully_masked  # the recomputing backward
 
 
 def test_plain_path_without_table_or_with_dropout_or_under_tracing(fused):
