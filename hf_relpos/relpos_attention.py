@@ -249,7 +249,7 @@ def blocked_relpos_attention(query, key, value, attention_mask, scaling, scheme,
 FUSED_BLOCK_SCORE_BYTES = 8 * 2**20
 # The fused path runs where it measured faster than sdpa with a dense bias: at least this many scores
 # per layer (B·H·Lq·Lk); see docs/scaling.md.
-FUSED_MIN_SCORES = 12 * 2048 * 2048
+FUSED_MIN_SCORES = 12 * 512 * 512
 
 
 def _reversed_rows(x, start, n):

@@ -24,7 +24,9 @@ Parts (each prints a table; together they write one JSON and one PNG):
 - ``scaling``: forward+backward time ratio to HF ``BertModel`` (sdpa) and peak memory against L
   (``--scaling-lengths``, default 512 1024 2048 4096), batch ``--scaling-batch`` (1), every scheme,
   ``--scaling-repeats`` paired rounds; peak memory at ``--scaling-memory-lengths`` (default: every L).
-  The PNG gets one line per scheme (ratio vs L). ``--device cuda`` prints the same table.
+  With ``deberta`` among the schemes, HF ``DebertaV2Model`` of the same size (the scheme's defaults:
+  256 log buckets, c2p + p2c) runs beside it as ``hf_deberta_v2``. The PNG gets one line per model
+  (ratio vs L). ``--device cuda`` prints the same table.
 
 Peak memory: on CUDA the allocator's high-water mark; on CPU the high-water mark of live tensor
 bytes in the torch profiler's memory timeline. Both count only what a step adds above what was live
@@ -48,6 +50,7 @@ PARTS = ("encoder", "memory", "generation", "flex", "compiled", "scaling")
 # ≤1.10× HF BertModel for the bias and rotation schemes, ≤1.35× for the content schemes (issue 8)
 TIME_TARGET_BY_COST = {"bias": 1.10, "rotate": 1.10, "content": 1.35}
 HF_BERT = "hf_bert"
+HF_DEBERTA = "hf_deberta_v2"  # scaling part: HF DebertaV2Model of the same size beside relpos "deberta"
 HF_V4 = "hf_v4_relative_key_query"
 MB = 2**20
 
@@ -126,6 +129,14 @@ def build_encoder(name, args, length, device, attn="sdpa"):
         from transformers import BertConfig, BertModel
 
         model = BertModel(BertConfig(**_bert_kwargs(args, length), attn_implementation="sdpa"), add_pooling_layer=False)
+    elif name == HF_DEBERTA:
+        from transformers import DebertaV2Config, DebertaV2Model
+
+        # the relpos "deberta" scheme's defaults: 256 log buckets, max 512, c2p + p2c, shared keys, LayerNorm
+        model = DebertaV2Model(DebertaV2Config(**_bert_kwargs(args, length), relative_attention=True,
+                                               position_buckets=256, max_relative_positions=512,
+                                               pos_att_type=["c2p", "p2c"], share_att_key=True,
+                                               norm_rel_ebd="layer_norm", position_biased_input=False))
     else:
         from hf_relpos import RelPosBertConfig, RelPosBertModel
 
@@ -390,7 +401,7 @@ def part_scaling(args, device):
         base_step()
         base_peak = peak_memory(base_step, device) if L in memory_lengths else None
         print(f"{HF_BERT:<14}{L:>6}{'':>10}{'':>8}{'' if base_peak is None else f'{base_peak / MB:.0f}':>10}", flush=True)
-        for name in args.schemes:
+        for name in args.schemes + ([HF_DEBERTA] if "deberta" in args.schemes else []):
             step = train_step(build_encoder(name, args, L, device, attn=args.attn), ids)
             runs = interleaved_times({HF_BERT: base_step, name: step}, args.scaling_repeats, device)
             peak = peak_memory(step, device) if base_peak is not None else None
@@ -403,10 +414,10 @@ def part_scaling(args, device):
             mem = f"{peak / MB:>10.0f}{row['memory_ratio']:>8.2f}" if peak is not None else f"{'-':>10}{'-':>8}"
             print(f"{name:<14}{L:>6}{row['time_s'] * 1e3:>10.0f}{row['ratio']:>8.2f}{mem}", flush=True)
             del step
-    lengths = list(args.scaling_lengths)
-    print("\nfwd+bwd time / HF BertModel:\n| L | " + " | ".join(args.schemes) + " |\n|---|" + "---|" * len(args.schemes))
+    lengths, names = list(args.scaling_lengths), list(dict.fromkeys(r["model"] for r in rows))
+    print("\nfwd+bwd time / HF BertModel:\n| L | " + " | ".join(names) + " |\n|---|" + "---|" * len(names))
     for L in lengths:
-        cells = [next((f"{r['ratio']:.2f}×" for r in rows if r["model"] == n and r["length"] == L), "-") for n in args.schemes]
+        cells = [next((f"{r['ratio']:.2f}×" for r in rows if r["model"] == n and r["length"] == L), "-") for n in names]
         print(f"| {L:,} | " + " | ".join(cells) + " |")
     return rows
 
