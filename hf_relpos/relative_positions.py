@@ -90,12 +90,22 @@ def relative_dot(x, lookup, x_start: int, other_start: int, other_len: int, tile
     if S * tile != N:
         x = F.pad(x, (0, 0, 0, S * tile - N))
     W = tile + M - 1
-    delta = (x_start + arange(S) * tile - other_start - (M - 1))[:, None] + arange(W)[None, :]  # (S, W)
+    # a tile's distances in decreasing order, from its last row's δ to the first m: pair (t, m) then sits at
+    # w = tile − 1 − t + m, i.e. at t·(W − 1) + m + tile − 1 in the tile's flat products, so every output
+    # row is a contiguous run and the (tile, M) result a strided view (a row copy, no per-element gather)
+    delta = (x_start + arange(S) * tile + (tile - 1) - other_start)[:, None] - arange(W)[None, :]  # (S, W)
     rows = lookup(delta).to(x.dtype)
     pattern = "bhsnd,swd->bhsnw" if rows.dim() == 3 else "bhsnd,hswd->bhsnw"
-    products = torch.einsum(pattern, x.view(B, H, S, tile, d), rows)  # (B, H, S, tile, W)
-    index = arange(tile)[:, None] - arange(M)[None, :] + (M - 1)  # pair (n, m) sits at w = n − m + M − 1
-    out = torch.gather(products, -1, index.expand(B, H, S, tile, M))
+    products = torch.einsum(pattern, x.view(B, H, S, tile, d), rows)  # (B, H, S, tile, W), bmm's layout
+    if torch.compiler.is_compiling():
+        # traced graphs: a gather (storage offsets and strides of intermediates are not traceable)
+        index = (tile - 1) - arange(tile)[:, None] + arange(M)[None, :]
+        out = torch.gather(products, -1, index.expand(B, H, S, tile, M))
+    else:
+        if products.stride(-1) != 1:
+            products = products.contiguous()
+        sb, sh, ss, st, _ = products.stride()
+        out = products.as_strided((B, H, S, tile, M), (sb, sh, ss, st - 1, 1), products.storage_offset() + tile - 1)
     return out.reshape(B, H, S * tile, M)[:, :, :N]
 
 
@@ -842,7 +852,7 @@ class ShawKeyQuery(RelativePositionScheme):
         query_term = relative_dot(q, lambda delta: table[delta.clamp(*clip) + P - 1], start, 0, k_len, clip=clip)
         # k_j · e[i − j]: the same product seen from the keys (δ = j − i there), transposed
         key_term = relative_dot(k, lambda delta: table[(-delta).clamp(*clip) + P - 1], 0, start, q_len, clip=clip)
-        return query_term + key_term.transpose(-1, -2)
+        return query_term.add_(key_term.transpose(-1, -2))  # in place: no fresh (B, H, Lq, Lk) buffer
 
 
 class TransformerXL(RelativePositionScheme):
@@ -885,7 +895,7 @@ class TransformerXL(RelativePositionScheme):
         position_term = relative_dot(q + self.v[:, None, :].to(q.dtype), lambda delta: r[:, delta.clamp(lo, hi) - lo],
                                      start, 0, k_len)
         content_bias = torch.matmul(k, self.u[:, :, None].to(k.dtype)).transpose(-1, -2)  # (B, H, 1, Lk)
-        return position_term + content_bias
+        return position_term.add_(content_bias)
 
 
 class DeBERTa(RelativePositionScheme):
@@ -956,7 +966,7 @@ class DeBERTa(RelativePositionScheme):
         index = local[relative_distance(q_len, k_len, q.device, q_start=start).neg_() - lo]  # bucket of i − j
         c2p = bucket_dot(q, pos_key, index)
         p2c = bucket_dot(k, pos_query, index.transpose(0, 1))
-        return c2p + p2c.transpose(-1, -2)
+        return c2p.add_(p2c.transpose(-1, -2))
 
 
 SCHEMES: dict[str, type[RelativePositionScheme]] = {

@@ -411,6 +411,17 @@ def test_relative_dot_tiled_and_clipped_paths_equal_naive(per_head, N, M, x_star
     clipped = relative_dot(x, lookup, x_start, other_start, M, tile=max(tile, 64), clip=(lo, hi))
     assert (tiled - want).abs().max() <= TOL
     assert (clipped - want).abs().max() <= TOL
+    # gradients (x and the table) of both paths against autograd through the per-pair rows
+    x.requires_grad_(True)
+    table.requires_grad_(True)
+    row = ((x_start + torch.arange(N))[:, None] - (other_start + torch.arange(M))[None, :]).clamp(lo, hi) - lo
+    reference = (x[:, :, :, None] * (table[:, row] if per_head else table[row])).sum(-1)
+    weight = torch.randn(want.shape, generator=g)
+    expected = torch.autograd.grad((reference * weight).sum(), (x, table))
+    for out in (relative_dot(x, lookup, x_start, other_start, M, tile=tile),
+                relative_dot(x, lookup, x_start, other_start, M, tile=max(tile, 64), clip=(lo, hi))):
+        for a, b in zip(torch.autograd.grad((out * weight).sum(), (x, table)), expected):
+            assert (a - b).abs().max() <= 10 * TOL  # sums of up to N·M products
 
 
 # sdpa takes query blocks for long inputs with a content term or a learned bias
