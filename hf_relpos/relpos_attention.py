@@ -260,6 +260,16 @@ def _reversed_rows(x, start, n):
     return x[:, :, start : start + n].flip(2)
 
 
+def _block_bias(windows, mask, start, n):
+    """Bias (+ mask) of query rows ``start … start + n − 1`` in reverse order, (1 or B, H, n, Lk): without a
+    mask a strided view of the table's windows (row w = Lq − 1 − i), nothing copied."""
+    lo = windows.shape[1] - start - n
+    bias = windows[None, :, lo : lo + n]
+    if mask is None:
+        return bias
+    return bias + (_reversed_rows(mask, start, n) if mask.shape[-2] > 1 else mask)
+
+
 class FusedDistanceBiasAttention(torch.autograd.Function):
     """softmax(q·kᵀ·scale + T[j − i + Lq − 1] + mask)·v with T an (H, Lq + Lk − 1) table, exact.
 
@@ -283,15 +293,11 @@ class FusedDistanceBiasAttention(torch.autograd.Function):
         windows = table.unfold(-1, k_len, 1)  # (H, Lq, Lk) view
         out = query.new_empty(B, H, q_len, value.shape[-1])
         lse = query.new_empty(B, H, q_len)
-        mask_rows = mask is not None and mask.shape[-2] > 1
         for start in range(0, q_len, block):
             n = min(block, q_len - start)
-            lo = q_len - start - n
-            bias = windows[None, :, lo : lo + n]
-            if mask is not None:
-                bias = bias + (_reversed_rows(mask, start, n) if mask_rows else mask)
             o, l = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
-                _reversed_rows(query, start, n), key, value, attn_mask=bias, scale=scaling)
+                _reversed_rows(query, start, n), key, value, attn_mask=_block_bias(windows, mask, start, n),
+                scale=scaling)
             out[:, :, start : start + n] = o.flip(2)
             lse[:, :, start : start + n] = l.flip(2)
         ctx.save_for_backward(query, key, value, table, mask, out, lse)
@@ -318,14 +324,10 @@ class FusedDistanceBiasAttention(torch.autograd.Function):
         if not (need_table or ctx.fully_masked):
             for start in range(0, q_len, block):
                 n = min(block, q_len - start)
-                lo = q_len - start - n
-                bias = windows[None, :, lo : lo + n]
-                if mask is not None:
-                    bias = bias + (_reversed_rows(mask, start, n) if mask_rows else mask)
                 gq, gk, gv = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward(
                     _reversed_rows(grad_out, start, n), _reversed_rows(query, start, n), key, value,
                     _reversed_rows(out, start, n), _reversed_rows(lse[..., None], start, n)[..., 0], 0.0, False,
-                    attn_mask=bias, scale=scaling)
+                    attn_mask=_block_bias(windows, mask, start, n), scale=scaling)
                 if need_q:
                     dq[:, :, start : start + n] = gq.flip(2)
                 if need_k:
