@@ -118,6 +118,16 @@ def bucket_dot(x, rows, index):
     return torch.gather(products, -1, index.expand(B, H, N, index.shape[-1]))
 
 
+def memoized(memo: dict | None, key, compute):
+    """``memo[key]``, computed on a miss (without a memo: ``compute()``). Returns what the memo holds, so a
+    memo that stores something else (a leaf cut from the graph, in the blocked backward) is honoured."""
+    if memo is None:
+        return compute()
+    if key not in memo:
+        memo[key] = compute()
+    return memo[key]
+
+
 def query_start(q_len: int, k_len: int, q_start: int | None) -> int:
     return k_len - q_len if q_start is None else q_start
 
@@ -941,31 +951,37 @@ class DeBERTa(RelativePositionScheme):
         if projections is None:
             raise ValueError("relative_position='deberta' needs the attention layer's (query, key) projections")
         query_proj, key_proj = projections
-        key = (id(self), "rel_embeddings")
-        if memo is None or key not in memo:
-            rel = self.LayerNorm(self.rel_embeddings.weight)
-            if memo is not None:
-                memo[key] = rel
-        else:
-            rel = memo[key]
         q_len, k_len = q.shape[-2], k.shape[-2]
         start = query_start(q_len, k_len, q_start)
         b = self.position_buckets
-        lo, hi = start - (k_len - 1), start + q_len - 1  # i − j present
+        # A query block (q_start given) with a memo private to its attention call: the blocks share the bucket
+        # rows of every i − j of that call and the keys' products with them, computed once, not per block
+        shared = q_start is not None and memo is not None
+        lo, hi = (-(k_len - 1), k_len - 1) if shared else (start - (k_len - 1), start + q_len - 1)  # i − j seen
         bucket = (deberta_log_bucket(torch.arange(lo, hi + 1, device=q.device), b, self.max_relative_positions) + b).clamp(0, 2 * b - 1)
         if torch.compiler.is_compiling() or torch.jit.is_tracing():
             # torch.unique has a data-dependent size (a graph break, no export): project the whole table
             used, local = torch.arange(2 * b, device=q.device), bucket
         else:
             used, local = torch.unique(bucket, return_inverse=True)  # only the buckets these lengths reach
-        rel = rel[used].to(query_proj.weight.dtype)
-        pos_key = key_proj(rel).view(-1, self.num_heads, self.head_dim).transpose(0, 1)  # (H, K, d)
-        pos_query = query_proj(rel).view(-1, self.num_heads, self.head_dim).transpose(0, 1)
+        rel = memoized(memo, (id(self), "rel_embeddings"), lambda: self.LayerNorm(self.rel_embeddings.weight))
+        cache, tables = (memo if shared else None), (id(self), id(query_proj), lo, hi)
+
+        def project(proj):
+            rows = rel[used].to(query_proj.weight.dtype)
+            return proj(rows).view(-1, self.num_heads, self.head_dim).transpose(0, 1)  # (H, K, d)
+
+        pos_key = memoized(cache, (*tables, "pos_key"), lambda: project(key_proj))
+        pos_query = memoized(cache, (*tables, "pos_query"), lambda: project(query_proj))
         # ≤ 2b distinct buckets: each query/key times the K projected rows (HF DeBERTa's form), then a gather;
         # cheaper than relative_dot's per-distance tiles once L exceeds b (K ≤ 2b, distances 2L − 1)
         index = local[relative_distance(q_len, k_len, q.device, q_start=start).neg_() - lo]  # bucket of i − j
         c2p = bucket_dot(q, pos_key, index)
-        p2c = bucket_dot(k, pos_query, index.transpose(0, 1))
+        if shared:
+            keys = memoized(cache, (*tables, "p2c"), lambda: torch.matmul(k, pos_query.to(k.dtype).transpose(-1, -2)))
+            p2c = torch.gather(keys, -1, index.transpose(0, 1).expand(*k.shape[:2], k_len, q_len))
+        else:
+            p2c = bucket_dot(k, pos_query, index.transpose(0, 1))
         return c2p.add_(p2c.transpose(-1, -2))
 
 

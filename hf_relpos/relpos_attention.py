@@ -227,9 +227,16 @@ def blocked_relpos_attention(query, key, value, attention_mask, scaling, scheme,
             out = out + scheme.values(probs, q_start=offset + start)
         return out
 
-    needs_grad = torch.is_grad_enabled() and any(
-        t.requires_grad for t in (query, key, value, *scheme.parameters())
-    )
+    params = [*scheme.parameters(), *(p for m in (projections or ()) for p in m.parameters())]
+    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (query, key, value, *params))
+    if needs_grad and use_fused_content(query, scheme, dropout):
+        def content(q, k, start, memo):  # a memo private to this call, shared by its blocks
+            return scheme.content(q, k, projections=projections, memo=memo, q_start=offset + start)
+
+        mask = None if attention_mask is None else attention_mask.to(query.dtype)
+        out = FusedContentAttention.apply(content, query, key, value, mask, scaling, block,
+                                          *(p for p in params if p.requires_grad))
+        return out.transpose(1, 2).contiguous(), None
     outputs = []
     for start in range(0, q_len, block):
         q = query[:, :, start : start + block]
@@ -239,6 +246,130 @@ def blocked_relpos_attention(query, key, value, attention_mask, scaling, scheme,
             outputs.append(attend(q, key, value, start))
     return torch.cat(outputs, dim=2).transpose(1, 2).contiguous(), None
 
+
+
+def use_fused_content(query, scheme, dropout) -> bool:
+    """Whether the query blocks of a content scheme run :class:`FusedContentAttention` (CPU, fp32/fp64, no
+    dropout, no value side, eager) instead of checkpointed blocks."""
+    return (scheme.uses_content and not scheme.uses_values and not scheme.uses_bias and dropout == 0
+            and query.device.type == "cpu" and query.dtype in (torch.float32, torch.float64)
+            and not torch.compiler.is_compiling() and not torch.jit.is_tracing())
+
+
+def _fully_masked(mask) -> bool:
+    """Whether some query row of an additive mask hides every key (padding under a causal mask)."""
+    return mask is not None and bool((mask.amax(-1) <= torch.finfo(mask.dtype).min / 2).any())
+
+
+class _LeafMemo(dict):
+    """A memo whose differentiable entries are cut from their graph: every block reads the same leaf and its
+    gradient is summed, then carried through the entry's own graph once (not once per block)."""
+
+    def __init__(self):
+        super().__init__()
+        self.entries = []  # (original, leaf) in insertion order
+
+    @property
+    def leaves(self):
+        return [leaf for _, leaf in self.entries]
+
+    def __setitem__(self, key, value):
+        if isinstance(value, torch.Tensor) and value.requires_grad:
+            leaf = value.detach().requires_grad_(True)
+            self.entries.append((value, leaf))
+            value = leaf
+        super().__setitem__(key, value)
+
+
+def _accumulate(sums: dict, output, grad, inputs, own=None):
+    """Add the gradients of ``output`` (given ``grad``) with respect to each of ``inputs`` that needs one into
+    ``sums[id(input)]``; the gradient of ``own`` (a block's queries) is returned instead (None if unused)."""
+    chosen = [t for t in inputs if t is not None and t.requires_grad]
+    result = None
+    for t, g in zip(chosen, torch.autograd.grad(output, chosen, grad, allow_unused=True)):
+        if g is None:
+            continue
+        if t is own:
+            result = g
+        else:
+            sums[id(t)] = g if id(t) not in sums else sums[id(t)].add_(g)
+    return result
+
+
+class FusedContentAttention(torch.autograd.Function):
+    """softmax((q·kᵀ + C)·scale + mask)·v over query blocks, C = ``content(q_block, k, start)`` the scheme's
+    content term (B, H, n, Lk), exact; no (B, H, Lq, Lk) tensor outlives its block.
+
+    Forward: per block, C without autograd, then torch's fused CPU flash kernel with C·scale + mask as its
+    additive mask; keeps the output and its log-sum-exp. Backward, per block: C rebuilt under autograd,
+    P = exp(S − logsumexp) (softmax where a row is fully masked), dS = P ∘ (dO·vᵀ − rowsum(dO ∘ O)),
+    dQ, dK, dV from dS and P, and dS·scale pushed through C's graph into q, k and ``params`` (the tensors
+    C reads: the scheme's tables and projections). Against checkpointed blocks this skips the replayed
+    P·V product and softmax backward, and the forward runs the fused kernel instead of the math path."""
+
+    @staticmethod
+    def forward(ctx, content, query, key, value, mask, scaling, block, *params):
+        q_len = query.shape[-2]
+        out = query.new_empty(*query.shape[:-1], value.shape[-1])
+        lse = query.new_empty(query.shape[:-1])
+        mask_rows = mask is not None and mask.shape[-2] > 1
+        memo = {}
+        for start in range(0, q_len, block):
+            rows = slice(start, start + block)
+            bias = content(query[:, :, rows], key, start, memo).mul_(scaling)
+            if mask is not None:
+                bias = bias.add_(mask[:, :, rows] if mask_rows else mask)
+            out[:, :, rows], lse[:, :, rows] = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+                query[:, :, rows], key, value, attn_mask=bias, scale=scaling)
+        ctx.save_for_backward(query, key, value, mask, out, lse, *params)
+        ctx.content, ctx.scaling, ctx.block, ctx.fully_masked = content, scaling, block, _fully_masked(mask)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        query, key, value, mask, out, lse, *params = ctx.saved_tensors
+        scaling, block, q_len = ctx.scaling, ctx.block, query.shape[-2]
+        need_q, need_k, need_v = ctx.needs_input_grad[1:4]
+        grad_out = grad_out.contiguous()
+        delta = (grad_out * out).sum(-1, keepdim=True)  # rowsum(dO ∘ O)
+        mask_rows = mask is not None and mask.shape[-2] > 1
+        dq = torch.empty_like(query) if need_q else None
+        dk = torch.zeros_like(key) if need_k else None
+        dv = torch.zeros_like(value) if need_v else None
+        k_leaf = key.detach().requires_grad_(need_k)
+        memo = _LeafMemo()
+        sums = {}  # id(tensor) → gradient summed over the blocks: k_leaf, the memo's leaves, params
+        kt, vt = key.transpose(-1, -2), value.transpose(-1, -2)
+        for start in range(0, q_len, block):
+            rows = slice(start, start + block)
+            q, do = query[:, :, rows], grad_out[:, :, rows]
+            q_leaf = q.detach().requires_grad_(need_q)
+            with torch.enable_grad():
+                term = ctx.content(q_leaf, k_leaf, start, memo)
+            scores = torch.matmul(q, kt).add_(term.detach()).mul_(scaling)
+            if mask is not None:
+                scores.add_(mask[:, :, rows] if mask_rows else mask)
+            if ctx.fully_masked:  # eager's softmax (uniform rows where every key is masked)
+                probs = torch.softmax(scores, dim=-1)
+            else:
+                probs = scores.sub_(lse[:, :, rows, None]).exp_()
+            if need_v:
+                dv += torch.matmul(probs.transpose(-1, -2), do)
+            ds = probs.mul_(torch.matmul(do, vt).sub_(delta[:, :, rows])).mul_(scaling)  # dS·scale
+            if need_k:
+                dk += torch.matmul(ds.transpose(-1, -2), q)
+            dq_term = _accumulate(sums, term, ds, [q_leaf, k_leaf, *memo.leaves, *params], own=q_leaf)
+            if need_q:
+                dq[:, :, rows] = torch.matmul(ds, key) if dq_term is None else torch.matmul(ds, key).add_(dq_term)
+        # each memo entry's summed gradient through its own graph once, latest first (it may read earlier ones)
+        for original, leaf in reversed(memo.entries):
+            grad = sums.pop(id(leaf), None)
+            if grad is not None:
+                _accumulate(sums, original, grad, [k_leaf, *memo.leaves, *params])
+        if need_k and id(k_leaf) in sums:
+            dk += sums[id(k_leaf)]
+        return (None, dq, dk, dv, None, None, None, *(sums.get(id(p)) for p in params))
 
 
 # ------------------------------------------------------------------------------------------------

@@ -431,8 +431,9 @@ BLOCKED = [n for n, c in SCHEMES.items() if c.cost == "content" or (c.cost == "b
 @pytest.mark.parametrize("name", BLOCKED)
 @pytest.mark.parametrize("causal", [False, True])
 def test_blocked_sdpa_path_equals_reference_with_gradients(name, causal, monkeypatch):
-    """Long inputs of content and learned-bias schemes go through query blocks (checkpointed): same
-    outputs as the naive reference, same gradients as eager, blocks not dividing Lq, q_len < k_len."""
+    """Long inputs of content and learned-bias schemes go through query blocks (FusedContentAttention for a
+    content term, checkpointed blocks otherwise): same outputs as the naive reference, same gradients of
+    q, k, v and the scheme's parameters as eager, blocks not dividing Lq, q_len < k_len, padding."""
     engine = sys.modules["hf_relpos.relpos_attention"]  # the package exports a function of that name
     monkeypatch.setattr(engine, "BLOCKED_MIN_SCORE_BYTES", 1)  # every input counts as long here
     monkeypatch.setattr(engine, "BLOCK_SCORE_BYTES", 2 * H * 13 * 4 * 16)  # blocks of 16 rows (Lk = 13)
@@ -440,7 +441,9 @@ def test_blocked_sdpa_path_equals_reference_with_gradients(name, causal, monkeyp
     q, k, _, _ = inputs(13, 13)
     assert engine.use_blocks(q, k) is None  # one block would hold every query: no blocking
     monkeypatch.setattr(engine, "BLOCK_SCORE_BYTES", 2 * H * 24 * 4 * 5)  # 5 rows: blocks 5, 5, ... (Lk = 24)
-    real_checkpoint = engine.checkpoint
+    real_checkpoint, real_fused = engine.checkpoint, engine.FusedContentAttention.apply
+    fused = engine.use_fused_content(q, scheme, 0.0)
+    assert fused == (scheme.uses_content and not scheme.uses_values)
     for Lq, Lk in [(24, 24), (11, 24)]:
         q, k, v, padding = inputs(Lq, Lk)
         assert engine.use_blocks(q, k) is not None
@@ -448,17 +451,26 @@ def test_blocked_sdpa_path_equals_reference_with_gradients(name, causal, monkeyp
             want = naive_attention(name, cfg, scheme, projections, q, k, v, padding, causal, D**-0.5)
         grads = {}
         calls = []
-        monkeypatch.setattr(engine, "checkpoint", lambda *a, **kw: calls.append(1) or real_checkpoint(*a, **kw))
+        monkeypatch.setattr(engine, "checkpoint", lambda *a, **kw: calls.append("checkpoint") or real_checkpoint(*a, **kw))
+        monkeypatch.setattr(engine.FusedContentAttention, "apply", lambda *a: calls.append("fused") or real_fused(*a))
         for impl in ("eager", "sdpa"):  # sdpa takes the blocked path, eager never does
             scheme.zero_grad(set_to_none=True)
-            qg = q.clone().requires_grad_(True)
-            out = run(scheme, projections, qg, k, v, padding, causal, impl, D**-0.5)
+            for module in projections or ():
+                module.zero_grad(set_to_none=True)
+            leaves = [t.clone().requires_grad_(True) for t in (q, k, v)]
+            out = run(scheme, projections, *leaves, padding, causal, impl, D**-0.5)
             assert (out.detach() - want).abs().max().item() <= TOL, impl
-            (out**2).sum().backward()
-            grads[impl] = [qg.grad] + [p.grad for p in scheme.parameters()]
-            assert len(calls) == (0 if impl == "eager" else -(-Lq // 5))  # one checkpointed region per block
-        for a, b in zip(grads["eager"], grads["sdpa"]):
-            assert (a - b).abs().max() <= 1e-4
+            (out**2 * torch.linspace(-1, 1, out.shape[-1])).sum().backward()
+            grads[impl] = [t.grad for t in leaves] + [p.grad for p in scheme.parameters()]
+            grads[impl] += [p.grad for m in projections or () for p in m.parameters()]
+            if impl == "eager":
+                assert calls == []
+            else:  # one fused call, or one checkpointed region per block
+                assert calls == (["fused"] if fused else ["checkpoint"] * -(-Lq // 5))
+        for a, b in zip(grads["eager"], grads["sdpa"], strict=True):
+            assert (a is None) == (b is None)
+            if a is not None:
+                assert (a - b).abs().max() <= 1e-4
 
 
 SHIFT_INVARIANT = [c for c in CASES if SCHEMES[c[0]].shift_invariant]
