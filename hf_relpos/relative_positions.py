@@ -898,9 +898,16 @@ class TransformerXL(RelativePositionScheme):
     def content(self, q, k, projections=None, memo=None, q_start=None):
         q_len, k_len = q.shape[-2], k.shape[-2]
         start = query_start(q_len, k_len, q_start)
-        lo, hi = start - (k_len - 1), start + q_len - 1  # i − j present
-        R = sinusoid_table(torch.arange(lo, hi + 1, device=q.device), self.hidden_size, interleave=False)
-        r = self.r_net(R.to(self.r_net.weight.dtype)).view(-1, self.num_heads, self.head_dim).transpose(0, 1)  # (H, K, d)
+        # a query block with a memo private to its attention call: one projection of every i − j of the call,
+        # shared by the blocks (r_net costs (Lq + Lk)·hidden² per call, not per block)
+        shared = q_start is not None and memo is not None
+        lo, hi = (-(k_len - 1), k_len - 1) if shared else (start - (k_len - 1), start + q_len - 1)  # i − j seen
+
+        def project():
+            R = sinusoid_table(torch.arange(lo, hi + 1, device=q.device), self.hidden_size, interleave=False)
+            return self.r_net(R.to(self.r_net.weight.dtype)).view(-1, self.num_heads, self.head_dim).transpose(0, 1)
+
+        r = memoized(memo if shared else None, (id(self), lo, hi, "r"), project)  # (H, K, d)
         # tiles padded past the last query ask for δ > hi: clamp (their rows are dropped)
         position_term = relative_dot(q + self.v[:, None, :].to(q.dtype), lambda delta: r[:, delta.clamp(lo, hi) - lo],
                                      start, 0, k_len)
