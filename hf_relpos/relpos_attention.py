@@ -9,10 +9,14 @@ carry every scheme; each owns its fallback rule:
 
 - ``eager``: plain matmul/softmax; carries every hook, returns attention probabilities.
 - ``sdpa``: transformers' sdpa function; the scheme's bias and content terms travel as
-  ``position_bias`` (folded into sdpa's float mask). Long inputs with a content term or a learned
-  bias go through :func:`blocked_relpos_attention`: queries in blocks, each block's scores built,
-  used and (under autograd) recomputed in the backward pass, so no (B, H, L, L) tensor outlives its
-  block. Falls back to eager when the probabilities are needed (Shaw's value side, ``output_attentions``).
+  ``position_bias`` (folded into sdpa's float mask). On CPU, a distance-only bias from 512² scores per
+  head (BERT-base heads) runs :class:`FusedDistanceBiasAttention` (torch's fused flash kernel per query
+  block, the bias a strided view of its (H, Lq + Lk − 1) table, whose gradient the backward sums along
+  diagonals). Long inputs with a content term or another learned bias go through
+  :func:`blocked_relpos_attention`: queries in blocks, no (B, H, L, L) tensor outlives its block; under
+  autograd a content term runs :class:`FusedContentAttention` (fused forward, a backward that rebuilds the
+  block's term), anything else checkpointed blocks. Falls back to eager when the probabilities are needed
+  (Shaw's value side, ``output_attentions``).
 - ``flex_attention``: torch flex attention. A distance-only bias is computed inside ``score_mod`` from
   an (H, Lq + Lk − 1) table, so no (B, H, Lq, Lk) bias tensor exists. Compiled on GPU (the tables get
   their gradients through the captured tensors); on CPU compiled for inference on long inputs (see
@@ -193,8 +197,9 @@ def use_blocks(query, key) -> int | None:
 def blocked_relpos_attention(query, key, value, attention_mask, scaling, scheme, block, dropout=0.0,
                              projections=None, memo=None):
     """Attention over query blocks of ``block`` rows, exact; memory O(block · Lk) per layer instead of
-    O(Lq · Lk). Under autograd each block is checkpointed: its scores (and the scheme's content term)
-    are rebuilt in the backward pass rather than kept, trading ~1 extra attention forward for memory.
+    O(Lq · Lk). Under autograd a content term (CPU, fp32/fp64, no dropout, eager) runs
+    :class:`FusedContentAttention`; otherwise each block is checkpointed: its scores (and the scheme's
+    content term) are rebuilt in the backward pass rather than kept, ~1 extra attention forward.
 
     query (B, H, Lq, d) are the last Lq of Lk positions. A distance-only bias enters each block as rows
     of its (H, Lq + Lk − 1) table; any other bias is built once and sliced.
