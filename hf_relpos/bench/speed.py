@@ -441,8 +441,9 @@ def plot(rows, path):
                 xs, ys = series.setdefault(r["model"], ([], []))
                 xs.append(r["length"])
                 ys.append(r[key])
-        if series:
-            panels.append({"title": title, "xlabel": "sequence length", "ylabel": "×", "series": series, "logx": True})
+        if series:  # the HF DeBERTa anchor dashed black, apart from the ten schemes' colours
+            panels.append({"title": title, "xlabel": "sequence length", "ylabel": "×", "series": series, "logx": True,
+                           "styles": {HF_DEBERTA: {"color": "black", "linestyle": "--"}}})
     flex = [r for r in rows if r["part"] == "flex"]
     if flex:
         for key, label, scale in (("peak_bytes", "inference peak memory (MB)", MB), ("time_s", "inference time (s)", 1)):
