@@ -128,6 +128,31 @@ def memoized(memo: dict | None, key, compute):
     return memo[key]
 
 
+class _GatherIntoSink(torch.autograd.Function):
+    """``torch.gather(source, -1, index)`` whose gradient is added in place into ``sink`` (returning none
+    for ``source``): query blocks that read one shared tensor sum its gradient without allocating a
+    source-sized tensor per block, as gather's own backward does."""
+
+    @staticmethod
+    def forward(ctx, source, index, sink):
+        ctx.save_for_backward(index)
+        ctx.sink = sink
+        return torch.gather(source, -1, index)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (index,) = ctx.saved_tensors
+        ctx.sink.scatter_add_(-1, index, grad)
+        return None, None, None
+
+
+def memo_gather(memo, source, index):
+    """``torch.gather(source, -1, index)`` of a memoized ``source``; when the memo keeps gradient sinks
+    (the blocked backward's, ``memo.sink(source)``) the gradient goes into the sink."""
+    sink = memo.sink(source) if hasattr(memo, "sink") and source.requires_grad else None
+    return torch.gather(source, -1, index) if sink is None else _GatherIntoSink.apply(source, index, sink)
+
+
 def query_start(q_len: int, k_len: int, q_start: int | None) -> int:
     return k_len - q_len if q_start is None else q_start
 
@@ -986,7 +1011,7 @@ class DeBERTa(RelativePositionScheme):
         c2p = bucket_dot(q, pos_key, index)
         if shared:
             keys = memoized(cache, (*tables, "p2c"), lambda: torch.matmul(k, pos_query.to(k.dtype).transpose(-1, -2)))
-            p2c = torch.gather(keys, -1, index.transpose(0, 1).expand(*k.shape[:2], k_len, q_len))
+            p2c = memo_gather(memo, keys, index.transpose(0, 1).expand(*k.shape[:2], k_len, q_len))
         else:
             p2c = bucket_dot(k, pos_query, index.transpose(0, 1))
         return c2p.add_(p2c.transpose(-1, -2))

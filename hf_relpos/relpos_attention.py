@@ -273,10 +273,16 @@ class _LeafMemo(dict):
     def __init__(self):
         super().__init__()
         self.entries = []  # (original, leaf) in insertion order
+        self.sinks = {}  # id(leaf) → its gradient, summed in place by memo_gather
 
     @property
     def leaves(self):
         return [leaf for _, leaf in self.entries]
+
+    def sink(self, leaf):
+        if id(leaf) not in self.sinks:
+            self.sinks[id(leaf)] = torch.zeros_like(leaf)
+        return self.sinks[id(leaf)]
 
     def __setitem__(self, key, value):
         if isinstance(value, torch.Tensor) and value.requires_grad:
@@ -369,7 +375,8 @@ class FusedContentAttention(torch.autograd.Function):
                 dq[:, :, rows] = torch.matmul(ds, key) if dq_term is None else torch.matmul(ds, key).add_(dq_term)
         # each memo entry's summed gradient through its own graph once, latest first (it may read earlier ones)
         for original, leaf in reversed(memo.entries):
-            grad = sums.pop(id(leaf), None)
+            grad, sunk = sums.pop(id(leaf), None), memo.sinks.pop(id(leaf), None)
+            grad = sunk if grad is None else grad if sunk is None else grad.add_(sunk)
             if grad is not None:
                 _accumulate(sums, original, grad, [k_leaf, *memo.leaves, *params])
         if need_k and id(k_leaf) in sums:
