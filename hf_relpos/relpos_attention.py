@@ -447,7 +447,7 @@ class FusedDistanceBiasAttention(torch.autograd.Function):
         ctx.scaling, ctx.block = scaling, block
         # a query whose every key is masked (padding under a causal mask) gets eager's uniform row forward,
         # but the kernel's backward differs there: such inputs take the recomputing backward
-        ctx.fully_masked = mask is not None and bool((mask.amax(-1) <= torch.finfo(mask.dtype).min / 2).any())
+        ctx.fully_masked = _fully_masked(mask)
         return out
 
     @staticmethod
