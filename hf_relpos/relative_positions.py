@@ -153,6 +153,16 @@ def memo_gather(memo, source, index):
     return torch.gather(source, -1, index) if sink is None else _GatherIntoSink.apply(source, index, sink)
 
 
+def distance_span(q_len: int, k_len: int, q_start: int | None, memo: dict | None) -> tuple[bool, int, int]:
+    """(shared, lo, hi): the range of i − j a content term needs. A query block (``q_start`` given) with a
+    memo private to its attention call (the blocked paths) takes every i − j of the call, so that what it
+    derives from the distances is computed once and shared by the blocks; otherwise those of these rows."""
+    if q_start is not None and memo is not None:
+        return True, -(k_len - 1), k_len - 1
+    start = query_start(q_len, k_len, q_start)
+    return False, start - (k_len - 1), start + q_len - 1
+
+
 def query_start(q_len: int, k_len: int, q_start: int | None) -> int:
     return k_len - q_len if q_start is None else q_start
 
@@ -923,10 +933,8 @@ class TransformerXL(RelativePositionScheme):
     def content(self, q, k, projections=None, memo=None, q_start=None):
         q_len, k_len = q.shape[-2], k.shape[-2]
         start = query_start(q_len, k_len, q_start)
-        # a query block with a memo private to its attention call: one projection of every i − j of the call,
-        # shared by the blocks (r_net costs (Lq + Lk)·hidden² per call, not per block)
-        shared = q_start is not None and memo is not None
-        lo, hi = (-(k_len - 1), k_len - 1) if shared else (start - (k_len - 1), start + q_len - 1)  # i − j seen
+        # shared by the blocks of one call: r_net costs (Lq + Lk)·hidden² per call, not per block
+        shared, lo, hi = distance_span(q_len, k_len, q_start, memo)
 
         def project():
             R = sinusoid_table(torch.arange(lo, hi + 1, device=q.device), self.hidden_size, interleave=False)
@@ -986,18 +994,20 @@ class DeBERTa(RelativePositionScheme):
         q_len, k_len = q.shape[-2], k.shape[-2]
         start = query_start(q_len, k_len, q_start)
         b = self.position_buckets
-        # A query block (q_start given) with a memo private to its attention call: the blocks share the bucket
-        # rows of every i − j of that call and the keys' products with them, computed once, not per block
-        shared = q_start is not None and memo is not None
-        lo, hi = (-(k_len - 1), k_len - 1) if shared else (start - (k_len - 1), start + q_len - 1)  # i − j seen
-        bucket = (deberta_log_bucket(torch.arange(lo, hi + 1, device=q.device), b, self.max_relative_positions) + b).clamp(0, 2 * b - 1)
-        if torch.compiler.is_compiling() or torch.jit.is_tracing():
-            # torch.unique has a data-dependent size (a graph break, no export): project the whole table
-            used, local = torch.arange(2 * b, device=q.device), bucket
-        else:
-            used, local = torch.unique(bucket, return_inverse=True)  # only the buckets these lengths reach
-        rel = memoized(memo, (id(self), "rel_embeddings"), lambda: self.LayerNorm(self.rel_embeddings.weight))
+        # shared by the blocks of one call: the bucket rows of every i − j and the keys' products with them
+        shared, lo, hi = distance_span(q_len, k_len, q_start, memo)
         cache, tables = (memo if shared else None), (id(self), id(query_proj), lo, hi)
+
+        def buckets():
+            bucket = (deberta_log_bucket(torch.arange(lo, hi + 1, device=q.device), b, self.max_relative_positions)
+                      + b).clamp(0, 2 * b - 1)
+            if torch.compiler.is_compiling() or torch.jit.is_tracing():
+                # torch.unique has a data-dependent size (a graph break, no export): project the whole table
+                return torch.arange(2 * b, device=q.device), bucket
+            return torch.unique(bucket, return_inverse=True)  # only the buckets these lengths reach
+
+        used, local = memoized(cache, (*tables, "buckets"), buckets)
+        rel = memoized(memo, (id(self), "rel_embeddings"), lambda: self.LayerNorm(self.rel_embeddings.weight))
 
         def project(proj):
             rows = rel[used].to(query_proj.weight.dtype)
