@@ -5,7 +5,7 @@ Auto classes.
 """
 
 from .relative_positions import ABSOLUTE_POSITIONS, SCHEME_DEFAULTS, SCHEMES, build_relative_position
-from .relpos_attention import build_attention_mask, relpos_attention
+from .attention_engine import build_attention_mask, relpos_attention
 
 __version__ = "0.1.0"
 

@@ -7,7 +7,7 @@ lives at ``encoder.layer.N.attention.self.relative_position`` (per layer) or at
 ``encoder.relative_position`` (one scheme shared by every layer, e.g. T5 buckets, ALiBi); a shared
 scheme is handed to the layers at call time, never registered in them.
 
-Attention (see ``relpos_attention.py``): eager, sdpa (the default) and flex_attention all carry every
+Attention (see ``attention_engine.py``): eager, sdpa (the default) and flex_attention all carry every
 scheme, looked up in the local ``ALL_ATTENTION_FUNCTIONS`` registry. ``output_attentions=True``
 returns the per-layer probabilities; since sdpa and flex never expose them, a forward that asks for
 them runs its attention eagerly (one warning) — the same rule as relpos_t5.
@@ -44,7 +44,7 @@ except ImportError:  # older 5.x: the same hooks lived in check_model_inputs
 
 from .configuration_relpos_bert import RelPosBertConfig
 from .relative_positions import RelativePositionScheme, build_stack_schemes, sinusoid_table
-from .relpos_attention import ALL_ATTENTION_FUNCTIONS, build_attention_mask
+from .attention_engine import ALL_ATTENTION_FUNCTIONS, build_attention_mask
 
 logger = logging.get_logger(__name__)
 

@@ -42,7 +42,7 @@ except ImportError:  # older 5.x: the same hooks lived in check_model_inputs
 
 from .configuration_relpos_t5 import RelPosT5Config
 from .relative_positions import RelativePositionScheme, build_stack_schemes, sinusoid_table
-from .relpos_attention import ALL_ATTENTION_FUNCTIONS, NO_RELATIVE_POSITION, build_attention_mask
+from .attention_engine import ALL_ATTENTION_FUNCTIONS, NO_RELATIVE_POSITION, build_attention_mask
 
 # transformers 5.24 renamed the cache field of the output classes `past_key_values` -> `cache`
 _CACHE_FIELD = "cache" if "cache" in Seq2SeqLMOutput.__dataclass_fields__ else "past_key_values"

@@ -10,7 +10,7 @@ import torch
 
 from hf_relpos import RelPosBertConfig, RelPosBertModel
 from hf_relpos.bench import speed
-from hf_relpos.relpos_attention import flex_compiled
+from hf_relpos.attention_engine import flex_compiled
 
 TINY = ["--threads", "1", "--hidden", "32", "--heads", "4", "--intermediate", "64", "--layers", "2", "--repeats", "2"]
 

@@ -18,7 +18,7 @@ from hf_relpos import (
     RelPosT5ForConditionalGeneration,
 )
 from hf_relpos.relative_positions import SCHEMES
-from hf_relpos.relpos_attention import build_attention_mask
+from hf_relpos.attention_engine import build_attention_mask
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 ALL = sorted(SCHEMES)

@@ -22,7 +22,7 @@ from hf_relpos.relative_positions import (
     is_shared,
     resolve_scheme_parameters,
 )
-from hf_relpos.relpos_attention import build_attention_mask, relpos_attention
+from hf_relpos.attention_engine import build_attention_mask, relpos_attention
 
 H, D = 4, 8
 HIDDEN = H * D
@@ -434,7 +434,7 @@ def test_blocked_sdpa_path_equals_reference_with_gradients(name, causal, monkeyp
     """Long inputs of content and learned-bias schemes go through query blocks (FusedContentAttention for a
     content term, checkpointed blocks otherwise): same outputs as the naive reference, same gradients of
     q, k, v and the scheme's parameters as eager, blocks not dividing Lq, q_len < k_len, padding."""
-    engine = sys.modules["hf_relpos.relpos_attention"]  # the package exports a function of that name
+    engine = sys.modules["hf_relpos.attention_engine"]
     monkeypatch.setattr(engine, "BLOCKED_MIN_SCORE_BYTES", 1)  # every input counts as long here
     monkeypatch.setattr(engine, "BLOCK_SCORE_BYTES", 2 * H * 13 * 4 * 16)  # blocks of 16 rows (Lk = 13)
     cfg, scheme, projections = make_scheme(name, causal=causal, seed=7)

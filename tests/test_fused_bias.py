@@ -1,4 +1,4 @@
-"""The fused distance-bias path (relpos_attention.FusedDistanceBiasAttention): fused sdpa forward, a
+"""The fused distance-bias path (attention_engine.FusedDistanceBiasAttention): fused sdpa forward, a
 backward that recomputes probabilities block by block and sums dS along diagonals into the bias table.
 Exact against eager (outputs; gradients of q, k, v, the table and the scheme's parameters) for every
 distance-only scheme and variant, padded, causal, q_len < k_len, blocks that do not divide Lq."""
@@ -12,7 +12,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from hf_relpos.relative_positions import SCHEMES
 from test_engine import CASES, D, H, inputs, make_scheme, naive_attention, run
 
-engine = sys.modules["hf_relpos.relpos_attention"]
+engine = sys.modules["hf_relpos.attention_engine"]
 DISTANCE = [c for c in CASES if SCHEMES[c[0]].distance_only]
 LENGTHS = [(24, 24), (11, 24), (1, 9), (17, 17)]
 

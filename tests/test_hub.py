@@ -31,7 +31,7 @@ TOKEN = "hf_loopback_write_token"
 USER = "test-user"
 FAST = ["--max_steps", "6", "--synthetic_train_size", "64", "--synthetic_eval_size", "24", "--save_strategy", "no",
         "--eval_strategy", "no", "--per_device_train_batch_size", "8", "--disable_tqdm", "true"]
-CODE_FILES = {"configuration_relpos_bert.py", "modeling_relpos_bert.py", "relative_positions.py", "relpos_attention.py"}
+CODE_FILES = {"configuration_relpos_bert.py", "modeling_relpos_bert.py", "relative_positions.py", "attention_engine.py"}
 EXPECTED = {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "README.md", "metrics.json",
             "all_results.json", "eval_results.json", "train_results.json", *CODE_FILES}
 
@@ -164,8 +164,8 @@ def test_incomplete_folder_fails_before_any_upload(hub, trained, tmp_path, case)
         (folder / "model.safetensors").unlink()
         expected = "model.safetensors"
     elif case == "code":  # imported by modeling_relpos_bert.py, not named in auto_map itself
-        (folder / "relpos_attention.py").unlink()
-        expected = "relpos_attention.py"
+        (folder / "attention_engine.py").unlink()
+        expected = "attention_engine.py"
     elif case == "config":
         (folder / "config.json").unlink()
         expected = "config.json"

@@ -57,7 +57,7 @@ SCHEME_CASES["shaw_value"] = dict(relative_position="shaw", relative_value=True)
 # no position information at all would be position-blind: give `none` BERT's learned table
 SCHEME_CASES["none"]["absolute_position"] = "learned"
 PURE_RELATIVE = [name for name in SCHEMES if name != "none"]
-CODE_FILES = {"configuration_relpos_bert.py", "modeling_relpos_bert.py", "relative_positions.py", "relpos_attention.py"}
+CODE_FILES = {"configuration_relpos_bert.py", "modeling_relpos_bert.py", "relative_positions.py", "attention_engine.py"}
 BACKENDS = ("eager", "sdpa", "flex_attention")
 
 

@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..relative_positions import SCHEMES, SchemeFields, build_relative_position
-from ..relpos_attention import relpos_attention
+from ..attention_engine import relpos_attention
 from .common import add_io_options, write_json
 from .speed import peak_memory
 

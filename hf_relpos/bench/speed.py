@@ -310,7 +310,7 @@ def part_generation(args, device):
 
 def part_flex(args, device):
     """Inference memory against L: flex (score_mod over an (H, 2L − 1) table) vs sdpa (dense bias)."""
-    from hf_relpos.relpos_attention import flex_compiled
+    from hf_relpos.attention_engine import flex_compiled
 
     rows = []
     print(f"\n[flex] inference (no grad), batch 1, {args.layers} layers × hidden {args.hidden}; peak memory above "
