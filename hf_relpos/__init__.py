@@ -1,27 +1,28 @@
 """hf_relpos: relative position encodings for BERT- and T5-style models in HF Transformers 5.x.
 
 Importing this package registers the ``relpos_bert`` and ``relpos_t5`` configs and models with the
-Auto classes.
+Auto classes, for both loading paths: installed (``AutoX.from_pretrained(folder)`` finds the classes by
+``model_type``) and remote (``save_pretrained`` copies the code files and writes ``auto_map``, so
+``trust_remote_code=True`` loads work where hf_relpos is not installed).
 """
 
-from .relative_positions import ABSOLUTE_POSITIONS, SCHEME_DEFAULTS, SCHEMES, build_relative_position
-from .attention_engine import build_attention_mask, relpos_attention
-
-__version__ = "0.1.0"
-
-# --- relpos_bert registration ---
-from transformers import (  # noqa: E402
+from transformers import (
     AutoConfig,
     AutoModel,
     AutoModelForMaskedLM,
     AutoModelForMultipleChoice,
     AutoModelForQuestionAnswering,
+    AutoModelForSeq2SeqLM,
     AutoModelForSequenceClassification,
+    AutoModelForTextEncoding,
     AutoModelForTokenClassification,
 )
 
-from .configuration_relpos_bert import RelPosBertConfig  # noqa: E402
-from .modeling_relpos_bert import (  # noqa: E402
+from .attention_engine import build_attention_mask, relpos_attention
+from .configuration_relpos_bert import RelPosBertConfig
+from .configuration_relpos_t5 import RelPosT5Config
+from .convert import convert_bert_to_relpos, convert_checkpoint, convert_t5_to_relpos
+from .modeling_relpos_bert import (
     RelPosBertForMaskedLM,
     RelPosBertForMultipleChoice,
     RelPosBertForQuestionAnswering,
@@ -30,46 +31,68 @@ from .modeling_relpos_bert import (  # noqa: E402
     RelPosBertModel,
     RelPosBertPreTrainedModel,
 )
-
-# installed path: AutoX.from_pretrained(dir) finds the classes by model_type
-AutoConfig.register("relpos_bert", RelPosBertConfig, exist_ok=True)
-# remote path: save_pretrained copies the code and writes auto_map (pre-seeded with every head)
-RelPosBertConfig.register_for_auto_class()
-for _auto_class, _model_class in (
-    (AutoModel, RelPosBertModel),
-    (AutoModelForMaskedLM, RelPosBertForMaskedLM),
-    (AutoModelForSequenceClassification, RelPosBertForSequenceClassification),
-    (AutoModelForTokenClassification, RelPosBertForTokenClassification),
-    (AutoModelForQuestionAnswering, RelPosBertForQuestionAnswering),
-    (AutoModelForMultipleChoice, RelPosBertForMultipleChoice),
-):
-    _auto_class.register(RelPosBertConfig, _model_class, exist_ok=True)
-    _model_class.register_for_auto_class(_auto_class.__name__)
-del _auto_class, _model_class
-# --- end relpos_bert registration ---
-
-# --- relpos_t5 registration ---
-from transformers import AutoConfig as _AutoConfig  # noqa: E402
-from transformers import AutoModel as _AutoModel  # noqa: E402
-from transformers import AutoModelForSeq2SeqLM as _AutoModelForSeq2SeqLM  # noqa: E402
-from transformers import AutoModelForTextEncoding as _AutoModelForTextEncoding  # noqa: E402
-
-from .configuration_relpos_t5 import RelPosT5Config  # noqa: E402
-from .convert import convert_bert_to_relpos, convert_checkpoint, convert_t5_to_relpos  # noqa: E402
-from .modeling_relpos_t5 import (  # noqa: E402
+from .modeling_relpos_t5 import (
     RelPosT5EncoderModel,
     RelPosT5ForConditionalGeneration,
     RelPosT5Model,
     RelPosT5PreTrainedModel,
 )
+from .relative_positions import ABSOLUTE_POSITIONS, SCHEMES
+from .scheme_config import SCHEME_DEFAULTS, build_relative_position
 
-_AutoConfig.register("relpos_t5", RelPosT5Config, exist_ok=True)
-_AutoModel.register(RelPosT5Config, RelPosT5Model, exist_ok=True)
-_AutoModelForSeq2SeqLM.register(RelPosT5Config, RelPosT5ForConditionalGeneration, exist_ok=True)
-_AutoModelForTextEncoding.register(RelPosT5Config, RelPosT5EncoderModel, exist_ok=True)
-# save_pretrained copies the code files (flat) and writes auto_map, so trust_remote_code loads work
-RelPosT5Config.register_for_auto_class()
-RelPosT5Model.register_for_auto_class("AutoModel")
-RelPosT5ForConditionalGeneration.register_for_auto_class("AutoModelForSeq2SeqLM")
-RelPosT5EncoderModel.register_for_auto_class("AutoModelForTextEncoding")
-# --- end relpos_t5 registration ---
+__version__ = "0.2.0"
+
+# model_type → (config class, [(Auto class, model class), ...]): the one registration table
+_REGISTRY = {
+    "relpos_bert": (RelPosBertConfig, [
+        (AutoModel, RelPosBertModel),
+        (AutoModelForMaskedLM, RelPosBertForMaskedLM),
+        (AutoModelForSequenceClassification, RelPosBertForSequenceClassification),
+        (AutoModelForTokenClassification, RelPosBertForTokenClassification),
+        (AutoModelForQuestionAnswering, RelPosBertForQuestionAnswering),
+        (AutoModelForMultipleChoice, RelPosBertForMultipleChoice),
+    ]),
+    "relpos_t5": (RelPosT5Config, [
+        (AutoModel, RelPosT5Model),
+        (AutoModelForSeq2SeqLM, RelPosT5ForConditionalGeneration),
+        (AutoModelForTextEncoding, RelPosT5EncoderModel),
+    ]),
+}
+
+
+def _register() -> None:
+    for model_type, (config_class, heads) in _REGISTRY.items():
+        AutoConfig.register(model_type, config_class, exist_ok=True)
+        config_class.register_for_auto_class()
+        for auto_class, model_class in heads:
+            auto_class.register(config_class, model_class, exist_ok=True)
+            model_class.register_for_auto_class(auto_class.__name__)
+
+
+_register()
+
+__all__ = [
+    "ABSOLUTE_POSITIONS",
+    "SCHEMES",
+    "SCHEME_DEFAULTS",
+    "RelPosBertConfig",
+    "RelPosBertForMaskedLM",
+    "RelPosBertForMultipleChoice",
+    "RelPosBertForQuestionAnswering",
+    "RelPosBertForSequenceClassification",
+    "RelPosBertForTokenClassification",
+    "RelPosBertModel",
+    "RelPosBertPreTrainedModel",
+    "RelPosT5Config",
+    "RelPosT5EncoderModel",
+    "RelPosT5ForConditionalGeneration",
+    "RelPosT5Model",
+    "RelPosT5PreTrainedModel",
+    "__version__",
+    "build_attention_mask",
+    "build_relative_position",
+    "convert_bert_to_relpos",
+    "convert_checkpoint",
+    "convert_t5_to_relpos",
+    "relpos_attention",
+]

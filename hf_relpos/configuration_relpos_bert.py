@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from transformers import PreTrainedConfig
 
-from .relative_positions import (
+from .scheme_config import (
     FLAT_SCHEME_FIELDS,
     add_flat_scheme_fields,
     check_head_size,

@@ -13,7 +13,7 @@ from __future__ import annotations
 from transformers import PreTrainedConfig
 from transformers.activations import ACT2FN
 
-from .relative_positions import (
+from .scheme_config import (
     FLAT_SCHEME_FIELDS,
     SCHEMES,
     add_flat_scheme_fields,

@@ -43,7 +43,8 @@ except ImportError:  # older 5.x: the same hooks lived in check_model_inputs
     from transformers.utils.generic import check_model_inputs as capture_outputs
 
 from .configuration_relpos_bert import RelPosBertConfig
-from .relative_positions import RelativePositionScheme, build_stack_schemes, sinusoid_table
+from .position_kernels import PositionMemo, sinusoid_table
+from .relative_positions import RelativePositionScheme, build_stack_schemes
 from .attention_engine import ALL_ATTENTION_FUNCTIONS, build_attention_mask
 
 logger = logging.get_logger(__name__)
@@ -251,7 +252,7 @@ class RelPosBertEncoder(nn.Module):
         checkpointing = self.training and torch.is_grad_enabled() and any(
             layer.gradient_checkpointing for layer in self.layer
         )
-        memo = None if checkpointing else {}
+        memo = None if checkpointing else PositionMemo()
         for layer, scheme in zip(self.layer, self._schemes):
             hidden_states = layer(hidden_states, attention_mask, scheme=scheme, memo=memo, **kwargs)
         return BaseModelOutput(last_hidden_state=hidden_states)

@@ -41,7 +41,8 @@ except ImportError:  # older 5.x: the same hooks lived in check_model_inputs
     from transformers.utils.generic import check_model_inputs as capture_outputs
 
 from .configuration_relpos_t5 import RelPosT5Config
-from .relative_positions import RelativePositionScheme, build_stack_schemes, sinusoid_table
+from .position_kernels import PositionMemo, sinusoid_table
+from .relative_positions import RelativePositionScheme, build_stack_schemes
 from .attention_engine import ALL_ATTENTION_FUNCTIONS, NO_RELATIVE_POSITION, build_attention_mask
 
 # transformers 5.24 renamed the cache field of the output classes `past_key_values` -> `cache`
@@ -453,7 +454,7 @@ class RelPosT5Stack(RelPosT5PreTrainedModel):
 
         # per-forward memo: a shared scheme computes its bias once for all layers. Under gradient
         # checkpointing each layer recomputes it, so the replayed layers see tensors with a graph.
-        memo = None if checkpointing else {}
+        memo = None if checkpointing else PositionMemo()
         hidden_states = self.dropout(self._absolute_positions(inputs_embeds, past_length))
         for block, scheme in zip(self.block, self._schemes):
             hidden_states = block(

@@ -20,7 +20,9 @@ converted absolute checkpoint start exactly where it was. Adding a scheme = one 
 to ``SCHEMES``, plus one naive reference in tests/test_engine.py.
 
 Queries are always the LAST ``q_len`` of the ``k_len`` positions, so a decoder with a cache needs
-no offset argument. This file travels as remote code: it imports only torch and transformers.
+no offset argument. The attention-math kernels the hooks use live in ``position_kernels.py``; the
+configs' flat 0.1 fields and checks in ``scheme_config.py``. This file travels as remote code: it imports
+only torch, transformers and ``position_kernels``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,20 @@ from torch import nn
 from torch.nn import functional as F
 from transformers import initialization as init  # init.* skips tensors loaded from a checkpoint
 
+from .position_kernels import (
+    alibi_slopes,
+    bucket_dot,
+    deberta_log_bucket,
+    distance_span,
+    memo_gather,
+    memoized,
+    query_start,
+    relative_distance,
+    relative_dot,
+    sinusoid_table,
+    t5_relative_position_bucket,
+)
+
 ABSOLUTE_POSITIONS = ("none", "learned", "sinusoidal")
 COSTS = ("none", "bias", "rotate", "content")
 # The flat scheme fields an hf_relpos 0.1 config saved (all of them, always): such a config has no parameter dict.
@@ -41,203 +57,15 @@ V0_1_FLAT_FIELDS = ("relative_attention_num_buckets", "relative_attention_max_di
                     "fire_init_c", "fire_init_threshold")
 
 
-def _choice_error(field, value, choices):
+def choice_error(field, value, choices):
     return ValueError(f"{field}={value!r} is not valid; choose one of: {', '.join(map(str, choices))}")
 
 
-def relative_distance(q_len: int, k_len: int, device=None, q_start: int | None = None) -> torch.Tensor:
-    """(Lq, Lk) integer tensor of j − i, queries being the last ``q_len`` of ``k_len`` positions, or
-    positions ``q_start`` … ``q_start + q_len − 1`` when given (a block of queries)."""
-    if q_start is None:
-        if q_len > k_len:
-            raise ValueError(f"q_len={q_len} must not exceed k_len={k_len} (queries are the last positions)")
-        q_start = k_len - q_len
-    q_pos = torch.arange(q_start, q_start + q_len, device=device)
-    k_pos = torch.arange(k_len, device=device)
-    return k_pos[None, :] - q_pos[:, None]
-
-
-
-RELATIVE_TILE = 64  # rows per tile in relative_dot: the table product costs (1 + tile / M) × the minimum
-
-
-def relative_dot(x, lookup, x_start: int, other_start: int, other_len: int, tile: int = RELATIVE_TILE, clip=None):
-    """out[b, h, n, m] = x[b, h, n] · T(p_n − o_m), where p_n = x_start + n are the positions of x's rows,
-    o_m = other_start + m those of the other side (M = other_len of them), and T(δ) a table row.
-
-    ``lookup(delta)`` maps an integer tensor (S, W) of distances to rows (S, W, d), or per head
-    (H, S, W, d). x (B, H, N, d) → (B, H, N, M). The rows of x go in tiles of ``tile``; a tile needs
-    only the tile + M − 1 distances it sees, so the products cost ≈ N·M·d (1 + tile / M) and no
-    (N, M, d) tensor exists (transformers 4.x built one); a gather then picks each pair's entry.
-    ``clip=(lo, hi)``: ``lookup`` clamps δ to [lo, hi]; when those K = hi − lo + 1 rows are fewer than a
-    tile's, every row of x is multiplied by the K rows once instead (N·K·d).
-    """
-    B, H, N, d = x.shape
-    M = other_len
-    arange = functools.partial(torch.arange, device=x.device)
-    exporting = torch.compiler.is_exporting()
-    if exporting and clip is None:
-        # torch.export/ONNX: one graph for every length, so no choice by size (tiles, padding): every row of
-        # x times the N + M − 1 rows of the distances present, then the gather (memory ≈ 2× the scores)
-        clip = (x_start - other_start - (M - 1), x_start - other_start + N - 1)
-    if clip is not None and (exporting or clip[1] - clip[0] + 1 < min(tile, N) + M - 1):
-        lo, hi = clip
-        rows = lookup(arange(lo, hi + 1)[None, :])  # (1, K, d) or (H, 1, K, d)
-        delta = (x_start + arange(N))[:, None] - (other_start + arange(M))[None, :]
-        return bucket_dot(x, rows[0] if rows.dim() == 3 else rows[:, 0], delta.clamp(lo, hi) - lo)
-    tile = max(1, min(tile, N))
-    S = -(-N // tile)
-    if S * tile != N:
-        x = F.pad(x, (0, 0, 0, S * tile - N))
-    W = tile + M - 1
-    # a tile's distances in decreasing order, from its last row's δ to the first m: pair (t, m) then sits at
-    # w = tile − 1 − t + m, i.e. at t·(W − 1) + m + tile − 1 in the tile's flat products, so every output
-    # row is a contiguous run and the (tile, M) result a strided view (a row copy, no per-element gather)
-    delta = (x_start + arange(S) * tile + (tile - 1) - other_start)[:, None] - arange(W)[None, :]  # (S, W)
-    rows = lookup(delta).to(x.dtype)
-    pattern = "bhsnd,swd->bhsnw" if rows.dim() == 3 else "bhsnd,hswd->bhsnw"
-    products = torch.einsum(pattern, x.view(B, H, S, tile, d), rows)  # (B, H, S, tile, W), bmm's layout
-    if torch.compiler.is_compiling():
-        # traced graphs: a gather (storage offsets and strides of intermediates are not traceable)
-        index = (tile - 1) - arange(tile)[:, None] + arange(M)[None, :]
-        out = torch.gather(products, -1, index.expand(B, H, S, tile, M))
-    else:
-        if products.stride(-1) != 1:
-            products = products.contiguous()
-        sb, sh, ss, st, _ = products.stride()
-        out = products.as_strided((B, H, S, tile, M), (sb, sh, ss, st - 1, 1), products.storage_offset() + tile - 1)
-    return out.reshape(B, H, S * tile, M)[:, :, :N]
-
-
-def bucket_dot(x, rows, index):
-    """out[b, h, n, m] = x[b, h, n] · rows[(h,) index[n, m]]: every row of x times the K table rows once
-    (N·K·d, as HF DeBERTa's c2p/p2c), then a gather. x (B, H, N, d), rows (K, d) or (H, K, d), index
-    (N, M) integers in [0, K) → (B, H, N, M). Cheaper than :func:`relative_dot`'s tiles when K < N + M."""
-    B, H, N, _ = x.shape
-    products = torch.matmul(x, rows.to(x.dtype).transpose(-1, -2))  # (B, H, N, K)
-    return torch.gather(products, -1, index.expand(B, H, N, index.shape[-1]))
-
-
-def memoized(memo: dict | None, key, compute):
-    """``memo[key]``, computed on a miss (without a memo: ``compute()``). Returns what the memo holds, so a
-    memo that stores something else (a leaf cut from the graph, in the blocked backward) is honoured."""
-    if memo is None:
-        return compute()
-    if key not in memo:
-        memo[key] = compute()
-    return memo[key]
-
-
-class _GatherIntoSink(torch.autograd.Function):
-    """``torch.gather(source, -1, index)`` whose gradient is added in place into ``sink`` (returning none
-    for ``source``): query blocks that read one shared tensor sum its gradient without allocating a
-    source-sized tensor per block, as gather's own backward does."""
-
-    @staticmethod
-    def forward(ctx, source, index, sink):
-        ctx.save_for_backward(index)
-        ctx.sink = sink
-        return torch.gather(source, -1, index)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (index,) = ctx.saved_tensors
-        ctx.sink.scatter_add_(-1, index, grad)
-        return None, None, None
-
-
-def memo_gather(memo, source, index):
-    """``torch.gather(source, -1, index)`` of a memoized ``source``; when the memo keeps gradient sinks
-    (the blocked backward's, ``memo.sink(source)``) the gradient goes into the sink."""
-    sink = memo.sink(source) if hasattr(memo, "sink") and source.requires_grad else None
-    return torch.gather(source, -1, index) if sink is None else _GatherIntoSink.apply(source, index, sink)
-
-
-def distance_span(q_len: int, k_len: int, q_start: int | None, memo: dict | None) -> tuple[bool, int, int]:
-    """(shared, lo, hi): the range of i − j a content term needs. A query block (``q_start`` given) with a
-    memo private to its attention call (the blocked paths) takes every i − j of the call, so that what it
-    derives from the distances is computed once and shared by the blocks; otherwise those of these rows."""
-    if q_start is not None and memo is not None:
-        return True, -(k_len - 1), k_len - 1
-    start = query_start(q_len, k_len, q_start)
-    return False, start - (k_len - 1), start + q_len - 1
-
-
-def query_start(q_len: int, k_len: int, q_start: int | None) -> int:
-    return k_len - q_len if q_start is None else q_start
-
-
-def sinusoid_table(positions: torch.Tensor, dim: int, interleave: bool = True) -> torch.Tensor:
-    """(N, dim) sinusoids of ``positions``: angle p / 10000^(2t/dim).
-
-    ``interleave`` puts sin/cos at even/odd columns (Vaswani et al.); otherwise [sin | cos] halves
-    (Transformer-XL)."""
-    inv_freq = 1.0 / (10000 ** (torch.arange(0, dim, 2, device=positions.device, dtype=torch.float32) / dim))
-    angles = positions.float()[:, None] * inv_freq[None, :]
-    table = torch.zeros(positions.shape[0], dim, device=positions.device)
-    if interleave:
-        table[:, 0::2] = torch.sin(angles)
-        table[:, 1::2] = torch.cos(angles[:, : dim // 2])
-    else:
-        table[:, : angles.shape[1]] = torch.sin(angles)
-        table[:, angles.shape[1] : angles.shape[1] * 2] = torch.cos(angles)[:, : dim - angles.shape[1]]
-    return table
-
-
-def alibi_slopes(num_heads: int) -> torch.Tensor:
-    """Geometric head slopes 2^(−8h/H) (Press et al. 2022), with the usual completion for H not a
-    power of 2: the slopes of the nearest lower power of 2, then every other slope of the next."""
-
-    def power_of_2(n):
-        start = 2 ** (-8.0 / n)
-        return [start ** (i + 1) for i in range(n)]
-
-    if math.log2(num_heads).is_integer():
-        slopes = power_of_2(num_heads)
-    else:
-        lower = 2 ** math.floor(math.log2(num_heads))
-        slopes = power_of_2(lower) + power_of_2(2 * lower)[0::2][: num_heads - lower]
-    return torch.tensor(slopes, dtype=torch.float32)
-
-
-def t5_relative_position_bucket(relative_position, bidirectional=True, num_buckets=32, max_distance=128):
-    """T5's bucketing of j − i (Raffel et al. 2020), identical to HF ``T5Attention._relative_position_bucket``."""
-    relative_buckets = 0
-    if bidirectional:
-        num_buckets //= 2
-        relative_buckets += (relative_position > 0).to(torch.long) * num_buckets
-        relative_position = torch.abs(relative_position)
-    else:
-        relative_position = -torch.min(relative_position, torch.zeros_like(relative_position))
-    max_exact = num_buckets // 2
-    is_small = relative_position < max_exact
-    relative_position_if_large = max_exact + (
-        torch.log(relative_position.float() / max_exact)
-        / math.log(max_distance / max_exact)
-        * (num_buckets - max_exact)
-    ).to(torch.long)
-    relative_position_if_large = torch.min(
-        relative_position_if_large, torch.full_like(relative_position_if_large, num_buckets - 1)
-    )
-    relative_buckets += torch.where(is_small, relative_position, relative_position_if_large)
-    return relative_buckets
-
-
-def deberta_log_bucket(relative_pos: torch.Tensor, bucket_size: int, max_position: int) -> torch.Tensor:
-    """DeBERTa-v2 ``make_log_bucket_position`` (He et al. 2021): exact within ±bucket_size/2, log beyond."""
-    sign = torch.sign(relative_pos)
-    mid = bucket_size // 2
-    abs_pos = torch.where(
-        (relative_pos < mid) & (relative_pos > -mid), torch.tensor(mid - 1).type_as(relative_pos), relative_pos.abs()
-    )
-    log_pos = torch.ceil(torch.log(abs_pos / mid) / math.log((max_position - 1) / mid) * (mid - 1)) + mid
-    return torch.where(abs_pos <= mid, relative_pos.type_as(log_pos), log_pos * sign).long()
-
-def _is_int(value) -> bool:
+def is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_number(value) -> bool:
+def is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
@@ -481,12 +309,12 @@ class T5RelativePosition(_DistanceBias):
     @classmethod
     def _check(cls, p, prefix, causal, head_dim):
         buckets = p["num_buckets"]
-        cls._require(_is_int(buckets) and buckets >= 4 and buckets % 2 == 0, p, "num_buckets", prefix,
+        cls._require(is_int(buckets) and buckets >= 4 and buckets % 2 == 0, p, "num_buckets", prefix,
                      "an even integer ≥ 4 (half the buckets per direction, each with ≥ 1 exact distance)")
         # distances below `exact` get one bucket each; the log-spaced rest must reach beyond them, or the
         # bucket formula divides by log(1) = 0 / goes negative (ZeroDivisionError, IndexError at forward)
         exact = buckets // 2 if causal else buckets // 4
-        cls._require(_is_int(p["max_distance"]) and p["max_distance"] > exact, p, "max_distance", prefix,
+        cls._require(is_int(p["max_distance"]) and p["max_distance"] > exact, p, "max_distance", prefix,
                      f"an integer > {exact} (num_buckets={buckets}: the exact range is num_buckets/"
                      f"{'2 in a causal decoder' if causal else '4'}, and the log-spaced buckets must reach beyond it)")
 
@@ -666,9 +494,9 @@ class FIRE(RelativePositionScheme):
 
     @classmethod
     def _check(cls, p, prefix, causal, head_dim):
-        cls._require(_is_int(p["mlp_width"]) and p["mlp_width"] >= 1, p, "mlp_width", prefix, "a positive integer (≥ 1)")
+        cls._require(is_int(p["mlp_width"]) and p["mlp_width"] >= 1, p, "mlp_width", prefix, "a positive integer (≥ 1)")
         for key in ("init_c", "init_threshold"):
-            cls._require(_is_number(p[key]) and p[key] > 0, p, key, prefix, "a positive number")
+            cls._require(is_number(p[key]) and p[key] > 0, p, key, prefix, "a positive number")
         _check_directional(cls, p, prefix)
 
     def __init__(self, params=None, num_heads=1, head_dim=1, hidden_size=1, causal=False, max_position_embeddings=512):
@@ -743,7 +571,7 @@ class Rotary(RelativePositionScheme):
 
     @classmethod
     def _check(cls, p, prefix, causal, head_dim):
-        cls._require(_is_number(p["theta"]) and p["theta"] > 0, p, "theta", prefix, "a positive number")
+        cls._require(is_number(p["theta"]) and p["theta"] > 0, p, "theta", prefix, "a positive number")
         if head_dim is not None and head_dim % 2:
             raise ValueError(f"relative_position='rotary' needs an even head size, got head_dim={head_dim}; choose "
                              "sizes giving an even head size")
@@ -790,7 +618,7 @@ class SinusoidalRelative(RelativePositionScheme):
 
     @classmethod
     def _check(cls, p, prefix, causal, head_dim):
-        cls._require(_is_int(p["max_distance"]) and p["max_distance"] >= 1, p, "max_distance", prefix,
+        cls._require(is_int(p["max_distance"]) and p["max_distance"] >= 1, p, "max_distance", prefix,
                      "a positive integer (≥ 1)")
 
     def __init__(self, params=None, num_heads=1, head_dim=1, hidden_size=1, causal=False, max_position_embeddings=512):
@@ -821,7 +649,7 @@ class Shaw(RelativePositionScheme):
 
     @classmethod
     def _check(cls, p, prefix, causal, head_dim):
-        cls._require(_is_int(p["max_distance"]) and p["max_distance"] >= 1, p, "max_distance", prefix,
+        cls._require(is_int(p["max_distance"]) and p["max_distance"] >= 1, p, "max_distance", prefix,
                      "a positive integer (≥ 1)")
         cls._require(isinstance(p["value"], bool), p, "value", prefix, "one of: True, False")
 
@@ -969,9 +797,9 @@ class DeBERTa(RelativePositionScheme):
 
     @classmethod
     def _check(cls, p, prefix, causal, head_dim):
-        cls._require(_is_int(p["position_buckets"]) and p["position_buckets"] >= 2, p, "position_buckets", prefix,
+        cls._require(is_int(p["position_buckets"]) and p["position_buckets"] >= 2, p, "position_buckets", prefix,
                      "an integer ≥ 2")
-        cls._require(_is_int(p["max_relative_positions"]) and p["max_relative_positions"] >= 1, p,
+        cls._require(is_int(p["max_relative_positions"]) and p["max_relative_positions"] >= 1, p,
                      "max_relative_positions", prefix, "a positive integer (≥ 1)")
 
     def __init__(self, params=None, num_heads=1, head_dim=1, hidden_size=1, causal=False, max_position_embeddings=512):
@@ -1048,57 +876,8 @@ SCHEMES: dict[str, type[RelativePositionScheme]] = {
 def scheme_class(name, field: str = "relative_position") -> type[RelativePositionScheme]:
     """The class registered as ``name``; ValueError naming ``field`` and the choices otherwise."""
     if not isinstance(name, str) or name not in SCHEMES:
-        raise _choice_error(field, name, SCHEMES)
+        raise choice_error(field, name, SCHEMES)
     return SCHEMES[name]
-
-
-# The flat scheme fields of hf_relpos 0.1 configs (each an alias of one scheme's parameter) and their
-# defaults, derived from the classes. Configs still accept them as keyword arguments and attributes.
-SCHEME_DEFAULTS = {
-    "relative_position": "none",
-    "absolute_position": "learned",
-    "relative_position_per_layer": None,  # None: the scheme's own default (see `shared_by_default`)
-    **{flat: cls.defaults[key] for cls in SCHEMES.values() for flat, key in cls.aliases.items()},
-}
-FLAT_SCHEME_FIELDS = tuple(k for k in SCHEME_DEFAULTS if k not in ("relative_position", "absolute_position",
-                                                                   "relative_position_per_layer"))
-# Flat fields that switch a feature on: True must reach a scheme that has it (else a ValueError).
-_FLAT_SWITCHES = tuple(f for f in FLAT_SCHEME_FIELDS if isinstance(SCHEME_DEFAULTS[f], bool))
-
-
-def resolve_scheme_parameters(name, params=None, flat=None, prefix: str = "", *, causal: bool = False,
-                              head_dim: int | None = None, saved: bool | None = None) -> dict:
-    """The complete, validated hyper-parameters of scheme ``name``: its defaults, then the 0.1 flat
-    fields in ``flat`` that it has aliases for, then ``params``. ``saved``: whether they come from a
-    saved config (``"transformers_version" in kwargs`` in a config's ``__init__``); a saved config that
-    does not name a newer key (``legacy``, e.g. ``directional``) keeps the behaviour it was saved with."""
-    cls = scheme_class(name, prefix + "relative_position")
-    for switch in _FLAT_SWITCHES:
-        value = (flat or {}).get(switch)
-        if value is not None and not isinstance(value, bool):
-            raise _choice_error(switch, value, (True, False))
-        if value and switch not in cls.aliases:
-            users = [n for n, c in SCHEMES.items() if switch in c.aliases]
-            raise ValueError(f"{switch}=True is only valid with relative_position in ({', '.join(users)}), not "
-                             f"{name!r}; choose one of those or set it False")
-    return cls.resolve(params, flat, prefix, causal=causal, head_dim=head_dim, saved=saved)
-
-
-def flat_scheme_fields(source) -> dict:
-    """The 0.1 flat scheme fields present on ``source`` (an object or a dict), for ``resolve``."""
-    if isinstance(source, dict):
-        return {f: source[f] for f in FLAT_SCHEME_FIELDS if f in source}
-    return {f: getattr(source, f) for f in FLAT_SCHEME_FIELDS if hasattr(source, f)}
-
-
-def validate_per_layer(value, prefix: str = "") -> None:
-    if value not in (None, True, False):
-        raise _choice_error(prefix + "relative_position_per_layer", value, (None, True, False))
-
-
-def validate_absolute_position(value, prefix: str = "") -> None:
-    if value not in ABSOLUTE_POSITIONS:
-        raise _choice_error(prefix + "absolute_position", value, ABSOLUTE_POSITIONS)
 
 
 def is_shared(name: str, per_layer: bool | None) -> bool:
@@ -1144,133 +923,3 @@ def build_stack_schemes(name, params, per_layer, num_layers, num_heads, head_dim
     return [make() for _ in range(num_layers)], False
 
 
-# --- 0.1 entry points, kept for callers outside the configs/models --------------------------------
-
-
-def validate_scheme_config(config, prefix: str = "", *, causal: bool = False, head_dim: int | None = None) -> dict:
-    """Validate the scheme fields of ``config`` (a config, or any object with ``relative_position`` and
-    either ``relative_position_parameters`` or 0.1 flat fields) and return the resolved parameters.
-    ValueError names the field, the value and the valid choices."""
-    name = getattr(config, "relative_position")
-    scheme_class(name, prefix + "relative_position")
-    if hasattr(config, "absolute_position"):
-        validate_absolute_position(config.absolute_position, prefix)
-    validate_per_layer(getattr(config, "relative_position_per_layer", None), prefix)
-    params = getattr(config, "relative_position_parameters", None)
-    return resolve_scheme_parameters(name, params, flat_scheme_fields(config), prefix, causal=causal, head_dim=head_dim)
-
-
-def build_relative_position(config, num_heads, head_dim, hidden_size, causal=False) -> RelativePositionScheme:
-    """Instantiate the scheme named by ``config.relative_position`` (see ``validate_scheme_config``)."""
-    params = validate_scheme_config(config, causal=causal, head_dim=head_dim)
-    return build_scheme(config.relative_position, params, num_heads, head_dim, hidden_size, causal,
-                        getattr(config, "max_position_embeddings", 512))
-
-
-class SchemeFields:
-    """A plain namespace of 0.1 flat scheme fields (defaults filled in), accepted by
-    ``build_relative_position``; e.g. ``SchemeFields(relative_position="t5", max_position_embeddings=1024)``."""
-
-    def __init__(self, **fields):
-        for name, default in SCHEME_DEFAULTS.items():
-            setattr(self, name, fields.pop(name, default))
-        for name, value in fields.items():
-            setattr(self, name, value)
-
-
-# --- what both configs share ------------------------------------------------------------------------
-
-
-def check_positive_int(field, value) -> None:
-    if not _is_int(value) or value < 1:
-        raise ValueError(f"{field}={value!r} is not valid; choose a positive integer (≥ 1)")
-
-
-def check_positive_number(field, value) -> None:
-    if not _is_number(value) or value <= 0:
-        raise ValueError(f"{field}={value!r} is not valid; choose a positive number")
-
-
-def check_probability(field, value) -> None:
-    # [0, 1): a dropout probability of 1 zeroes every activation it applies to, so the model's output
-    # no longer depends on its input; that is a mistake rather than a setting (torch accepts it silently).
-    if not _is_number(value) or not 0 <= value < 1:
-        raise ValueError(f"{field}={value!r} is not valid; choose a probability in [0, 1)")
-
-
-def check_head_size(hidden_size, num_heads, hidden_field="hidden_size", heads_field="num_attention_heads") -> None:
-    if hidden_size % num_heads:
-        raise ValueError(
-            f"{heads_field}={num_heads} does not divide {hidden_field}={hidden_size}; choose a number of heads that "
-            f"divides it (e.g. {', '.join(str(h) for h in range(1, hidden_size + 1) if hidden_size % h == 0 and h <= 64)})"
-        )
-
-
-def flat_field_property(flat: str) -> property:
-    """A config attribute for the 0.1 flat field ``flat``: it reads and writes the parameter it is an
-    alias of in every scheme dict of the config (``config.scheme_roles()``: (name, params) pairs); a
-    config whose schemes do not use it reads the 0.1 default."""
-
-    def fget(config):
-        for name, params in config.scheme_roles():
-            key = SCHEMES[name].aliases.get(flat)
-            if key is not None:
-                return params[key]
-        return SCHEME_DEFAULTS[flat]
-
-    def fset(config, value):
-        used = False
-        for name, params in config.scheme_roles():
-            cls = SCHEMES[name]
-            key = cls.aliases.get(flat)
-            if key is not None:
-                cls.validate({**params, key: value})
-                params[key] = value
-                used = True
-        if not used and flat in _FLAT_SWITCHES and value:
-            resolve_scheme_parameters(config.relative_position, None, {flat: value})  # raises, naming the field
-
-    return property(fget, fset, doc=f"hf_relpos 0.1 flat field {flat!r}: an alias into the scheme parameter dicts")
-
-
-def add_flat_scheme_fields(config_class):
-    """Class decorator of the configs: one ``flat_field_property`` per 0.1 flat scheme field."""
-    for flat in FLAT_SCHEME_FIELDS:
-        if flat not in vars(config_class):
-            setattr(config_class, flat, flat_field_property(flat))
-    return config_class
-
-
-_WARNED_FIELDS: set = set()
-
-
-def warn_misspelt_fields(config_class, kwargs: dict) -> None:
-    """Warn once per (config class, key) for an unknown keyword that is a near-miss of a known field
-    (``relative_positon`` → ``relative_position``): such a key would otherwise be kept as an extra
-    attribute while the intended field silently keeps its default. Keys far from every field stay
-    silent, as HF configs accept extra keys (saved checkpoints carry some)."""
-    import difflib
-    import inspect
-
-    from transformers import PreTrainedConfig
-    from transformers.utils import logging
-
-    unknown = [key for key in kwargs if not key.startswith("_")]
-    if not unknown:
-        return
-    # suggestions come from the config's own fields only; transformers' generic keys (name_or_path, ...)
-    # are never flagged
-    own = set(inspect.signature(config_class.__init__).parameters) | set(FLAT_SCHEME_FIELDS)
-    own |= set(getattr(config_class, "attribute_map", {}))
-    own -= {"self", "kwargs"}
-    known = own | set(inspect.signature(PreTrainedConfig.__init__).parameters) | set(vars(PreTrainedConfig()))
-    for key in unknown:
-        if key in known or (config_class.__name__, key) in _WARNED_FIELDS:
-            continue
-        close = difflib.get_close_matches(key, sorted(own), n=1, cutoff=0.85)
-        if close:
-            _WARNED_FIELDS.add((config_class.__name__, key))
-            logging.get_logger(config_class.__module__).warning(
-                f"{config_class.__name__}: unknown field {key}={kwargs[key]!r} is kept as an extra attribute and "
-                f"changes nothing; did you mean {close[0]!r}?"
-            )

@@ -12,13 +12,9 @@ import pytest
 import torch
 
 from hf_relpos import RelPosBertConfig, RelPosBertForMaskedLM, RelPosT5Config, RelPosT5ForConditionalGeneration
-from hf_relpos.relative_positions import (
-    SCHEMES,
-    alibi_slopes,
-    build_scheme,
-    build_stack_schemes,
-    resolve_scheme_parameters,
-)
+from hf_relpos.position_kernels import alibi_slopes
+from hf_relpos.relative_positions import SCHEMES, build_scheme, build_stack_schemes
+from hf_relpos.scheme_config import resolve_scheme_parameters
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -12,16 +12,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from hf_relpos.relative_positions import (
-    SCHEMES,
-    NoRelativePosition,
-    SchemeFields,
-    alibi_slopes,
-    build_relative_position,
-    build_scheme,
-    is_shared,
-    resolve_scheme_parameters,
-)
+from hf_relpos.position_kernels import alibi_slopes
+from hf_relpos.relative_positions import SCHEMES, NoRelativePosition, build_scheme, is_shared
+from hf_relpos.scheme_config import SchemeFields, build_relative_position, resolve_scheme_parameters
 from hf_relpos.attention_engine import build_attention_mask, relpos_attention
 
 H, D = 4, 8
@@ -395,7 +388,7 @@ def test_flex_score_mod_tables_receive_the_eager_gradients(causal, Lq, Lk):
 def test_relative_dot_tiled_and_clipped_paths_equal_naive(per_head, N, M, x_start, other_start, tile):
     """out[n, m] = x_n · T(p_n − o_m), through tiles (any tile size, ragged last tile) and through the
     clipped path (one product with the K clamped rows), against a per-pair loop."""
-    from hf_relpos.relative_positions import relative_dot
+    from hf_relpos.position_kernels import relative_dot
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(2, H, N, D, generator=g)

@@ -42,7 +42,7 @@ def test_demo_recipe_end_to_end(tmp_path, recipe, metric):
     result = train(RECIPES / recipe, [*FAST, "--output_dir", str(out)])
     assert metric in result["eval"] and np.isfinite(result["eval"][metric])
     for name in ("config.json", "model.safetensors", "tokenizer.json", "metrics.json", "trainer_state.json", "README.md",
-                 "relative_positions.py", "attention_engine.py"):
+                 "relative_positions.py", "attention_engine.py", "position_kernels.py", "scheme_config.py"):
         assert (out / name).is_file(), name
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["eval"][metric] == pytest.approx(result["eval"][metric])

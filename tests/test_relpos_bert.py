@@ -35,7 +35,8 @@ from hf_relpos import (
     RelPosBertForTokenClassification,
     RelPosBertModel,
 )
-from hf_relpos.relative_positions import RelativePositionScheme, alibi_slopes
+from hf_relpos.position_kernels import alibi_slopes
+from hf_relpos.relative_positions import RelativePositionScheme
 
 TINY = dict(
     vocab_size=100,
@@ -57,7 +58,8 @@ SCHEME_CASES["shaw_value"] = dict(relative_position="shaw", relative_value=True)
 # no position information at all would be position-blind: give `none` BERT's learned table
 SCHEME_CASES["none"]["absolute_position"] = "learned"
 PURE_RELATIVE = [name for name in SCHEMES if name != "none"]
-CODE_FILES = {"configuration_relpos_bert.py", "modeling_relpos_bert.py", "relative_positions.py", "attention_engine.py"}
+CODE_FILES = {"configuration_relpos_bert.py", "modeling_relpos_bert.py", "relative_positions.py", "attention_engine.py",
+              "position_kernels.py", "scheme_config.py"}
 BACKENDS = ("eager", "sdpa", "flex_attention")
 
 

@@ -341,7 +341,7 @@ def test_remote_code_roundtrip(tmp_path):
         model.save_pretrained(tmp_path / name)
         files = {p.name for p in (tmp_path / name).iterdir()}
         assert {"modeling_relpos_t5.py", "configuration_relpos_t5.py", "relative_positions.py",
-                "attention_engine.py"} <= files, files
+                "attention_engine.py", "position_kernels.py", "scheme_config.py"} <= files, files
         auto_map = json.loads((tmp_path / name / "config.json").read_text())["auto_map"]
         assert set(auto_map) >= {"AutoConfig", "AutoModel", "AutoModelForSeq2SeqLM", "AutoModelForTextEncoding"}
         with torch.no_grad():

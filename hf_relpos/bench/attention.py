@@ -17,7 +17,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..relative_positions import SCHEMES, SchemeFields, build_relative_position
+from ..relative_positions import SCHEMES
+from ..scheme_config import SchemeFields, build_relative_position
 from ..attention_engine import relpos_attention
 from .common import add_io_options, write_json
 from .speed import peak_memory
