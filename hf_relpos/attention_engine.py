@@ -42,7 +42,8 @@ from transformers.masking_utils import bidirectional_mask_function, causal_mask_
 from transformers.modeling_utils import AttentionInterface
 from transformers.utils import logging
 
-from .relative_positions import RELATIVE_TILE, NoRelativePosition, RelativePositionScheme, relative_distance
+from .position_kernels import RELATIVE_TILE, PositionMemo, relative_distance
+from .relative_positions import NoRelativePosition, RelativePositionScheme
 
 logger = logging.get_logger(__name__)
 
@@ -266,7 +267,7 @@ def _fully_masked(mask) -> bool:
     return mask is not None and bool((mask.amax(-1) <= torch.finfo(mask.dtype).min / 2).any())
 
 
-class _LeafMemo(dict):
+class _LeafMemo(PositionMemo):
     """A memo whose differentiable entries are cut from their graph: every block reads the same leaf and its
     gradient is summed, then carried through the entry's own graph once (not once per block)."""
 
@@ -324,7 +325,7 @@ class FusedContentAttention(torch.autograd.Function):
         out = query.new_empty(*query.shape[:-1], value.shape[-1])
         lse = query.new_empty(query.shape[:-1])
         mask_rows = mask is not None and mask.shape[-2] > 1
-        memo = {}
+        memo = PositionMemo()
         for start in range(0, q_len, block):
             rows = slice(start, start + block)
             bias = content(query[:, :, rows], key, start, memo).mul_(scaling)
