@@ -43,6 +43,6 @@ bench-v4: $(V4)/.installed
 # speed/memory against HF anchors, then length extrapolation (CPU: about 40 + 15 minutes on 2 cores)
 bench: install bench-v4
 	$(BIN)/hf-relpos bench speed --v4-python $(V4)/bin/python
-	$(BIN)/hf-relpos bench extrapolation
+	$(BIN)/hf-relpos bench extrapolation --data-dir ../shared/data
 
 .PHONY: install demo test wheel-check bench bench-v4

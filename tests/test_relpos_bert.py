@@ -373,8 +373,8 @@ def test_gradient_checkpointing_same_gradients(scheme, reentrant):
     reference = perturb_schemes(RelPosBertForSequenceClassification(tiny_config(scheme, num_labels=3)))
     checkpointed = copy.deepcopy(reference)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # renamed activation_checkpointing_enable in 5.x
-        checkpointed.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": reentrant})
+        warnings.simplefilter("error")  # the current name: no deprecation warning
+        checkpointed.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": reentrant})
     assert all(layer.gradient_checkpointing for layer in checkpointed.bert.encoder.layer)
     input_ids, attention_mask = sample_inputs()
     labels = torch.tensor([0, 1, 2])

@@ -514,7 +514,7 @@ def test_gradient_checkpointing_same_gradients(scheme, reentrant):
     for checkpointing in (False, True):
         model = make_model(relative_position=scheme).train()
         if checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": reentrant})
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": reentrant})
             assert model.encoder.block[0].gradient_checkpointing
         loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
         loss.backward()

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import torch
 
-# Inputs and outputs are explicit options of every suite; these are only their defaults, relative to
-# the working directory (the repository root, as `make bench` runs): the project's text data beside the
-# repository (or $HF_RELPOS_DATA_DIR) and an uncommitted results folder.
-DEFAULT_DATA_DIR = Path(os.environ.get("HF_RELPOS_DATA_DIR", "../shared/data"))
+# Inputs and outputs are explicit options of every suite. Text data has no default folder (a user's
+# machine has none of ours): --data-dir or $HF_RELPOS_DATA_DIR; results go to an uncommitted folder
+# relative to the working directory.
+DEFAULT_DATA_DIR = Path(os.environ["HF_RELPOS_DATA_DIR"]) if os.environ.get("HF_RELPOS_DATA_DIR") else None
 RESULTS_DIR = Path("benchmarks/results")
 
 
@@ -20,7 +20,7 @@ def add_io_options(parser, suite: str, data_help: str | None = None) -> None:
     """``--out`` (JSON report, default benchmarks/results/<suite>.json) and, with ``data_help``, ``--data-dir``."""
     if data_help is not None:
         parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
-                            help=f"{data_help} (default: %(default)s, relative to the working directory; or $HF_RELPOS_DATA_DIR)")
+                            help=f"{data_help} (default: $HF_RELPOS_DATA_DIR; the parts that read text need one of the two)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / f"{suite.replace('-', '_')}.json",
                         help="JSON report, default %(default)s; a PNG goes beside it where the suite plots")
 

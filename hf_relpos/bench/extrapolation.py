@@ -4,7 +4,7 @@
 Tasks:
   position  built-in, seeded: per-token classification "label at i = the token at i − OFFSET" (class 0
             where i < OFFSET). Defined the same way at every length; quality = token accuracy.
-  mlm       masked LM on ../shared/data text, WordPiece tokenizer trained on the train split; quality =
+  mlm       masked LM on the text of --data-dir, WordPiece tokenizer trained on the train split; quality =
             masked-token accuracy (loss → perplexity too). ``--mlm-data short``: sentiment ``text`` +
             summarization ``document`` (short texts); ``longtext``: the Python documentation pages of
             longtext/ (long documents: more context for the windows to use).
@@ -24,7 +24,7 @@ of |i − j| only) are reversal-equivariant without absolute embeddings, so they
 i − 2 from the one at i + 2: ≈ 53% is their ceiling on the position task.
 
     hf-relpos bench extrapolation [--schemes NAME,NAME:VARIANT,absolute] [--tasks position,mlm] [--seed 0]
-                                  [--mlm-data short|longtext] [--data-dir ../shared/data]
+                                  [--mlm-data short|longtext] [--data-dir FOLDER]
                                   [--out benchmarks/results/extrapolation.json] ...
 """
 
@@ -188,7 +188,7 @@ class PositionTask:
 
 
 class MLMTask:
-    """Masked LM on ../shared/data text; random training windows, one fixed evaluation mask."""
+    """Masked LM on the text of --data-dir; random training windows, one fixed evaluation mask."""
 
     name, metric = "mlm", "masked-token accuracy"
 
@@ -428,8 +428,11 @@ def main(argv=None):
     started = time.perf_counter()
     rows, verdicts, chance, per_task = [], {}, {}, {}
     for name in args.tasks:
+        if name == "mlm" and args.data_dir is None:
+            print("mlm: skipped, no text data: give --data-dir FOLDER or set HF_RELPOS_DATA_DIR")
+            continue
         if name == "mlm" and not (args.data_dir / MLM_DATA[args.mlm_data][0][0] / "train.jsonl").is_file():
-            print(f"mlm: skipped, no text data at {args.data_dir} (the project's ../shared/data)")
+            print(f"mlm: skipped, no text data at {args.data_dir} ({MLM_DATA[args.mlm_data][0][0]}/train.jsonl)")
             continue
         targs = task_args(args, name)
         per_task[name] = {k: getattr(targs, k) for k in TASK_DEFAULTS[name]}
