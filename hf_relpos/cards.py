@@ -97,12 +97,59 @@ def results_table(results: dict, comparison: list[dict] | None = None) -> str:
     return text
 
 
+LOCAL_SUFFIXES = (".json", ".jsonl", ".csv", ".txt", ".tsv", ".parquet", ".arrow")
+
+
+def _file_label(paths) -> str:
+    """Local data files as the card names them: "local file `folder/name`" (several comma-separated: "local
+    files `a`, `b`"), or "" for none."""
+    names = [p.strip() for p in (paths or "").split(",") if p.strip()] if isinstance(paths, str) else list(paths or [])
+    shown = list(dict.fromkeys("/".join(Path(p).parts[-2:]) for p in names))
+    if not shown:
+        return ""
+    return ("local file " if len(shown) == 1 else "local files ") + ", ".join(f"`{s}`" for s in shown)
+
+
+def data_sources(dataset=None, data_files=None, hub_dataset=None) -> dict:
+    """What the model was trained on and what it was evaluated on, named apart, and the Hub dataset ids among
+    them (the only thing a card's ``datasets`` metadata may hold): ``{"training", "evaluation", "hub_ids"}``.
+
+    ``data_files`` (split → local file(s), as in metrics.json) wins; else ``hub_dataset`` (``name`` or
+    ``(name, config)``); else ``dataset``, the label of metrics.json (``synthetic``, a Hub name, or the
+    files of a run that predates ``data_files``)."""
+    if data_files:
+        train, evaluation = _file_label(data_files.get("train")), _file_label(data_files.get("validation"))
+        return {"training": train or "unknown data", "evaluation": evaluation or "unknown data", "hub_ids": []}
+    if dataset == "synthetic" and not hub_dataset:
+        return {"training": "the train split of hf_relpos' built-in synthetic task",
+                "evaluation": "the validation split of hf_relpos' built-in synthetic task", "hub_ids": []}
+    if isinstance(hub_dataset, (list, tuple)):
+        name, config = (list(hub_dataset) + [None])[:2]
+    else:
+        name, config = hub_dataset, None
+    if not name:
+        if not dataset or dataset == "unknown":
+            return {"training": "unknown data", "evaluation": "unknown data", "hub_ids": []}
+        if "," in dataset or dataset.lower().endswith(LOCAL_SUFFIXES):  # files, from a run without data_files
+            return {"training": f"local files {dataset}", "evaluation": f"local files {dataset}", "hub_ids": []}
+        name = dataset
+    shown = f"`{name}`" + (f" (config `{config}`)" if config else "")
+    return {"training": f"the train split of the Hub dataset {shown}",
+            "evaluation": f"the validation split (the test split where it has none) of the Hub dataset {shown}",
+            "hub_ids": [name], "hub_config": config}
+
+
+def data_section(sources: dict) -> str:
+    return f"- Training data: {sources['training']}\n- Evaluation data: {sources['evaluation']}"
+
+
 def _get(config, name, default=None):
     return config.get(name, default) if isinstance(config, dict) else getattr(config, name, default)
 
 
-def default_limitations(config, dataset=None, max_seq_length=None) -> str:
-    """What a user of this checkpoint should know, as a bullet list."""
+def default_limitations(config, dataset=None, max_seq_length=None, sources=None) -> str:
+    """What a user of this checkpoint should know, as a bullet list. ``sources``: `data_sources`' answer
+    (else derived from ``dataset``)."""
     bullets = [
         "Loading runs the Python files in this repository (`trust_remote_code=True`); they import only torch and "
         "transformers. Read them before trusting a copy you did not make. Tested with transformers 5.23–5.24.",
@@ -118,22 +165,26 @@ def default_limitations(config, dataset=None, max_seq_length=None) -> str:
     if _get(config, "relative_value"):
         bullets.append("The value-side relative term needs the attention probabilities, so those layers run eager "
                        "attention (slower, more memory) whatever `attn_implementation` asks.")
-    if dataset == "synthetic":
+    if sources is None and dataset:
+        sources = data_sources(dataset)
+    if dataset == "synthetic" and not (sources and sources["hub_ids"]):
         bullets.append("Trained from scratch on hf_relpos' built-in synthetic task: a demonstration of the pipeline, "
                        "not a useful model.")
-    elif dataset:
-        bullets.append(f"Fine-tuned on {dataset} only; quality outside that data's domain and language is unknown, "
-                       "and its biases carry over.")
+    elif sources:
+        bullets.append(f"Trained on {sources['training']} only (evaluated on {sources['evaluation']}); quality "
+                       "outside that data's domain and language is unknown, and its biases carry over.")
     return "\n".join(f"- {b}" for b in bullets)
 
 
 def build_model_card(task, config, metrics, training_args, dataset, repo_id=None, limitations=None, example_input="",
                      example_question="", version_2=None, max_seq_length=None, pipeline_tag=None,
-                     auto_class=None, comparison=None) -> ModelCard:
+                     auto_class=None, comparison=None, data_files=None, hub_dataset=None) -> ModelCard:
     """A ModelCard for a fine-tuned checkpoint from the template model_cards/<task>.md. ``metrics`` are the
     final eval metrics (eval_ prefix); ``config`` and ``training_args`` may be objects or dicts (e.g. read
     back from config.json / metrics.json). ``pipeline_tag`` and ``auto_class`` (the task's, from the
-    recipe task registry) default to what the checkpoint's architecture says."""
+    recipe task registry) default to what the checkpoint's architecture says. ``data_files`` (split → local
+    files) and ``hub_dataset`` (a Hub name, or (name, config)) say what the training and evaluation data were
+    (`data_sources`): the card names them apart, and its ``datasets`` metadata holds Hub ids only."""
     template = task_template(task)
     head_class, head_tag, _ = head_of(config)
     pipeline_tag, auto_class = pipeline_tag or head_tag, auto_class or head_class
@@ -144,8 +195,11 @@ def build_model_card(task, config, metrics, training_args, dataset, repo_id=None
     results = {k.removeprefix("eval_"): v for k, v in metrics.items()
                if isinstance(v, (int, float)) and not isinstance(v, bool)
                and k.removeprefix("eval_") not in ("runtime", "samples_per_second", "steps_per_second", "epoch")}
+    sources = data_sources(dataset, data_files, hub_dataset)
+    eval_type = sources["hub_ids"][0] if sources["hub_ids"] else ("synthetic" if dataset == "synthetic" else "local")
     eval_results = [  # the model's own scores; a model-free baseline is not a result of this model
-        EvalResult(task_type=pipeline_tag, dataset_type=dataset, dataset_name=dataset, metric_type=name,
+        EvalResult(task_type=pipeline_tag, dataset_type=eval_type, dataset_name=sources["evaluation"].replace("`", ""),
+                   dataset_config=sources.get("hub_config"), metric_type=name,
                    metric_name=name, metric_value=float(value))
         for name, value in results.items() if not name.startswith("baseline_")
     ]
@@ -153,7 +207,7 @@ def build_model_card(task, config, metrics, training_args, dataset, repo_id=None
         library_name="transformers",
         pipeline_tag=pipeline_tag,
         tags=["hf_relpos", "relative-position", scheme, "custom_code", _get(config, "model_type", "relpos")],
-        datasets=[dataset],
+        datasets=sources["hub_ids"] or None,  # Hub ids only: local files and the synthetic task are named in the text
         model_name=model_name,
         eval_results=eval_results or None,
         license="apache-2.0",
@@ -167,6 +221,9 @@ def build_model_card(task, config, metrics, training_args, dataset, repo_id=None
         repo_id=repo_id,
         auto_class=auto_class,
         dataset=dataset,
+        training_data=sources["training"],
+        evaluation_data=sources["evaluation"],
+        data_section=data_section(sources),
         scheme=scheme,
         decoder_scheme=decoder_scheme,
         absolute=_get(config, "absolute_position", "none"),
@@ -176,7 +233,7 @@ def build_model_card(task, config, metrics, training_args, dataset, repo_id=None
         version_2=bool(version_2),
         example_input=example_input.replace('"', "'").replace("\n", " ")[:300],
         example_question=example_question.replace('"', "'").replace("\n", " "),
-        limitations=limitations or default_limitations(config, dataset, max_seq_length),
+        limitations=limitations or default_limitations(config, dataset, max_seq_length, sources),
     )
 
 
@@ -193,7 +250,8 @@ def card_from_metrics(config, metrics: dict, repo_id: str) -> ModelCard | None:
         example_question=str(metrics.get("example_question", "")),
         version_2=metrics.get("version_2_with_negative", False), max_seq_length=metrics.get("max_seq_length"),
         pipeline_tag=metrics.get("pipeline_tag"), auto_class=metrics.get("auto_class"),
-        comparison=metrics.get("comparison"),
+        comparison=metrics.get("comparison"), data_files=metrics.get("data_files"),
+        hub_dataset=metrics.get("hub_dataset"),
     )
 
 
@@ -236,8 +294,10 @@ def usage_code(config, repo_id, has_tokenizer=True) -> str:
 
 
 def build_base_card(config, repo_id=None, has_tokenizer=True, dataset=None, training_args=None,
-                    limitations=None) -> ModelCard:
-    """A ModelCard for a checkpoint without task results (a converted or freshly built base model)."""
+                    limitations=None, data_files=None, hub_dataset=None) -> ModelCard:
+    """A ModelCard for a checkpoint without task results (a converted or freshly built base model); its
+    ``datasets`` metadata holds Hub ids only (`data_sources`)."""
+    sources = data_sources(dataset, data_files, hub_dataset) if (dataset or data_files or hub_dataset) else None
     repo_id = repo_id or "path/to/this/folder"
     model_name = Path(repo_id).name or "model"
     auto_class, tag, _ = head_of(config)
@@ -247,7 +307,7 @@ def build_base_card(config, repo_id=None, has_tokenizer=True, dataset=None, trai
         library_name="transformers",
         pipeline_tag=tag,
         tags=["hf_relpos", "relative-position", scheme, "custom_code", model_type],
-        datasets=[dataset] if dataset else None,
+        datasets=(sources and sources["hub_ids"]) or None,
         model_name=model_name,
         license="apache-2.0",
     )
@@ -268,5 +328,6 @@ def build_base_card(config, repo_id=None, has_tokenizer=True, dataset=None, trai
         config_table=_table([(k, _get(config, k)) for k in size_keys if _get(config, k) is not None]),
         usage=usage_code(config, repo_id, has_tokenizer),
         training_table=_table(rows) if rows else "",
-        limitations=limitations or default_limitations(config, dataset),
+        data_section=data_section(sources) if sources else "",
+        limitations=limitations or default_limitations(config, dataset, sources=sources),
     )

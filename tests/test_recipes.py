@@ -336,6 +336,11 @@ def test_metrics_and_card_name_the_data_files(tmp_path):
     assert saved["data_files"] == {"train": train_file, "validation": valid_file}
     assert saved["pipeline_tag"] == "text-classification" and saved["auto_class"] == "AutoModelForSequenceClassification"
     card = ModelCard.load(out / "README.md")
-    assert card.data.datasets == ["mydata/train.jsonl, mydata/valid.jsonl"]
-    assert "synthetic" not in card.text and "mydata/train.jsonl" in card.text
+    # training and evaluation data named apart; local files are no Hub dataset ids: the text names them, the
+    # `datasets` metadata does not
+    assert not card.data.datasets
+    assert "- Training data: local file `mydata/train.jsonl`" in card.text
+    assert "- Evaluation data: local file `mydata/valid.jsonl`" in card.text
+    assert "Trained on local file `mydata/train.jsonl` only (evaluated on local file `mydata/valid.jsonl`)" in card.text
+    assert "train.jsonl, mydata/valid.jsonl" not in card.text and "synthetic" not in card.text
     assert result["dataset"] == saved["dataset"]

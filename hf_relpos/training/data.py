@@ -117,6 +117,13 @@ def dataset_label(data_args) -> str:
     return f"{name}/{data_args.dataset_config_name}" if data_args.dataset_config_name else name
 
 
+def hub_dataset(data_args) -> list | None:
+    """[name, config] of the Hub dataset the recipe reads, or None (local files, the synthetic task)."""
+    if data_files(data_args) or uses_synthetic(data_args):
+        return None
+    return [data_args.dataset_name, data_args.dataset_config_name]
+
+
 def load_raw_datasets(data_args, synthetic=None) -> DatasetDict:
     """A DatasetDict with `train` and `validation` (and `test` when given), from local files, the
     Hub, or ``synthetic(data_args)`` (the task's builder: the offline default when neither files nor a

@@ -35,7 +35,7 @@ from ..cards import build_model_card, training_args_dict
 from ..hub import INCOMPLETE_MARKER, check_repo_id, push_to_hub
 from ..tokenization import finalize_tokenizer_files
 from .arguments import parse_recipe
-from .data import data_files, dataset_label, load_raw_datasets
+from .data import data_files, dataset_label, hub_dataset, load_raw_datasets
 from .tasks import get_task
 from .trainer import TOTALS_KEY
 
@@ -218,6 +218,7 @@ def run(model_args, data_args, training_args) -> dict:
         "absolute_position": getattr(trainer.model.config, "absolute_position", None),
         "dataset": dataset,
         "data_files": data_files(data_args) or None,
+        "hub_dataset": hub_dataset(data_args),
         "main_metric": setup.main_metric,
         "eval": metrics,
         "train": train_metrics,
@@ -243,6 +244,7 @@ def run(model_args, data_args, training_args) -> dict:
             example_input=card_fields["example_input"], example_question=card_fields["example_question"],
             version_2=card_fields["version_2_with_negative"], max_seq_length=card_fields["max_seq_length"],
             pipeline_tag=task.pipeline_tag, auto_class=task.auto_class_name,
+            data_files=result["data_files"], hub_dataset=result["hub_dataset"],
         )
         card.save(tmp / "README.md")
         _publish(tmp, out)
