@@ -152,7 +152,7 @@ def default_limitations(config, dataset=None, max_seq_length=None, sources=None)
     (else derived from ``dataset``)."""
     bullets = [
         "Loading runs the Python files in this repository (`trust_remote_code=True`); they import only torch and "
-        "transformers. Read them before trusting a copy you did not make. Tested with transformers 5.23–5.24.",
+        "transformers. Read them before trusting a copy you did not make. Tested with transformers 5.24 and 5.25.",
     ]
     absolute = _get(config, "absolute_position", "none")
     max_pos = _get(config, "max_position_embeddings")

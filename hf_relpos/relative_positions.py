@@ -1,6 +1,6 @@
 """Relative position schemes: one class each, the single source of everything known about a scheme.
 
-Attention score for query i and key j, per head (see SCHEMES.md):
+Attention score for query i and key j, per head (see docs/schemes.md):
 
     s_ij = (q_i·k_j + c_ij) * scale + b_ij        o_i = Σ_j p_ij (v_j + u_ij)
 

@@ -68,3 +68,14 @@ def test_python_snippets_run_warning_free(tmp_path):
 def test_no_test_marker_skips_only_the_next_fence():
     text = f"```python\na = 1\n```\n\n{NO_TEST}\n```python\nraise SystemExit\n```\n```python\nb = 2\n```\n"
     assert python_snippets(text) == ["a = 1\n", "b = 2\n"]
+
+
+def test_doc_pages_named_in_code_exist():
+    """Docstrings, comments and recipes that point at a page of docs/ point at one that exists."""
+    sources = [*(PROJECT_ROOT / "hf_relpos").rglob("*.py"), *(PROJECT_ROOT / "tests").glob("*.py"),
+               *(PROJECT_ROOT / "recipes").glob("*.yaml"), PROJECT_ROOT / "Makefile", PROJECT_ROOT / "pyproject.toml"]
+    named = {(path.name, ref) for path in sources if path.is_file()
+             for ref in re.findall(r"\bdocs/[\w.-]+\.md\b", path.read_text(errors="replace"))}
+    assert named, "no source names a docs page (the check would prove nothing)"
+    assert not [(name, ref) for name, ref in named if not (PROJECT_ROOT / ref).is_file()]
+    assert not [p.name for p in sources if p.is_file() and re.search(r"\bSCHEMES\.md\b", p.read_text(errors="replace"))]

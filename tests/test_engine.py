@@ -1,4 +1,4 @@
-"""The RPE engine against naive references written plainly from SCHEMES.md.
+"""The RPE engine against naive references written plainly from docs/schemes.md.
 
 Each reference builds explicit per-pair terms (loops over i, j or (Lq, Lk, d) tensors); the
 library computes the same through tables, gathers and backends. float32, max abs diff ≤ 1e-5.
