@@ -3,12 +3,14 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml .ci/constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# the CPU wheel first, so the project's torch>=2.6 does not pull a CUDA build
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[dev,onnx]"
+	# transformers at the oldest supported release (.ci/constraints.txt): the suite runs there, the newest
+	# release is smoke-tested by `make wheel-check`
+	$(BIN)/pip install -q -e ".[dev,onnx]" -c .ci/constraints.txt
 	touch $@
 
 install: $(BIN)/.installed
@@ -23,6 +25,11 @@ $(BIN)/.test-installed: $(BIN)/.installed
 
 test: $(BIN)/.test-installed
 	$(BIN)/python -m pytest tests
+
+# ruff: lint and format check of the library, tests and benchmarks (settings in pyproject.toml)
+lint: install
+	$(BIN)/ruff check hf_relpos tests benchmarks
+	$(BIN)/ruff format --check hf_relpos tests benchmarks
 
 # the product as a pip user gets it: the built wheel in a fresh venv outside the checkout, run from an empty
 # folder (a recipe by name, convert of the PyPI MiniLM, remote-code load without hf_relpos); ~2.5 min on 2 cores
@@ -45,4 +52,4 @@ bench: install bench-v4
 	$(BIN)/hf-relpos bench speed --v4-python $(V4)/bin/python
 	$(BIN)/hf-relpos bench extrapolation --data-dir ../shared/data
 
-.PHONY: install demo test wheel-check bench bench-v4
+.PHONY: install demo test lint wheel-check bench bench-v4
