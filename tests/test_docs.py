@@ -19,8 +19,6 @@ PAGES = [README, *([PROJECT_ROOT / "CHANGELOG.md"] if (PROJECT_ROOT / "CHANGELOG
 LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 REFERENCE = re.compile(r"^\s*\[[^\]]+\]:\s*(\S+)", re.MULTILINE)
 CODE = re.compile(r"^```.*?^```", re.DOTALL | re.MULTILINE)
-# created by a colleague's part of issue 33; the link is checked once the file exists
-PENDING = {"CHANGELOG.md"}
 
 
 def test_readme_is_short_and_starts_with_the_two_commands():
@@ -48,7 +46,7 @@ def test_relative_links_resolve(page):
     missing = []
     for target in relative_links(page):
         path = (page.parent / target.split("#")[0]).resolve()
-        if not path.exists() and not (path.name in PENDING and path.parent == PROJECT_ROOT):
+        if not path.exists():
             missing.append(target)
     assert not missing, f"{page.name}: links to files that do not exist: {missing}"
 
