@@ -71,6 +71,15 @@ def _register() -> None:
 
 _register()
 
+
+def __getattr__(name):
+    if name == "predict":  # hf_relpos.predict(...): the module hf_relpos/predict.py, callable (imported on first use)
+        import importlib
+
+        return importlib.import_module(".predict", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "ABSOLUTE_POSITIONS",
     "SCHEMES",
@@ -94,5 +103,6 @@ __all__ = [
     "convert_bert_to_relpos",
     "convert_checkpoint",
     "convert_t5_to_relpos",
+    "predict",
     "relpos_attention",
 ]

@@ -8,11 +8,12 @@
     hf-relpos compare sentiment_minilm --models LABEL=PATH,LABEL=PATH [--key value ...]   (checkpoints)
     hf-relpos push OUTPUT_DIR --repo-id user/name [--private] [--revision BRANCH] [--commit-message MSG]
     hf-relpos convert SRC OUT --scheme NAME [--keep-absolute | --drop-absolute] [--max-position-embeddings N] [--exact]
+    hf-relpos predict CHECKPOINT --input FILE --output FILE [--task T] [--batch-size N] [--device D] [--overwrite] ...
     hf-relpos export CHECKPOINT OUT [--format onnx] [--opset N] [--no-check]   (needs the [onnx] extra)
     hf-relpos bench {speed,extrapolation,attention,convert-finetune} [options]   (``hf-relpos bench speed --help``)
 
 The command line only parses and prints: the work is in hf_relpos.training (train, compare),
-hf_relpos.hub (push), hf_relpos.convert and hf_relpos.bench.
+hf_relpos.hub (push), hf_relpos.convert, hf_relpos.predict and hf_relpos.bench.
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ def main(argv=None):
     p_push.add_argument("--dry-run", action="store_true", help="list what would be uploaded and print the card; send nothing")
     _add_convert_parser(sub)
     _add_export_parser(sub)
+    _add_predict_parser(sub)
     p_bench = sub.add_parser("bench", help="benchmarks: speed/memory against HF anchors, or length extrapolation",
                              add_help=False)
     p_bench.add_argument("suite", nargs="?", choices=BENCH_SUITES, help="which benchmark (its own --help lists options)")
@@ -99,7 +101,7 @@ def main(argv=None):
 
         print(format_recipes(recipe_summaries()))
         return 0
-    if args.command in ("push", "convert", "export") and overrides:
+    if args.command in ("push", "convert", "export", "predict") and overrides:
         sub.choices[args.command].error(_unrecognized(sub.choices[args.command], overrides))
     succeeded = False
     try:
@@ -115,7 +117,9 @@ def main(argv=None):
             return _convert(args)
         elif args.command == "export":
             return _export(args)
-    except (ValueError, FileNotFoundError) as err:  # user mistakes: one line, exit 2 (bugs keep their traceback)
+        elif args.command == "predict":
+            return _predict(args)
+    except (ValueError, FileNotFoundError, FileExistsError) as err:  # user mistakes: one line, exit 2 (bugs keep their traceback)
         print(f"hf-relpos {args.command}: error: {err}", file=sys.stderr)
         return 2
     except Exception as err:
@@ -263,6 +267,67 @@ def _export(args) -> int:
         print(f"hf-relpos export: error: {err}", file=sys.stderr)
         return 2
     print(json.dumps(report, indent=2))
+    return 0
+
+
+def _add_predict_parser(sub):
+    from .predict import TASKS
+
+    p = sub.add_parser(
+        "predict", help="run a checkpoint over a file of inputs (every task): answers, labels, summaries, embeddings",
+        description="Predictions of CHECKPOINT for every row of --input (.jsonl / .csv / .json; - = jsonl on stdin), "
+        "written as jsonl to --output (- = stdout; .npy / .safetensors for embeddings). The task comes from the "
+        "checkpoint. Input fields: qa: question, context; summarization: text or document; others: text. Output rows "
+        "keep the input's id column. docs/predict.md has one command per task.",
+    )
+    p.add_argument("checkpoint", help="a checkpoint folder (hf-relpos train / convert output, or save_pretrained)")
+    p.add_argument("--input", required=True, help="input file (.jsonl, .csv, .json) or - for jsonl on stdin")
+    p.add_argument("--output", required=True, help="output file (.jsonl; embeddings also .npy / .safetensors) or - for stdout")
+    p.add_argument("--task", default=None, choices=TASKS, help="override the checkpoint's task")
+    p.add_argument("--batch-size", type=int, default=32, help="rows (qa: windows) per forward; batches are sorted by length")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: cuda when available)")
+    p.add_argument("--dtype", default="auto", help="auto (the checkpoint's), float32, bfloat16, float16")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    p.add_argument("--skip-bad-rows", action="store_true", help="report and skip rows the task cannot take (default: stop)")
+    p.add_argument("--id-column", default="id", help="input column copied to each output row (default: id)")
+    p.add_argument("--text-column", default=None, help="input column of the text (default: text; seq2seq: text or document)")
+    p.add_argument("--text-pair-column", default=None, help="classification: second text of a pair")
+    p.add_argument("--question-column", default="question")
+    p.add_argument("--context-column", default="context")
+    p.add_argument("--n-best", type=int, default=1, help="qa: answers per question (an n_best list when > 1)")
+    p.add_argument("--max-seq-length", type=int, default=None,
+                   help="tokens per input (qa: per window); default: the length the checkpoint was trained at")
+    p.add_argument("--doc-stride", type=int, default=None, help="qa: overlap of the windows of a long context (default: training's)")
+    p.add_argument("--max-answer-length", type=int, default=None, help="qa: longest answer in tokens (default: training's)")
+    p.add_argument("--version-2", action="store_true", default=None,
+                   help="qa: SQuAD v2, the answer may be empty (default: as the checkpoint was trained)")
+    p.add_argument("--null-threshold", type=float, default=None, help="qa v2: empty answer when null score - best span > this")
+    p.add_argument("--num-beams", "--num_beams", dest="num_beams", type=int, default=None,
+                   help="seq2seq: beams (default: generation_config.json)")
+    p.add_argument("--max-new-tokens", "--max_new_tokens", dest="max_new_tokens", type=int, default=None,
+                   help="seq2seq: tokens to generate at most (default: generation_config.json)")
+    p.add_argument("--top-k", type=int, default=5, help="fill-mask: tokens per mask")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow a checkpoint's own code (not needed for relpos_*)")
+
+
+def _predict(args) -> int:
+    from .predict import predict
+
+    rows = predict(
+        args.checkpoint, args.input, args.output, task=args.task, batch_size=args.batch_size, device=args.device,
+        dtype=args.dtype, id_column=args.id_column, text_column=args.text_column,
+        text_pair_column=args.text_pair_column, question_column=args.question_column,
+        context_column=args.context_column, n_best=args.n_best, max_seq_length=args.max_seq_length,
+        doc_stride=args.doc_stride, max_answer_length=args.max_answer_length, version_2=args.version_2,
+        null_threshold=args.null_threshold, num_beams=args.num_beams, max_new_tokens=args.max_new_tokens,
+        top_k=args.top_k, skip_bad_rows=args.skip_bad_rows, overwrite=args.overwrite,
+        progress=False if args.no_progress else None, trust_remote_code=args.trust_remote_code,
+    )
+    rate = len(rows) / rows.seconds if rows.seconds else 0.0
+    where = "stdout" if args.output == "-" else args.output
+    print(f"hf-relpos predict: {rows.task}: {len(rows)} rows -> {where} ({rate:.1f} rows/s)"
+          + (f"; skipped {len(rows.skipped)} bad rows" if args.skip_bad_rows else ""), file=sys.stderr)
     return 0
 
 

@@ -29,6 +29,7 @@ import torch
 
 from .configuration_relpos_t5 import RelPosT5Config
 from .modeling_relpos_t5 import RelPosT5ForConditionalGeneration
+from .pipeline_files import add_pipelines
 from .relative_positions import SCHEMES, RelativePositionScheme, Shaw, ShawKeyQuery, T5RelativePosition
 from .tokenization import finalize_tokenizer_files
 
@@ -928,6 +929,7 @@ def _write(out: Path, model, tokenizer, info: dict, model_max_length: int | None
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
             finalize_tokenizer_files(tmp, model_max_length)  # the model's real limit; a plain tokenizer class
+        add_pipelines(tmp)  # question-answering / summarization pipelines as remote code
         (tmp / "conversion.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
         _check_out(out)
         if out.exists():

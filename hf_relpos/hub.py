@@ -2,7 +2,8 @@
 
 What goes up: the safetensors weights (single file or sharded with its index), config.json (with its
 ``auto_map``) and generation_config.json, the modeling code files named in ``auto_map`` with the files
-they import, tokenizer files, result JSON files, and the model card README.md. Nothing else: pickle
+they import, the pipeline code of a question-answering or seq2seq head (``custom_pipelines``; see
+hf_relpos.pipeline_files), tokenizer files, result JSON files, and the model card README.md. Nothing else: pickle
 files (pytorch_model.bin, training_args.bin, optimizer/scheduler states), ``checkpoint-N`` folders and
 logs stay local. A folder that lacks config.json, the weights or a code file fails with a ValueError
 naming what is missing, before anything is sent.
@@ -26,6 +27,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .pipeline_files import PIPELINE_FILE, config_with_pipelines, dump_config
+from .pipeline_files import SOURCE as PIPELINE_SOURCE
 from .tokenization import TOKENIZER_CONFIG, finalized_tokenizer_config
 
 logger = logging.getLogger(__name__)
@@ -142,6 +145,8 @@ def plan_upload(folder) -> UploadPlan:
         modules |= _code_modules(tokenizer_config.get("auto_map"))
     for name in sorted(_code_files(folder, modules, missing)):
         files[name] = folder / name
+    if config and "custom_pipelines" in config_with_pipelines(config):  # QA / seq2seq pipelines as remote code
+        files[PIPELINE_FILE] = folder / PIPELINE_FILE if (folder / PIPELINE_FILE).is_file() else PIPELINE_SOURCE
 
     if missing:
         raise ValueError(f"cannot push {str(folder)!r}: missing " + "; ".join(missing)
@@ -284,7 +289,11 @@ def _read_metrics(folder: Path) -> dict:
 
 def _upload_content(plan: UploadPlan, name: str, path: Path):
     """What goes up for ``name``: the file, except tokenizer_config.json, sent with ``model_max_length`` and
-    ``tokenizer_class`` settled (hf_relpos.tokenization; the local folder is left as it is)."""
+    ``tokenizer_class`` settled (hf_relpos.tokenization), and config.json, sent with the ``custom_pipelines`` of
+    its heads (hf_relpos.pipeline_files; a folder saved before they existed). The local folder is left as it is."""
+    if name == "config.json":
+        config = config_with_pipelines(plan.config)
+        return str(path) if config == plan.config else dump_config(config).encode("utf-8")
     if name != TOKENIZER_CONFIG:
         return str(path)
     metrics = _read_metrics(plan.folder)

@@ -16,6 +16,7 @@ import numpy as np
 from datasets import Dataset, concatenate_datasets
 from transformers import default_data_collator
 
+from ..pipelines_relpos import best_answers, qa_windows
 from .data import check_text_columns, require_columns, tokenize
 from .modeling import build_config, load_model, load_tokenizer
 from .task import TaskSetup
@@ -119,33 +120,33 @@ def check_answers(dataset, data_args, split):
 
 
 def postprocess_predictions(examples, features, start_logits, end_logits, data_args):
-    """Map feature logits back to answer strings per example id (HF run_qa's post-processing)."""
+    """Answer string per example id from the features' logits: :func:`~hf_relpos.pipelines_relpos.best_answers`,
+    the post-processing that ``hf-relpos predict`` and the checkpoint's question-answering pipeline run too."""
     by_example = collections.defaultdict(list)
     for i, example_id in enumerate(features["example_id"]):
         by_example[example_id].append(i)
     predictions = {}
     for example in examples:
-        best, min_null = None, None
-        context = example[data_args.context_column]
-        for fi in by_example[example["id"]]:
-            starts, ends, offsets = start_logits[fi], end_logits[fi], features[fi]["offset_mapping"]
-            null = starts[0] + ends[0]
-            if min_null is None or null < min_null:
-                min_null = null
-            for s in np.argsort(starts)[-1 : -data_args.n_best_size - 1 : -1]:
-                for e in np.argsort(ends)[-1 : -data_args.n_best_size - 1 : -1]:
-                    if s >= len(offsets) or e >= len(offsets) or offsets[s] is None or offsets[e] is None:
-                        continue
-                    if e < s or e - s + 1 > data_args.max_answer_length:
-                        continue
-                    score = starts[s] + ends[e]
-                    if best is None or score > best[0]:
-                        best = (score, context[offsets[s][0] : offsets[e][1]])
-        if data_args.version_2_with_negative and (best is None or min_null - best[0] > data_args.null_score_diff_threshold):
-            predictions[example["id"]] = ""
-        else:
-            predictions[example["id"]] = best[1] if best else ""
+        windows = [(start_logits[fi], end_logits[fi], features[fi]["offset_mapping"]) for fi in by_example[example["id"]]]
+        best = best_answers(example[data_args.context_column], windows, **answer_settings(data_args))[0]
+        predictions[example["id"]] = best["answer"]
     return predictions
+
+
+def answer_settings(data_args) -> dict:
+    """The recipe's post-processing fields as :func:`best_answers` keywords."""
+    return {"n_best_size": data_args.n_best_size, "max_answer_length": data_args.max_answer_length,
+            "version_2_with_negative": bool(data_args.version_2_with_negative),
+            "null_score_diff_threshold": data_args.null_score_diff_threshold}
+
+
+def pipeline_parameters(data_args) -> dict:
+    """What a QA checkpoint keeps in ``custom_pipelines["question-answering"]["parameters"]``: the windows and
+    post-processing of its evaluation, the defaults of ``hf-relpos predict`` and of its pipeline."""
+    return {"max_seq_len": data_args.max_seq_length, "doc_stride": data_args.doc_stride,
+            "max_answer_len": data_args.max_answer_length, "n_best_size": data_args.n_best_size,
+            "handle_impossible_answer": bool(data_args.version_2_with_negative),
+            "null_score_diff_threshold": data_args.null_score_diff_threshold}
 
 
 def setup(task, model_args, data_args, training_args, raw) -> TaskSetup:
@@ -214,14 +215,11 @@ def setup(task, model_args, data_args, training_args, raw) -> TaskSetup:
             enc["end_positions"].append(token_end + 1)
         return enc
 
-    def prepare_eval(batch):
-        enc = encode(batch)
+    def prepare_eval(batch):  # the windows hf-relpos predict and the pipeline cut too
+        enc = qa_windows(tokenizer, batch[q_col], batch[c_col], max_seq_len=data_args.max_seq_length,
+                         doc_stride=data_args.doc_stride, padding="max_length")
         sample_map = enc.pop("overflow_to_sample_mapping")
-        enc["example_id"] = []
-        for i in range(len(enc["input_ids"])):
-            seq_ids = enc.sequence_ids(i)
-            enc["example_id"].append(batch["id"][sample_map[i]])
-            enc["offset_mapping"][i] = [o if seq_ids[k] == context_index else None for k, o in enumerate(enc["offset_mapping"][i])]
+        enc["example_id"] = [batch["id"][sample_map[i]] for i in range(len(enc["input_ids"]))]
         return enc
 
     with training_args.main_process_first(desc="tokenizing"):
@@ -253,4 +251,5 @@ def setup(task, model_args, data_args, training_args, raw) -> TaskSetup:
         return {**{k: v for k, v in output.metrics.items() if k.startswith("eval_")}, **{f"eval_{k}": v for k, v in scores.items()},
                 **{f"eval_baseline_{k}": baseline[k] for k in ("exact_match", "f1")}}
 
-    return TaskSetup(trainer=trainer, evaluate=final_evaluate, main_metric="f1", text_column=c_col)
+    return TaskSetup(trainer=trainer, evaluate=final_evaluate, main_metric="f1", text_column=c_col,
+                     pipeline_parameters=pipeline_parameters(data_args))

@@ -33,6 +33,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from ..cards import build_model_card, training_args_dict
 from ..hub import INCOMPLETE_MARKER, check_repo_id, push_to_hub
+from ..pipeline_files import add_pipelines
 from ..tokenization import finalize_tokenizer_files
 from .arguments import parse_recipe
 from .data import data_files, dataset_label, hub_dataset, load_raw_datasets
@@ -237,6 +238,7 @@ def run(model_args, data_args, training_args) -> dict:
             "auto_class": task.auto_class_name,
         }
         finalize_tokenizer_files(tmp, trained_length=card_fields["max_seq_length"], config=trainer.model.config)
+        add_pipelines(tmp, setup.pipeline_parameters)  # question-answering / summarization pipelines as remote code
         (tmp / "metrics.json").write_text(json.dumps({**result, **card_fields}, indent=2, default=str))
         card = build_model_card(
             task.name, trainer.model.config, metrics, training_args, dataset,

@@ -13,6 +13,7 @@ class TaskSetup:
     evaluate: Callable[[], dict]  # final evaluation: metrics with the "eval_" prefix
     main_metric: str  # the headline metric, e.g. "accuracy", "f1", "rougeL"
     text_column: str | None = None  # the column a card's example input comes from
+    pipeline_parameters: dict | None = None  # settings the checkpoint's pipeline and `predict` default to
 
 
 @dataclass(frozen=True)
