@@ -357,3 +357,37 @@ def test_task_card_code_runs(tmp_path, task, capsys):
     assert printed.endswith("\n")  # one printed line: the answer span, or the generated summary
     if task == "qa":
         assert printed.strip() and printed.strip() in example
+
+
+def test_push_carries_the_question_answering_pipeline(hub, tmp_path):
+    """A QA folder saved before checkpoints carried pipelines (no custom_pipelines, no pipelines_relpos.py) goes
+    up with both; pulled back where hf_relpos cannot be imported, pipeline("question-answering") answers."""
+    from hf_relpos import RelPosBertConfig, RelPosBertForQuestionAnswering
+    from hf_relpos.training.modeling import BERT_PRESETS, train_wordpiece_tokenizer
+
+    texts = ["the cat sat on the mat near the door", "where did the cat sit"] * 10
+    tokenizer = train_wordpiece_tokenizer(texts, 120)
+    folder = tmp_path / "qa"
+    RelPosBertForQuestionAnswering(RelPosBertConfig(**BERT_PRESETS["tiny"], vocab_size=len(tokenizer))).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    assert "custom_pipelines" not in json.loads((folder / "config.json").read_text())
+    assert "pipelines_relpos.py" in plan_upload(folder).files
+    push_to_hub(folder, f"{USER}/qa-pipeline")
+    files = hub.files(f"{USER}/qa-pipeline")
+    assert "pipelines_relpos.py" in files and {*CODE_FILES} <= set(files)
+    pipelines = json.loads(files["config.json"])["custom_pipelines"]
+    assert pipelines["question-answering"]["impl"] == "pipelines_relpos.RelPosQuestionAnsweringPipeline"
+    assert "custom_pipelines" not in json.loads((folder / "config.json").read_text())  # the local folder is left as it is
+    got = run_without_hf_relpos(
+        f"""
+        import json
+        from transformers import pipeline
+        qa = pipeline("question-answering", model="{USER}/qa-pipeline", trust_remote_code=True)
+        print(json.dumps(qa(question="where did the cat sit", context="the cat sat on the mat near the door")))
+        """,
+        cwd=tmp_path,
+        env={"HF_ENDPOINT": hub.endpoint, "HF_HOME": str(tmp_path / "fresh-hf-home"), "HF_HUB_OFFLINE": "0",
+             "HF_TOKEN": ""},
+    )
+    context = "the cat sat on the mat near the door"
+    assert got["answer"] == context[got["start"] : got["end"]] and got["answer"]

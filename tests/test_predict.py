@@ -286,12 +286,22 @@ def test_token_classification_entities_and_fill_mask(encoder, tmp_path):
 
 
 def test_convert_output_carries_the_pipelines(tmp_path):
-    from hf_relpos.pipeline_files import add_pipelines, pipelines_for
+    from transformers import BertConfig, BertForQuestionAnswering
+
+    from hf_relpos import convert_checkpoint
+    from hf_relpos.pipeline_files import pipelines_for
 
     assert pipelines_for({"architectures": ["RelPosBertForSequenceClassification"]}) == {}
     assert set(pipelines_for({"architectures": ["RelPosT5ForConditionalGeneration"]})) == {"summarization",
                                                                                            "text2text-generation"}
-    folder = tmp_path / "qa"
-    folder.mkdir()
-    (folder / "config.json").write_text(json.dumps({"architectures": ["RelPosBertForQuestionAnswering"]}))
-    assert add_pipelines(folder) == ["question-answering"] and (folder / "pipelines_relpos.py").is_file()
+    tokenizer = train_wordpiece_tokenizer(["the cat sat on the mat", "where did the cat sit"] * 10, 100)
+    source = tmp_path / "bert-qa"
+    BertForQuestionAnswering(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1,
+                                        num_attention_heads=2, intermediate_size=64)).save_pretrained(source)
+    tokenizer.save_pretrained(source)
+    out = tmp_path / "relpos-qa"
+    convert_checkpoint(str(source), str(out), "t5")
+    assert set(json.loads((out / "config.json").read_text())["custom_pipelines"]) == {"question-answering"}
+    assert (out / "pipelines_relpos.py").is_file() and task_of(out) == "qa"
+    (answer,) = predict(out, [{"question": "where did the cat sit", "context": "the cat sat on the mat"}])
+    assert answer["answer"] == "the cat sat on the mat"[answer["start"] : answer["end"]]

@@ -54,6 +54,9 @@ def test_demo_recipe_end_to_end(tmp_path, recipe, metric):
     config = json.loads((out / "config.json").read_text())
     assert config["relative_position"] == yaml.safe_load((RECIPES / recipe).read_text())["relative_position"]
     assert "auto_map" in config
+    pipelines = {"qa_demo.yaml": {"question-answering"}, "summarization_demo.yaml": {"summarization", "text2text-generation"}}
+    assert set(config.get("custom_pipelines", {})) == pipelines.get(recipe, set())  # built-in pipelines need none
+    assert (out / "pipelines_relpos.py").is_file() == (recipe in pipelines)
 
 
 def test_classification_checkpoint_reproduces_metric_without_hf_relpos(tmp_path):
