@@ -31,7 +31,9 @@ memo, projections, output_attentions)`` and returns ``(output (B, Lq, H, d), pro
 from __future__ import annotations
 
 import functools
+import math
 import os
+import time
 import warnings
 
 import torch
@@ -42,6 +44,7 @@ from transformers.masking_utils import bidirectional_mask_function, causal_mask_
 from transformers.modeling_utils import AttentionInterface
 from transformers.utils import logging
 
+from . import compat
 from .position_kernels import RELATIVE_TILE, PositionMemo, relative_distance
 from .relative_positions import NoRelativePosition, RelativePositionScheme
 
@@ -331,7 +334,7 @@ class FusedContentAttention(torch.autograd.Function):
             bias = content(query[:, :, rows], key, start, memo).mul_(scaling)
             if mask is not None:
                 bias = bias.add_(mask[:, :, rows] if mask_rows else mask)
-            out[:, :, rows], lse[:, :, rows] = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+            out[:, :, rows], lse[:, :, rows] = compat.flash_attention_forward(
                 query[:, :, rows], key, value, attn_mask=bias, scale=scaling)
         ctx.save_for_backward(query, key, value, mask, out, lse, *params)
         ctx.content, ctx.scaling, ctx.block, ctx.fully_masked = content, scaling, block, _fully_masked(mask)
@@ -404,6 +407,50 @@ def _reversed_rows(x, start, n):
     return x[:, :, start : start + n].flip(2)
 
 
+class flushed_denormals:
+    """Flush-to-zero / denormals-are-zero on the calling thread inside the block, as it was afterwards.
+
+    Probabilities exp(S − logsumexp) below finfo.tiny (fp32: S − lse < −87.3, reached by ALiBi-like biases
+    that fall with distance) are subnormal, and x86 arithmetic on subnormals takes microcode assists: on
+    BERT-base shapes torch's CPU flash backward ran 3× slower on ALiBi's bias than on a random one (issue 29).
+    Values below finfo.tiny are far under any gradient's resolution. The state is per thread (MXCSR): an
+    OpenMP worker keeps its own, so the backward also zeroes such probabilities itself where it can."""
+
+    def __enter__(self):
+        # a subnormal stays non-zero unless FTZ/DAZ is already on
+        self.was_on = bool(torch.tensor(2.0**-140, dtype=torch.float32).mul(1.0) == 0)
+        if not self.was_on:
+            torch.set_flush_denormal(True)
+        return self
+
+    def __exit__(self, *exc):
+        if not self.was_on:
+            torch.set_flush_denormal(False)
+        return False
+
+
+def _underflow_floor(dtype) -> float:
+    """Scores S − logsumexp below this give probabilities treated as exactly 0 by the recomputing backward:
+    e^8 above the dtype's subnormal range, so that P and dS = P ∘ (dP − δ) stay normal numbers."""
+    return math.log(torch.finfo(dtype).tiny) + 8.0
+
+
+# The frozen-table backward (ALiBi, a table without gradient) runs torch's fused flash backward per block, or
+# the recomputing backward, whichever measured faster on the first backward of its shape class in this
+# process (dtype, threads, B·H, rows, Lk, masked), timed on that call's first block, real data. The kernel
+# wins on one thread (with FTZ on the calling thread, 19 vs 26 ms per 12 × 128 × 2,048 ALiBi block here);
+# with more threads its OpenMP workers meet subnormals the recomputing path zeroes. HF_RELPOS_FUSED_BACKWARD=
+# kernel|recompute fixes the choice.
+_BACKWARD_CHOICE: dict = {}
+
+
+def fused_backward_mode() -> str:
+    mode = os.environ.get("HF_RELPOS_FUSED_BACKWARD", "auto")
+    if mode not in ("auto", "kernel", "recompute"):
+        raise ValueError(f"HF_RELPOS_FUSED_BACKWARD={mode!r} is not valid; choose one of: auto, kernel, recompute")
+    return mode
+
+
 def _block_bias(windows, mask, start, n):
     """Bias (+ mask) of query rows ``start … start + n − 1`` in reverse order, (1 or B, H, n, Lk): without a
     mask a strided view of the table's windows (row w = Lq − 1 − i), nothing copied."""
@@ -437,13 +484,14 @@ class FusedDistanceBiasAttention(torch.autograd.Function):
         windows = table.unfold(-1, k_len, 1)  # (H, Lq, Lk) view
         out = query.new_empty(B, H, q_len, value.shape[-1])
         lse = query.new_empty(B, H, q_len)
-        for start in range(0, q_len, block):
-            n = min(block, q_len - start)
-            o, l = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
-                _reversed_rows(query, start, n), key, value, attn_mask=_block_bias(windows, mask, start, n),
-                scale=scaling)
-            out[:, :, start : start + n] = o.flip(2)
-            lse[:, :, start : start + n] = l.flip(2)
+        with flushed_denormals():
+            for start in range(0, q_len, block):
+                n = min(block, q_len - start)
+                o, l = compat.flash_attention_forward(
+                    _reversed_rows(query, start, n), key, value, attn_mask=_block_bias(windows, mask, start, n),
+                    scale=scaling)
+                out[:, :, start : start + n] = o.flip(2)
+                lse[:, :, start : start + n] = l.flip(2)
         ctx.save_for_backward(query, key, value, table, mask, out, lse)
         ctx.scaling, ctx.block = scaling, block
         # a query whose every key is masked (padding under a causal mask) gets eager's uniform row forward,
@@ -465,33 +513,27 @@ class FusedDistanceBiasAttention(torch.autograd.Function):
         dq = torch.empty_like(query) if need_q else None
         dk = torch.zeros_like(key) if need_k else None
         dv = torch.zeros_like(value) if need_v else None
-        if not (need_table or ctx.fully_masked):
-            for start in range(0, q_len, block):
-                n = min(block, q_len - start)
-                gq, gk, gv = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward(
-                    _reversed_rows(grad_out, start, n), _reversed_rows(query, start, n), key, value,
-                    _reversed_rows(out, start, n), _reversed_rows(lse[..., None], start, n)[..., 0], 0.0, False,
-                    attn_mask=_block_bias(windows, mask, start, n), scale=scaling)
-                if need_q:
-                    dq[:, :, start : start + n] = gq.flip(2)
-                if need_k:
-                    dk += gk
-                if need_v:
-                    dv += gv
-            return dq, dk, dv, None, None, None, None
-        delta = (grad_out * out).sum(-1, keepdim=True)  # rowsum(dO ∘ O)
         dtable = torch.zeros_like(table) if need_table else None
+        delta = (grad_out * out).sum(-1, keepdim=True)  # rowsum(dO ∘ O)
         kt, vt = key.transpose(-1, -2), value.transpose(-1, -2)
-        n_buf = None
-        for start in range(0, q_len, block):
-            n = min(block, q_len - start)
-            if n != n_buf:  # buffers per block size (the last block may be shorter); padding stays zero
-                n_buf, width = n, k_len + n - 1
-                plane = n * width + n  # one (b, h): n rows of `width`, dS at columns n − 1 …, then n zeros
-                padded = query.new_zeros(B, H, plane)
-                ds = padded.as_strided((B, H, n, k_len), (H * plane, plane, width, 1), n - 1)
-                # column c of row u: dS[u, c − u] (zero outside 0 … Lk − 1), one j − i per column
-                diagonals = padded.as_strided((B, H, n, width), (H * plane, plane, width - 1, 1), n - 1)
+        floor = _underflow_floor(query.dtype)
+        buffers = {}
+
+        def kernel_block(start, n, keep=True):
+            """dq, dk, dv of one block by torch's fused flash backward (frozen table, no fully masked row)."""
+            gq, gk, gv = compat.flash_attention_backward(
+                _reversed_rows(grad_out, start, n), _reversed_rows(query, start, n), key, value,
+                _reversed_rows(out, start, n), _reversed_rows(lse[..., None], start, n)[..., 0],
+                attn_mask=_block_bias(windows, mask, start, n), scale=scaling)
+            if keep and need_q:
+                dq[:, :, start : start + n] = gq.flip(2)
+            if keep and need_k:
+                dk.add_(gk)
+            if keep and need_v:
+                dv.add_(gv)
+
+        def recompute_block(start, n):
+            """One block of the recomputing backward (every case; the only one with the table's gradient)."""
             lo = q_len - start - n
             q, do = _reversed_rows(query, start, n), _reversed_rows(grad_out, start, n)
             scores = torch.matmul(q, kt)
@@ -503,17 +545,58 @@ class FusedDistanceBiasAttention(torch.autograd.Function):
                 # masked row, e.g. a padding query under a causal mask, its uniform probabilities)
                 probs = torch.softmax(scores, dim=-1)
             else:  # P = exp(S − logsumexp) from the forward's kernel: one pass instead of softmax's three
-                probs = scores.sub_(_reversed_rows(lse[..., None], start, n)).exp_()
+                scores.sub_(_reversed_rows(lse[..., None], start, n))
+                # exactly 0 where P would be (near-)subnormal: no subnormal reaches exp, dS or the GEMMs
+                probs = scores.masked_fill_(scores < floor, -math.inf).exp_()
             if need_v:
-                dv += torch.matmul(probs.transpose(-1, -2), do)
-            torch.mul(probs, torch.matmul(do, vt).sub_(_reversed_rows(delta, start, n)), out=ds)  # dS
+                dv.add_(torch.matmul(probs.transpose(-1, -2), do))
+            dp = torch.matmul(do, vt).sub_(_reversed_rows(delta, start, n))
+            if need_table:
+                if n not in buffers:  # per block size (the last block may be shorter); padding stays zero
+                    width = k_len + n - 1
+                    plane = n * width + n  # one (b, h): n rows of `width`, dS at columns n − 1 …, then n zeros
+                    padded = query.new_zeros(B, H, plane)
+                    # column c of row u: dS[u, c − u] (zero outside 0 … Lk − 1), one j − i per column
+                    buffers[n] = (padded.as_strided((B, H, n, k_len), (H * plane, plane, width, 1), n - 1),
+                                  padded.as_strided((B, H, n, width), (H * plane, plane, width - 1, 1), n - 1))
+                ds, diagonals = buffers[n]
+                torch.mul(probs, dp, out=ds)  # dS
+                # column c holds every dS entry with j − i = c − (start + n − 1): table index lo + c
+                dtable[:, lo : lo + k_len + n - 1] += diagonals.sum(dim=(0, 2))
+            else:
+                ds = probs.mul_(dp)
             if need_q:
                 dq[:, :, start : start + n] = torch.matmul(ds, key).mul_(scaling).flip(2)
             if need_k:
-                dk += torch.matmul(ds.transpose(-1, -2), q).mul_(scaling)
-            if need_table:
-                # column c holds every dS entry with j − i = c − (start + n − 1): table index lo + c
-                dtable[:, lo : lo + width] += diagonals.sum(dim=(0, 2))
+                dk.add_(torch.matmul(ds.transpose(-1, -2), q).mul_(scaling))
+
+        use_kernel = calibrate = False
+        if not (need_table or ctx.fully_masked):
+            mode = fused_backward_mode()
+            if not compat.has_flash_backward():
+                compat.warn_flash_backward()
+            elif mode != "auto":
+                use_kernel = mode == "kernel"
+            else:
+                shape_class = (query.dtype, torch.get_num_threads(), B * H, min(block, q_len), k_len, mask is None)
+                calibrate = shape_class not in _BACKWARD_CHOICE
+                use_kernel = _BACKWARD_CHOICE.get(shape_class) == "kernel"
+        starts = range(0, q_len, block)
+        with flushed_denormals():
+            if calibrate:  # first block by both paths (the kernel's results dropped), timed on this call's data
+                n = min(block, q_len)
+                kernel_block(0, n, keep=False)  # warm-up
+                t0 = time.perf_counter()
+                recompute_block(0, n)
+                t1 = time.perf_counter()
+                kernel_block(0, n, keep=False)
+                t2 = time.perf_counter()
+                use_kernel = t2 - t1 < t1 - t0
+                _BACKWARD_CHOICE[shape_class] = "kernel" if use_kernel else "recompute"
+                starts = starts[1:]
+            for start in starts:
+                n = min(block, q_len - start)
+                (kernel_block if use_kernel else recompute_block)(start, n)
         return dq, dk, dv, dtable, None, None, None
 
 

@@ -93,13 +93,7 @@ class _OpLog(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("masked", ["none", "padding", "causal", "padding+causal"])
-@pytest.mark.parametrize("Lq,Lk,block", [(24, 24, 5), (11, 24, 4), (1, 9, 1), (9, 30, 2)])
-def test_frozen_table_takes_the_fused_kernel_backward(Lq, Lk, block, masked, dtype):
-    """A table without gradient (ALiBi, a frozen bias): the backward is torch's fused CPU flash backward
-    per block, equal to plain autograd; a query row with every key masked (padding under a causal
-    mask, where that kernel's backward differs from eager's uniform row) takes the recomputing path."""
+def _frozen_case(Lq, Lk, masked, dtype):
     g = torch.Generator().manual_seed(Lq * 7 + Lk)
     B = 2
     q, k, v = (torch.randn(B, H, L, D, generator=g, dtype=dtype, requires_grad=True) for L in (Lq, Lk, Lk))
@@ -114,16 +108,81 @@ def test_frozen_table_takes_the_fused_kernel_backward(Lq, Lk, block, masked, dty
     scores = q @ k.transpose(-1, -2) * 0.3 + table[:, j - i + Lq - 1]
     want = torch.softmax(scores if mask is None else scores + mask, -1) @ v
     grad = torch.randn(want.shape, generator=g, dtype=dtype)
+    return (q, k, v, table, mask), want, grad, bool((~keep).all(-1).any())
+
+
+def _frozen_run(inputs, want, grad, block):
+    """Output and gradients of the fused function against plain autograd; the aten ops it dispatched."""
+    q, k, v, table, mask = inputs
     with _OpLog() as log:
         got = engine.FusedDistanceBiasAttention.apply(q, k, v, table, mask, 0.3, block)
         grads = torch.autograd.grad(got, (q, k, v), grad)
-    tol = 1e-5 if dtype == torch.float32 else 1e-11
+    tol = 1e-5 if q.dtype == torch.float32 else 1e-11
     assert (got - want).abs().max().item() <= tol
-    for a, b in zip(grads, torch.autograd.grad(want, (q, k, v), grad)):
+    for a, b in zip(grads, torch.autograd.grad(want, (q, k, v), grad, retain_graph=True)):
         assert (a - b).abs().max().item() <= 10 * tol
-    fully_masked = bool((~keep).all(-1).any())
-    assert ("_scaled_dot_product_flash_attention_for_cpu_backward" in log.ops) == (not fully_masked)
-    assert ("_softmax" in log.ops) == fully_masked  # the recomputing backward (eager's softmax for such rows)
+    return log.ops
+
+
+KERNEL_BACKWARD = "_scaled_dot_product_flash_attention_for_cpu_backward"
+
+
+@pytest.mark.parametrize("mode", ["kernel", "recompute"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("masked", ["none", "padding", "causal", "padding+causal"])
+@pytest.mark.parametrize("Lq,Lk,block", [(24, 24, 5), (11, 24, 4), (1, 9, 1), (9, 30, 2)])
+def test_frozen_table_backward_paths(Lq, Lk, block, masked, dtype, mode, monkeypatch):
+    """A table without gradient (ALiBi, a frozen bias): the backward is torch's fused CPU flash backward
+    per block or the recomputing one (HF_RELPOS_FUSED_BACKWARD fixes which), each equal to plain autograd;
+    a query row with every key masked (padding under a causal mask, where that kernel's backward differs
+    from eager's uniform row) always takes the recomputing path."""
+    monkeypatch.setenv("HF_RELPOS_FUSED_BACKWARD", mode)
+    inputs, want, grad, fully_masked = _frozen_case(Lq, Lk, masked, dtype)
+    ops = _frozen_run(inputs, want, grad, block)
+    assert (KERNEL_BACKWARD in ops) == (mode == "kernel" and not fully_masked)
+    assert ("_softmax" in ops) == fully_masked  # the recomputing backward (eager's softmax for such rows)
+
+
+@pytest.mark.parametrize("masked", ["none", "padding"])
+def test_frozen_table_backward_chosen_by_measurement(masked, monkeypatch):
+    """By default the first backward of a shape class times its first block both ways (the kernel's results
+    dropped), keeps the faster in-process, and later backwards of that class take it without timing."""
+    monkeypatch.setattr(engine, "_BACKWARD_CHOICE", {})
+    timed = []
+    monkeypatch.setattr(engine.time, "perf_counter", lambda: timed.append(1) or float(len(timed)))
+    inputs, want, grad, _ = _frozen_case(24, 24, masked, torch.float32)
+    ops = _frozen_run(inputs, want, grad, 5)
+    assert KERNEL_BACKWARD in ops and len(timed) == 3  # measured: both paths ran on block 0
+    ((shape_class, choice),) = engine._BACKWARD_CHOICE.items()
+    assert shape_class == (torch.float32, torch.get_num_threads(), 2 * H, 5, 24, masked == "none")
+    assert choice in ("kernel", "recompute")
+    for choice in ("recompute", "kernel"):
+        engine._BACKWARD_CHOICE[shape_class] = choice
+        ops = _frozen_run(inputs, want, grad, 5)
+        assert (KERNEL_BACKWARD in ops) == (choice == "kernel") and len(timed) == 3  # no new measurement
+    monkeypatch.setenv("HF_RELPOS_FUSED_BACKWARD", "fastest")
+    with pytest.raises(ValueError, match="HF_RELPOS_FUSED_BACKWARD='fastest'.*auto, kernel, recompute"):
+        _frozen_run(inputs, want, grad, 5)
+
+
+def test_subnormal_probabilities_are_flushed_and_the_state_restored():
+    """ALiBi-like biases push many probabilities below finfo.tiny (issue 29: subnormal arithmetic made the
+    backward 3× slower): the fused function runs with flush-to-zero on its thread and restores it after."""
+    def ftz_on():
+        return bool(torch.tensor(2.0**-140, dtype=torch.float32).mul(1.0) == 0)
+
+    assert not ftz_on()
+    with engine.flushed_denormals():
+        assert ftz_on()
+    assert not ftz_on()
+    torch.set_flush_denormal(True)
+    try:
+        with engine.flushed_denormals():
+            assert ftz_on()
+        assert ftz_on()  # a caller's own setting survives
+    finally:
+        torch.set_flush_denormal(False)
+    assert engine._underflow_floor(torch.float32) == pytest.approx(-87.34 + 8, abs=0.01)
 
 
 def test_plain_path_without_table_or_with_dropout_or_under_tracing(fused):
