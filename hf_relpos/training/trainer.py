@@ -14,7 +14,11 @@ import time
 
 from transformers import Seq2SeqTrainer, Trainer
 
-TOTALS_KEY = "HfRelposRunTotals"  # trainer_state.json → stateful_callbacks: the run's totals at that checkpoint
+from .. import compat
+
+# trainer_state.json → stateful_callbacks: the run's totals at that checkpoint (the name of compat's callback,
+# the public route where Trainer has no _save_checkpoint)
+TOTALS_KEY = compat.HfRelposRunTotals.__name__
 
 
 def is_position_parameter(name: str) -> bool:
@@ -51,19 +55,31 @@ class RunTotalsMixin:
 
     prior_totals: dict | None = None
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Trainer's private _save_checkpoint(model, trial) where it exists (compat checks), else a public
+        # ExportableState callback writes the same totals into the checkpoint's trainer_state.json
+        self._relpos_save_hook = compat.trainer_has_save_checkpoint(Trainer)
+        if not self._relpos_save_hook:
+            compat.warn_fallback("trainer", "transformers' Trainer has no _save_checkpoint(model, trial) here (or the "
+                                            "fallback is forced); run totals reach checkpoints through a callback")
+            self.add_callback(compat.HfRelposRunTotals(self._run_totals))
+
     def train(self, *args, **kwargs):
         self._relpos_started = time.perf_counter()
         return super().train(*args, **kwargs)
 
-    def _save_checkpoint(self, model, trial):
-        prior = self.prior_totals or {"loss_sum": 0.0, "seconds": 0.0}
-        tr_loss = getattr(self, "_tr_loss", None)  # transformers 5.x: this session's loss since the last log
-        session = float(getattr(self, "_total_loss_scalar", 0.0)) + (float(tr_loss.item()) if tr_loss is not None else 0.0)
+    def _run_totals(self) -> dict:
+        """Loss sum, seconds and step of the whole run (prior sessions + this one) at this point."""
+        prior = self.prior_totals or {"step": 0, "loss_sum": 0.0, "seconds": 0.0}
+        session = compat.session_loss_sum(self, prior.get("step", 0))
         started = getattr(self, "_relpos_started", time.perf_counter())
-        self.state.stateful_callbacks[TOTALS_KEY] = {"args": {}, "attributes": {
-            "loss_sum": prior["loss_sum"] + session, "seconds": prior["seconds"] + time.perf_counter() - started,
-            "step": self.state.global_step,
-        }}
+        return {"loss_sum": prior["loss_sum"] + session, "seconds": prior["seconds"] + time.perf_counter() - started,
+                "step": self.state.global_step}
+
+    def _save_checkpoint(self, model, trial):
+        if self._relpos_save_hook:
+            self.state.stateful_callbacks[TOTALS_KEY] = {"args": {}, "attributes": self._run_totals()}
         return super()._save_checkpoint(model, trial)
 
 
