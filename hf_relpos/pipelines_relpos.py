@@ -108,10 +108,26 @@ def qa_windows(tokenizer, questions, contexts, *, max_seq_len, doc_stride, paddi
     return enc
 
 
-def pipeline_parameters(config, task, defaults):
-    """``defaults`` updated with what the checkpoint saved in ``custom_pipelines[task]["parameters"]``."""
-    saved = (getattr(config, "custom_pipelines", None) or {}).get(task, {}) or {}
-    return {**defaults, **{k: v for k, v in (saved.get("parameters") or {}).items() if k in defaults}}
+def qa_parameters(config, tokenizer, **given):
+    """The question-answering settings (keys of ``QA_DEFAULTS``): ``given`` (None: not given), else what the
+    checkpoint's training saved in ``custom_pipelines["question-answering"]["parameters"]``, else defaults: the
+    tokenizer's ``model_max_length`` (the trained length) for ``max_seq_len`` and a quarter of it (at most 128)
+    for ``doc_stride``. The pipeline and ``hf-relpos predict`` both resolve them here."""
+    entry = (getattr(config, "custom_pipelines", None) or {}).get("question-answering") or {}
+    saved = {k: v for k, v in (entry.get("parameters") or {}).items() if k in QA_DEFAULTS}
+    given = {k: v for k, v in given.items() if v is not None}
+    unknown = set(given) - set(QA_DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown question-answering setting(s) {sorted(unknown)}; valid: {', '.join(QA_DEFAULTS)}")
+    params = {**QA_DEFAULTS, **saved, **given}
+    limit = getattr(tokenizer, "model_max_length", None)
+    if "max_seq_len" not in saved and "max_seq_len" not in given and isinstance(limit, int) and 0 < limit < 10**6:
+        params["max_seq_len"] = limit
+    if "doc_stride" not in saved and "doc_stride" not in given:
+        params["doc_stride"] = min(QA_DEFAULTS["doc_stride"], params["max_seq_len"] // 4)
+    if params["doc_stride"] >= params["max_seq_len"]:
+        raise ValueError(f"doc_stride={params['doc_stride']} must be smaller than max_seq_len={params['max_seq_len']}")
+    return params
 
 
 class RelPosQuestionAnsweringPipeline(Pipeline):
@@ -124,16 +140,9 @@ class RelPosQuestionAnsweringPipeline(Pipeline):
 
     def _sanitize_parameters(self, top_k=None, max_seq_len=None, doc_stride=None, max_answer_len=None,
                              handle_impossible_answer=None, null_score_diff_threshold=None, n_best_size=None, **kwargs):
-        saved = pipeline_parameters(self.model.config, "question-answering", QA_DEFAULTS)
-        given = {"max_seq_len": max_seq_len, "doc_stride": doc_stride, "max_answer_len": max_answer_len,
-                 "handle_impossible_answer": handle_impossible_answer, "n_best_size": n_best_size,
-                 "null_score_diff_threshold": null_score_diff_threshold}
-        params = {**saved, **{k: v for k, v in given.items() if v is not None}}
-        if max_seq_len is None and "max_seq_len" not in ((getattr(self.model.config, "custom_pipelines", None) or {})
-                                                        .get("question-answering", {}).get("parameters") or {}):
-            limit = getattr(self.tokenizer, "model_max_length", None)
-            if isinstance(limit, int) and 0 < limit < 10**6:
-                params["max_seq_len"] = limit
+        params = qa_parameters(self.model.config, self.tokenizer, max_seq_len=max_seq_len, doc_stride=doc_stride,
+                               max_answer_len=max_answer_len, handle_impossible_answer=handle_impossible_answer,
+                               n_best_size=n_best_size, null_score_diff_threshold=null_score_diff_threshold)
         pre = {"max_seq_len": params["max_seq_len"], "doc_stride": params["doc_stride"]}
         post = {"top_k": top_k or 1, "max_answer_len": params["max_answer_len"], "n_best_size": params["n_best_size"],
                 "handle_impossible_answer": params["handle_impossible_answer"],

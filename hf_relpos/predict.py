@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .pipelines_relpos import QA_DEFAULTS, best_answers, pipeline_parameters, qa_windows
+from .pipelines_relpos import best_answers, qa_parameters, qa_windows
 
 TASKS = ("qa", "classification", "token-classification", "summarization", "text2text", "fill-mask", "embeddings")
 RECIPE_TASKS = {"qa": "qa", "classification": "classification", "summarization": "summarization", "mlm": "fill-mask",
@@ -75,6 +75,24 @@ def _read_json(path: Path) -> dict:
         return json.loads(path.read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return {}
+
+
+def resolve_checkpoint(checkpoint) -> Path:
+    """A checkpoint folder: ``checkpoint`` itself, or a Hub repository id downloaded (cached) with
+    huggingface_hub; ValueError naming it when it is neither."""
+    path = Path(checkpoint)
+    if path.is_dir():
+        return path
+    name = str(checkpoint)
+    if path.exists() or name.count("/") != 1 or name.startswith((".", "/")):
+        raise FileNotFoundError(f"checkpoint={name!r} is not a folder (nor a Hub repository id)")
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(name))
+    except Exception as err:  # offline, unknown repository, no access: one line
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ValueError(f"checkpoint={name!r} is not a folder, and downloading it from the Hub failed: {first}") from None
 
 
 def task_of(checkpoint) -> str:
@@ -303,17 +321,9 @@ def _progress(total, task, enabled):
 # --------------------------------------------------------------------------------------------------
 
 def _run_qa(model, tokenizer, items, options, bar):
-    params = pipeline_parameters(model.config, "question-answering", QA_DEFAULTS)
-    saved = ((getattr(model.config, "custom_pipelines", None) or {}).get("question-answering") or {}).get("parameters") or {}
-    if "max_seq_len" not in saved:
-        params["max_seq_len"] = _model_limit(tokenizer, QA_DEFAULTS["max_seq_len"])
-    for option, key in (("max_seq_length", "max_seq_len"), ("doc_stride", "doc_stride"),
-                        ("max_answer_length", "max_answer_len"), ("version_2", "handle_impossible_answer"),
-                        ("null_threshold", "null_score_diff_threshold")):
-        if options.get(option) is not None:
-            params[key] = options[option]
-    if params["doc_stride"] >= params["max_seq_len"]:
-        raise ValueError(f"doc_stride={params['doc_stride']} must be smaller than max_seq_length={params['max_seq_len']}")
+    params = qa_parameters(model.config, tokenizer, max_seq_len=options["max_seq_length"], doc_stride=options["doc_stride"],
+                           max_answer_len=options["max_answer_length"], handle_impossible_answer=options["version_2"],
+                           null_score_diff_threshold=options["null_threshold"])
     enc = qa_windows(tokenizer, [it["question"] for it in items], [it["context"] for it in items],
                      max_seq_len=params["max_seq_len"], doc_stride=params["doc_stride"])
     names = _input_names(tokenizer, enc)
@@ -591,7 +601,7 @@ def predict(checkpoint, inputs, output=None, *, task=None, batch_size=32, device
             context_column="context", n_best=1, max_seq_length=None, doc_stride=None, max_answer_length=None,
             version_2=None, null_threshold=None, num_beams=None, max_new_tokens=None, top_k=5,
             skip_bad_rows=False, overwrite=False, progress=None, trust_remote_code=False) -> Predictions:
-    """Predictions of ``checkpoint`` (a folder) for ``inputs`` (a file path, "-" for stdin, or a list of
+    """Predictions of ``checkpoint`` (a folder, or a Hub repository id) for ``inputs`` (a file path, "-" for stdin, or a list of
     dicts / strings); written to ``output`` (a path, or "-" for stdout) when given. See the module docstring.
 
     ``task``: one of ``TASKS`` (default: the checkpoint's). ``batch_size``: rows (QA: windows) per forward.
@@ -601,6 +611,7 @@ def predict(checkpoint, inputs, output=None, *, task=None, batch_size=32, device
     training values unless given. seq2seq: ``num_beams``, ``max_new_tokens`` over generation_config.json.
     fill-mask: ``top_k`` tokens per mask. ``progress``: a progress bar on stderr (default: when stderr is a terminal).
     """
+    checkpoint = resolve_checkpoint(checkpoint)
     if task is None:
         task = task_of(checkpoint)
     elif task not in TASKS:
@@ -610,8 +621,6 @@ def predict(checkpoint, inputs, output=None, *, task=None, batch_size=32, device
     if not isinstance(n_best, int) or n_best < 1:
         raise ValueError(f"n_best={n_best!r} must be a positive integer")
     check_output(output, overwrite, task)
-    if not Path(checkpoint).is_dir():
-        raise FileNotFoundError(f"checkpoint={str(checkpoint)!r} is not a folder")
     if dtype not in DTYPES:
         raise ValueError(f"dtype={dtype!r} is not valid; choose one of: {', '.join(DTYPES)}")
     torch_device = _device(device)

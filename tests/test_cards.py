@@ -16,6 +16,7 @@ from hf_relpos import (
     RelPosT5ForConditionalGeneration,
 )
 from hf_relpos.cards import build_base_card, build_model_card, card_from_metrics, data_sources
+from hf_relpos.pipeline_files import add_pipelines
 from hf_relpos.tokenization import finalize_tokenizer_files
 from hf_relpos.training.modeling import train_sentencepiece_tokenizer, train_wordpiece_tokenizer
 from hf_relpos.training.pretraining import add_sentinels
@@ -118,6 +119,7 @@ def _save(model, folder, tokenizer):
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     finalize_tokenizer_files(folder, trained_length=64, config=model.config)
+    add_pipelines(folder)  # as train, convert and push outputs carry them
     return model.config
 
 
