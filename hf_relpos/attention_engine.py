@@ -45,6 +45,7 @@ from transformers.modeling_utils import AttentionInterface
 from transformers.utils import logging
 
 from . import compat
+from .local_attention import banded_attention, sliding_block_mask, use_banded, with_band
 from .position_kernels import RELATIVE_TILE, PositionMemo, relative_distance
 from .relative_positions import NoRelativePosition, RelativePositionScheme
 
@@ -124,9 +125,11 @@ def full_block_mask(q_len, k_len, device, block=128):
     )
 
 
-def _flex_core(query, key, value, attention_mask, scaling, position_bias=None, bias_1d=None):
+def _flex_core(query, key, value, attention_mask, scaling, position_bias=None, bias_1d=None, window=None):
     """Flex attention with the bias computed in ``score_mod``: from ``bias_1d`` (H, Lq + Lk − 1)
-    indexed by j − i + Lk − 1 when given, else from a dense ``position_bias`` (B or 1, H, Lq, Lk)."""
+    indexed by j − i + Lk − 1 when given, else from a dense ``position_bias`` (B or 1, H, Lq, Lk).
+    ``window``: a local layer's half-width, |i − j| ≤ window (in ``score_mod``, and a sliding ``BlockMask``
+    where flex runs compiled, so the tiles outside the band are skipped)."""
     from torch.nn.attention.flex_attention import flex_attention
 
     q_len, k_len = query.shape[-2], key.shape[-2]
@@ -142,14 +145,17 @@ def _flex_core(query, key, value, attention_mask, scaling, position_bias=None, b
             score = score + bias_1d[h, kv_idx - q_idx - offset + k_len - 1]
         elif position_bias is not None:
             score = score + position_bias[b if bias_batched else 0, h, q_idx, kv_idx]
+        if window is not None:
+            score = torch.where((q_idx + offset - kv_idx).abs() <= window, score, torch.finfo(score.dtype).min)
         return score
 
     if torch.compiler.is_compiling():
         # inside the caller's torch.compile / torch.export graph: the outer compile fuses flex itself
         output = flex_attention(query, key, value, score_mod=score_mod, scale=scaling)
     elif flex_compiled(query, key, value, position_bias, bias_1d):
-        output = _compiled_flex()(query, key, value, score_mod=score_mod, scale=scaling,
-                                  block_mask=full_block_mask(q_len, k_len, query.device))
+        block_mask = (full_block_mask(q_len, k_len, query.device) if window is None
+                      else sliding_block_mask(q_len, k_len, window, query.device))
+        output = _compiled_flex()(query, key, value, score_mod=score_mod, scale=scaling, block_mask=block_mask)
     elif query.device.type == "cpu" and torch.is_grad_enabled() and any(
             t is not None and t.requires_grad for t in (query, key, value, position_bias, bias_1d)):
         # torch has no flex backward on CPU (compiled or not): the same score_mod over dense scores
@@ -429,10 +435,12 @@ class flushed_denormals:
         return False
 
 
-def _underflow_floor(dtype) -> float:
-    """Scores S − logsumexp below this give probabilities treated as exactly 0 by the recomputing backward:
-    e^8 above the dtype's subnormal range, so that P and dS = P ∘ (dP − δ) stay normal numbers."""
-    return math.log(torch.finfo(dtype).tiny) + 8.0
+def _shifted_exp(shifted):
+    """exp of S − logsumexp in place, exactly 0 where P < tiny·e^8.5 (``finfo.tiny``; fp32 5.8e-35): no subnormal
+    reaches dS or the GEMMs, and exp never sees a very negative input (torch's vectorized exp takes a slow
+    path below ~−87, −inf and masked scores included: 20–70× its normal cost here)."""
+    floor = math.log(torch.finfo(shifted.dtype).tiny) + 8.0
+    return F.threshold_(shifted.clamp_min_(floor).exp_(), math.exp(floor + 0.5), 0.0)
 
 
 # The frozen-table backward (ALiBi, a table without gradient) runs torch's fused flash backward per block, or
@@ -516,7 +524,6 @@ class FusedDistanceBiasAttention(torch.autograd.Function):
         dtable = torch.zeros_like(table) if need_table else None
         delta = (grad_out * out).sum(-1, keepdim=True)  # rowsum(dO ∘ O)
         kt, vt = key.transpose(-1, -2), value.transpose(-1, -2)
-        floor = _underflow_floor(query.dtype)
         buffers = {}
 
         def kernel_block(start, n, keep=True):
@@ -535,9 +542,20 @@ class FusedDistanceBiasAttention(torch.autograd.Function):
         def recompute_block(start, n):
             """One block of the recomputing backward (every case; the only one with the table's gradient)."""
             lo = q_len - start - n
-            q, do = _reversed_rows(query, start, n), _reversed_rows(grad_out, start, n)
-            scores = torch.matmul(q, kt)
-            scores.mul_(scaling).add_(windows[:, lo : lo + n])
+            if n not in buffers:  # per block size (the last block may be shorter), reused by the blocks: fresh
+                # (n, Lk) tensors per block cost page faults on first touch, about a GEMM's time at Lk = 2,048
+                buffers[n] = {"scores": query.new_empty(B, H, n, k_len), "dp": query.new_empty(B, H, n, k_len)}
+                if need_table:  # padding stays zero
+                    width = k_len + n - 1
+                    plane = n * width + n  # one (b, h): n rows of `width`, dS at columns n − 1 …, then n zeros
+                    padded = query.new_zeros(B, H, plane)
+                    buffers[n]["ds"] = padded.as_strided((B, H, n, k_len), (H * plane, plane, width, 1), n - 1)
+                    # column c of row u: dS[u, c − u] (zero outside 0 … Lk − 1), one j − i per column
+                    buffers[n]["diagonals"] = padded.as_strided((B, H, n, width), (H * plane, plane, width - 1, 1),
+                                                                n - 1)
+            buf = buffers[n]
+            q, do = _reversed_rows(query, start, n).mul_(scaling), _reversed_rows(grad_out, start, n)  # q·scale
+            scores = torch.matmul(q, kt, out=buf["scores"]).add_(windows[:, lo : lo + n])
             if mask is not None:
                 scores.add_(_reversed_rows(mask, start, n) if mask_rows else mask)
             if ctx.fully_masked:
@@ -546,29 +564,20 @@ class FusedDistanceBiasAttention(torch.autograd.Function):
                 probs = torch.softmax(scores, dim=-1)
             else:  # P = exp(S − logsumexp) from the forward's kernel: one pass instead of softmax's three
                 scores.sub_(_reversed_rows(lse[..., None], start, n))
-                # exactly 0 where P would be (near-)subnormal: no subnormal reaches exp, dS or the GEMMs
-                probs = scores.masked_fill_(scores < floor, -math.inf).exp_()
+                probs = _shifted_exp(scores)
             if need_v:
                 dv.add_(torch.matmul(probs.transpose(-1, -2), do))
-            dp = torch.matmul(do, vt).sub_(_reversed_rows(delta, start, n))
+            dp = torch.matmul(do, vt, out=buf["dp"]).sub_(_reversed_rows(delta, start, n))
             if need_table:
-                if n not in buffers:  # per block size (the last block may be shorter); padding stays zero
-                    width = k_len + n - 1
-                    plane = n * width + n  # one (b, h): n rows of `width`, dS at columns n − 1 …, then n zeros
-                    padded = query.new_zeros(B, H, plane)
-                    # column c of row u: dS[u, c − u] (zero outside 0 … Lk − 1), one j − i per column
-                    buffers[n] = (padded.as_strided((B, H, n, k_len), (H * plane, plane, width, 1), n - 1),
-                                  padded.as_strided((B, H, n, width), (H * plane, plane, width - 1, 1), n - 1))
-                ds, diagonals = buffers[n]
-                torch.mul(probs, dp, out=ds)  # dS
+                ds = torch.mul(probs, dp, out=buf["ds"])  # dS
                 # column c holds every dS entry with j − i = c − (start + n − 1): table index lo + c
-                dtable[:, lo : lo + k_len + n - 1] += diagonals.sum(dim=(0, 2))
+                dtable[:, lo : lo + k_len + n - 1] += buf["diagonals"].sum(dim=(0, 2))
             else:
                 ds = probs.mul_(dp)
             if need_q:
                 dq[:, :, start : start + n] = torch.matmul(ds, key).mul_(scaling).flip(2)
             if need_k:
-                dk.add_(torch.matmul(ds.transpose(-1, -2), q).mul_(scaling))
+                dk.add_(torch.matmul(ds.transpose(-1, -2), q))  # q already carries the scale
 
         use_kernel = calibrate = False
         if not (need_table or ctx.fully_masked):
@@ -672,8 +681,12 @@ def _needs_eager(implementation, scheme, output_attentions) -> bool:
 
 def eager_relpos_attention(module, query, key, value, attention_mask, *, scaling, dropout=0.0,
                            scheme: RelativePositionScheme = NO_RELATIVE_POSITION, memo=None, projections=None,
-                           **kwargs):
-    """q (B, H, Lq, d), k/v (B, H, Lk, d) → ((B, Lq, H, d), probs (B, H, Lq, Lk)). Carries every hook."""
+                           sliding_window=None, **kwargs):
+    """q (B, H, Lq, d), k/v (B, H, Lk, d) → ((B, Lq, H, d), probs (B, H, Lq, Lk)). Carries every hook;
+    a local layer (``sliding_window`` w) adds the band |i − j| ≤ w to its mask."""
+    if sliding_window is not None:
+        attention_mask = with_band(attention_mask, query.shape[-2], key.shape[-2], sliding_window, query.dtype,
+                                   query.device, memo)
     query, key, scaling = _scaled_and_rotated(query, key, scheme, scaling)
     scores = torch.matmul(query, key.transpose(-1, -2)) * scaling
     position_bias = _dense_position_bias(query, key, scheme, scaling, memo, projections)
@@ -691,14 +704,23 @@ def eager_relpos_attention(module, query, key, value, attention_mask, *, scaling
 
 def sdpa_relpos_attention(module, query, key, value, attention_mask, *, scaling, dropout=0.0,
                           scheme: RelativePositionScheme = NO_RELATIVE_POSITION, memo=None, projections=None,
-                          output_attentions=False, **kwargs):
+                          output_attentions=False, sliding_window=None, **kwargs):
     """transformers' sdpa with the scheme's terms as ``position_bias``; query blocks for long inputs
     whose term is content or a learned bias (sdpa has a fused kernel for a fixed bias such as ALiBi,
     none for one that needs a gradient or content)."""
     if _needs_eager("sdpa", scheme, output_attentions):
         return eager_relpos_attention(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout,
-                                      scheme=scheme, memo=memo, projections=projections)
+                                      scheme=scheme, memo=memo, projections=projections,
+                                      sliding_window=sliding_window)
     query, key, scaling = _scaled_and_rotated(query, key, scheme, scaling)
+    if sliding_window is not None:  # a local layer: O(L·w) blocks where they pay, else the band as a mask
+        if use_banded(query, key, scheme, sliding_window):
+            output = banded_attention(query, key, value, attention_mask, scaling, scheme, sliding_window,
+                                      dropout=dropout, projections=projections)
+            if output is not None:
+                return output, None
+        attention_mask = with_band(attention_mask, query.shape[-2], key.shape[-2], sliding_window, query.dtype,
+                                   query.device, memo)
     if use_fused_bias(query, key, scheme, dropout):
         table = scheme.bias_1d(query.shape[-2], key.shape[-2])
         if table is not None:  # FIRE's causal form has no 1-D table
@@ -721,11 +743,13 @@ def sdpa_relpos_attention(module, query, key, value, attention_mask, *, scaling,
 
 def flex_relpos_attention(module, query, key, value, attention_mask, *, scaling, dropout=0.0,
                           scheme: RelativePositionScheme = NO_RELATIVE_POSITION, memo=None, projections=None,
-                          output_attentions=False, **kwargs):
-    """Flex attention; a distance-only bias enters ``score_mod`` as its 1-D table."""
+                          output_attentions=False, sliding_window=None, **kwargs):
+    """Flex attention; a distance-only bias enters ``score_mod`` as its 1-D table, a local layer's band
+    its ``score_mod`` and (compiled) a sliding ``BlockMask``."""
     if _needs_eager("flex_attention", scheme, output_attentions):
         return eager_relpos_attention(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout,
-                                      scheme=scheme, memo=memo, projections=projections)
+                                      scheme=scheme, memo=memo, projections=projections,
+                                      sliding_window=sliding_window)
     if dropout > 0:
         raise ValueError(
             "attn_implementation='flex_attention' does not support attention dropout; set the attention dropout "
@@ -734,9 +758,10 @@ def flex_relpos_attention(module, query, key, value, attention_mask, *, scaling,
     query, key, scaling = _scaled_and_rotated(query, key, scheme, scaling)
     bias_1d = scheme.bias_1d(query.shape[-2], key.shape[-2]) if scheme.uses_bias else None
     if bias_1d is not None:
-        return _flex_core(query, key, value, attention_mask, scaling, bias_1d=bias_1d.to(query.dtype))
+        return _flex_core(query, key, value, attention_mask, scaling, bias_1d=bias_1d.to(query.dtype),
+                          window=sliding_window)
     position_bias = _dense_position_bias(query, key, scheme, scaling, memo, projections)
-    return _flex_core(query, key, value, attention_mask, scaling, position_bias=position_bias)
+    return _flex_core(query, key, value, attention_mask, scaling, position_bias=position_bias, window=sliding_window)
 
 
 class RelPosAttentionInterface(AttentionInterface):
@@ -775,6 +800,7 @@ def relpos_attention(module, query, key, value, attention_mask, *, scheme, scali
         memo: per-forward dict, so a scheme shared by all layers computes its bias once.
         projections: the layer's (query, key) Linear pair (DeBERTa projects its table with them).
         implementation: "eager", "sdpa" or "flex_attention".
+        sliding_window (keyword, optional): a local layer's half-width w: query i sees the keys |i − j| ≤ w.
 
     Returns: (output (B, Lq, H, d), attention probabilities (B, H, Lq, Lk) or None).
     """

@@ -16,6 +16,9 @@ from .scheme_config import (
     check_positive_int,
     check_positive_number,
     check_probability,
+    check_sliding_window,
+    resolve_layer_types,
+    resolve_local_parameters,
     resolve_scheme_parameters,
     warn_misspelt_fields,
     scheme_class,
@@ -57,6 +60,17 @@ class RelPosBertConfig(PreTrainedConfig):
             the same token id occur in the other segment (other `token_type_ids`, unpadded)? The "exact match"
             feature of DrQA (Chen et al., 2017, "Reading Wikipedia to Answer Open-Domain Questions"): it hands a
             model trained from scratch the question/context overlap it would otherwise have to learn to find.
+        layer_types (`list[str]`, *optional*): one per layer, `"full_attention"` (every token sees every token) or
+            `"sliding_attention"` (a local layer: token i sees the keys j with |i − j| ≤ `sliding_window`); None =
+            all full, what every checkpoint saved before local layers existed means. ModernBERT's pattern is
+            one full layer then two local ones: `["full_attention", "sliding_attention", "sliding_attention", ...]`.
+        sliding_window (`int`, defaults to 64): the half-width w of a local layer's window (2w + 1 keys). The same
+            convention as transformers' `sliding_window_bidirectional_overlay` and ModernBERT's `sliding_window`
+            property; ModernBERT's `local_attention` (128) is the whole window, 2w.
+        local_relative_position_parameters (`dict`, *optional*): hyper-parameters of the local layers' scheme
+            that differ from `relative_position_parameters` (e.g. `{"theta": 10000.0}` for rotary with a global
+            theta of 160,000, as ModernBERT). None: local layers use the global layers' scheme (and share it when
+            the scheme is shared by layers).
 
     Example:
 
@@ -92,6 +106,9 @@ class RelPosBertConfig(PreTrainedConfig):
         relative_position_per_layer=None,
         relative_position_parameters=None,
         segment_match_embedding=False,
+        layer_types=None,
+        sliding_window=64,
+        local_relative_position_parameters=None,
         **kwargs,
     ):
         self.vocab_size = vocab_size
@@ -114,6 +131,11 @@ class RelPosBertConfig(PreTrainedConfig):
         self.absolute_position = absolute_position
         self.relative_position_per_layer = relative_position_per_layer
         self.segment_match_embedding = segment_match_embedding
+        # a bad depth is reported by _validate (naming num_hidden_layers), not by transformers' layer_types check
+        depth_ok = isinstance(num_hidden_layers, int) and num_hidden_layers > 0
+        self.layer_types = resolve_layer_types(layer_types, num_hidden_layers) if depth_ok else layer_types
+        self.sliding_window = sliding_window
+        self.local_relative_position_parameters = local_relative_position_parameters
         # the scheme's hyper-parameters: the given dict, else 0.1 flat fields, else the class defaults
         flat = {name: kwargs.pop(name) for name in FLAT_SCHEME_FIELDS if name in kwargs}
         scheme_class(relative_position)  # ValueError naming the field and the choices
@@ -165,6 +187,18 @@ class RelPosBertConfig(PreTrainedConfig):
         self.relative_position_parameters = resolve_scheme_parameters(
             self.relative_position, self.relative_position_parameters,
             head_dim=self.hidden_size // self.num_attention_heads,
+        )
+        if len(self.layer_types or ()) != self.num_hidden_layers and set(self.layer_types or ()) <= {"full_attention"}:
+            self.layer_types = None  # the default of another depth (num_hidden_layers set after __init__)
+        self.layer_types = resolve_layer_types(self.layer_types, self.num_hidden_layers)
+        check_sliding_window(self.sliding_window)
+        self.local_scheme_parameters()
+
+    def local_scheme_parameters(self) -> dict | None:
+        """The complete parameters of the local layers' scheme, or None when they use the global one."""
+        return resolve_local_parameters(
+            self.relative_position, self.relative_position_parameters, self.local_relative_position_parameters,
+            "local_relative_position_parameters", head_dim=self.hidden_size // self.num_attention_heads,
         )
 
 

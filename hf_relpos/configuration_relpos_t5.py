@@ -20,6 +20,9 @@ from .scheme_config import (
     check_positive_int,
     check_positive_number,
     check_probability,
+    check_sliding_window,
+    resolve_layer_types,
+    resolve_local_parameters,
     resolve_scheme_parameters,
     warn_misspelt_fields,
     scheme_class,
@@ -49,6 +52,13 @@ class RelPosT5Config(PreTrainedConfig):
       ``relative_attention_max_distance`` — T5's own names, used by conversion from HF T5 —,
       ``max_relative_position``, ``relative_value``, ...) are still accepted as keyword arguments and
       readable as attributes: each is an alias of one scheme's key and applies to both dicts.
+    - ``encoder_layer_types`` (list, optional): one per encoder layer, ``"full_attention"`` or
+      ``"sliding_attention"`` (a local layer: token i sees the keys j with |i − j| ≤ ``encoder_sliding_window``);
+      None = all full (every checkpoint saved before local layers). ``encoder_sliding_window`` (default 64) is the
+      half-width w, ModernBERT's convention (its ``local_attention`` is the whole window, 2w);
+      ``encoder_local_relative_position_parameters`` (dict, optional) the local layers' scheme parameters that
+      differ from the encoder's. Named for the encoder: transformers builds the decoder's cache from a config's
+      ``layer_types`` / ``sliding_window``, and the decoder's self-attention stays full.
     - ``tie_word_embeddings`` (default True): tie ``lm_head`` to ``shared``; as in T5, a tied model
       rescales the decoder output by ``d_model ** -0.5`` before the LM head.
     """
@@ -90,6 +100,9 @@ class RelPosT5Config(PreTrainedConfig):
         relative_position_parameters=None,
         decoder_relative_position_parameters=None,
         max_position_embeddings=512,
+        encoder_layer_types=None,
+        encoder_sliding_window=64,
+        encoder_local_relative_position_parameters=None,
         **kwargs,
     ):
         self.vocab_size = vocab_size
@@ -113,6 +126,11 @@ class RelPosT5Config(PreTrainedConfig):
         self.absolute_position = absolute_position
         self.relative_position_per_layer = relative_position_per_layer
         self.max_position_embeddings = max_position_embeddings
+        depth_ok = isinstance(num_layers, int) and num_layers > 0  # else validate_relpos names num_layers
+        self.encoder_layer_types = (resolve_layer_types(encoder_layer_types, num_layers, "encoder_layer_types")
+                                    if depth_ok else encoder_layer_types)
+        self.encoder_sliding_window = encoder_sliding_window
+        self.encoder_local_relative_position_parameters = encoder_local_relative_position_parameters
         kwargs.pop("classifier_dropout", None)  # written by 0.1, never used by any relpos_t5 model
         # the schemes' hyper-parameters: the given dicts, else 0.1 flat fields (shared by both), else defaults
         flat = {name: kwargs.pop(name) for name in FLAT_SCHEME_FIELDS if name in kwargs}
@@ -219,6 +237,19 @@ class RelPosT5Config(PreTrainedConfig):
         params = resolve_scheme_parameters(name, params, prefix=prefix, causal=True, head_dim=self.d_kv)
         if self.decoder_relative_position is not None:
             self.decoder_relative_position_parameters = params
+        types = self.encoder_layer_types
+        if len(types or ()) != self.num_layers and set(types or ()) <= {"full_attention"}:
+            types = None  # the default of another depth (num_layers set after __init__)
+        self.encoder_layer_types = resolve_layer_types(types, self.num_layers, "encoder_layer_types")
+        check_sliding_window(self.encoder_sliding_window, "encoder_sliding_window")
+        self.encoder_local_scheme_parameters()
+
+    def encoder_local_scheme_parameters(self) -> dict | None:
+        """The complete parameters of the encoder's local layers' scheme, or None when they use the encoder's."""
+        return resolve_local_parameters(
+            self.relative_position, self.relative_position_parameters, self.encoder_local_relative_position_parameters,
+            "encoder_local_relative_position_parameters", head_dim=self.d_kv,
+        )
 
     def get_text_config(self, decoder=None, encoder=None):
         text_config = super().get_text_config(decoder=decoder, encoder=encoder)

@@ -138,6 +138,9 @@ class RelPosBertSelfAttention(nn.Module):
         self.scaling = self.attention_head_size**-0.5
         self.is_causal = False
         self.layer_idx = layer_idx
+        # a local layer sees the keys |i − j| ≤ sliding_window (config.layer_types); a full layer all of them
+        local = layer_idx is not None and config.layer_types[layer_idx] == "sliding_attention"
+        self.sliding_window = config.sliding_window if local else None
 
         self.query = nn.Linear(config.hidden_size, self.all_head_size)
         self.key = nn.Linear(config.hidden_size, self.all_head_size)
@@ -154,19 +157,29 @@ class RelPosBertSelfAttention(nn.Module):
         value = self.value(hidden_states).view(hidden_shape).transpose(1, 2)
 
         attention_interface = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation or "sdpa")
-        context, probs = attention_interface(
-            self,
-            query,
-            key,
-            value,
-            attention_mask,
-            scaling=self.scaling,
-            dropout=self.dropout_prob if self.training else 0.0,
-            scheme=scheme,
-            memo=memo,
-            projections=(self.query, self.key),
-            output_attentions=kwargs.get("output_attentions", False),
-        )
+
+        def attend(query, key, value, mask):
+            return attention_interface(
+                self,
+                query,
+                key,
+                value,
+                mask,
+                scaling=self.scaling,
+                dropout=self.dropout_prob if self.training else 0.0,
+                scheme=scheme,
+                memo=memo,
+                projections=(self.query, self.key),
+                output_attentions=kwargs.get("output_attentions", False),
+                sliding_window=self.sliding_window,
+            )
+
+        segments = kwargs.get("segments")
+        if segments is None:
+            context, probs = attend(query, key, value, attention_mask)
+        else:  # unpadded / packed texts in one row: each attends to itself only, at its own length
+            parts = [attend(query[:, :, a:b], key[:, :, a:b], value[:, :, a:b], None)[0] for a, b in segments]
+            context, probs = torch.cat(parts, dim=1), None
         context = context.reshape(*input_shape, -1).contiguous()
         return context, probs
 
@@ -232,17 +245,28 @@ class RelPosBertEncoder(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.config = config
-        schemes, shared = build_stack_schemes(
-            config.relative_position, config.relative_position_parameters, config.relative_position_per_layer,
-            config.num_hidden_layers, config.num_attention_heads, config.hidden_size // config.num_attention_heads,
-            config.hidden_size, causal=False, max_position_embeddings=config.max_position_embeddings,
-            absolute_position=config.absolute_position,
-        )
+        def stack(params):
+            return build_stack_schemes(
+                config.relative_position, params, config.relative_position_per_layer, config.num_hidden_layers,
+                config.num_attention_heads, config.hidden_size // config.num_attention_heads, config.hidden_size,
+                causal=False, max_position_embeddings=config.max_position_embeddings,
+                absolute_position=config.absolute_position,
+            )
+
+        schemes, shared = stack(config.relative_position_parameters)
+        local_params = config.local_scheme_parameters()
+        local = [kind == "sliding_attention" for kind in config.layer_types]
+        if local_params is not None:  # local layers with their own hyper-parameters (ModernBERT's rope theta)
+            local_schemes, _ = stack(local_params)
+            schemes = [local_schemes[i] if local[i] else schemes[i] for i in range(config.num_hidden_layers)]
         self.layer = nn.ModuleList(
             [RelPosBertLayer(config, schemes[i], not shared, layer_idx=i) for i in range(config.num_hidden_layers)]
         )
         if shared:
-            self.relative_position = schemes[0]
+            if not all(local) or local_params is None:
+                self.relative_position = schemes[local.index(False) if False in local else 0]
+            if local_params is not None and any(local):
+                self.local_relative_position = schemes[local.index(True)]
         self._schemes = schemes  # layer i's scheme (registered here or in layer i), passed at call time
 
     def forward(self, hidden_states, attention_mask=None, **kwargs):
@@ -364,21 +388,61 @@ class RelPosBertModel(RelPosBertPreTrainedModel):
             input_ids=input_ids, token_type_ids=token_type_ids, position_ids=position_ids, inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
         )
-        seq_length = embedding_output.shape[1]
-        mask = build_attention_mask(
-            attention_mask,
-            seq_length,
-            seq_length,
-            causal=False,
-            dtype=embedding_output.dtype,
-            device=embedding_output.device,
-        )
-        encoder_outputs = self.encoder(embedding_output, mask, **kwargs)
-        sequence_output = encoder_outputs.last_hidden_state
+        batch, seq_length = embedding_output.shape[:2]
+        unpad = self._unpadding(attention_mask, position_ids, batch, seq_length, kwargs)
+        if unpad is not None:  # the layers run on the real tokens only, one row of texts
+            index, segments = unpad
+            hidden = embedding_output.reshape(batch * seq_length, -1)[index][None]
+            packed = self.encoder(hidden, None, segments=segments, **kwargs).last_hidden_state[0]
+            sequence_output = packed.new_zeros(batch * seq_length, packed.shape[-1]).index_copy(0, index, packed)
+            sequence_output = sequence_output.view(batch, seq_length, -1)
+        else:
+            mask = build_attention_mask(
+                attention_mask,
+                seq_length,
+                seq_length,
+                causal=False,
+                dtype=embedding_output.dtype,
+                device=embedding_output.device,
+            )
+            sequence_output = self.encoder(embedding_output, mask, **kwargs).last_hidden_state
         pooled_output = self.pooler(sequence_output) if self.pooler is not None else None
         return BaseModelOutputWithPoolingAndCrossAttentions(
             last_hidden_state=sequence_output, pooler_output=pooled_output
         )
+
+    def _unpadding(self, attention_mask, position_ids, batch, seq_length, kwargs):
+        """(index of the real tokens in the flattened (B·L) batch, [(start, end) of each text in that row]) when
+        the layers can skip the padding, else None. Two inputs qualify, in eager mode (no tracing: the lengths
+        are read from the tensors) and without per-layer outputs (they would come out packed):
+
+        - a right-padded batch (each ``attention_mask`` row ones then zeros) with at least 10% padding: the
+          texts then cost what their own tokens cost, and each text's outputs are those of the padded batch;
+        - one row of texts packed together, ``position_ids`` restarting at 0 for each (transformers'
+          ``DataCollatorWithFlattening``): each text attends to itself only. Relative schemes need no position
+          reset; absolute embeddings read the restarted ``position_ids``."""
+        if is_tracing(attention_mask if attention_mask is not None else position_ids) or torch.compiler.is_compiling():
+            return None
+        if kwargs.get("output_attentions") or kwargs.get("output_hidden_states") or self.config.output_attentions \
+                or self.config.output_hidden_states:
+            return None
+        if attention_mask is not None and attention_mask.dim() == 2 and batch > 1:
+            lengths = attention_mask.sum(-1)
+            real = int(lengths.sum())
+            right_padded = bool((attention_mask == (torch.arange(seq_length, device=lengths.device) < lengths[:, None])).all())
+            if not right_padded or real > 0.9 * batch * seq_length or int(lengths.min()) == 0:
+                return None
+            starts = torch.arange(batch, device=lengths.device)[:, None] * seq_length
+            index = (starts + torch.arange(seq_length, device=lengths.device))[attention_mask.bool()]
+            ends = lengths.cumsum(0).tolist()
+            return index, list(zip([0, *ends[:-1]], ends))
+        if attention_mask is None and position_ids is not None and batch == 1 and position_ids.dim() == 2:
+            starts = (position_ids[0] == 0).nonzero().flatten().tolist()
+            if len(starts) < 2 or starts[0] != 0:
+                return None
+            bounds = [*starts, seq_length]
+            return torch.arange(seq_length, device=position_ids.device), list(zip(bounds[:-1], bounds[1:]))
+        return None
 
 
 class RelPosBertForMaskedLM(RelPosBertPreTrainedModel):

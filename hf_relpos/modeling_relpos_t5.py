@@ -138,10 +138,11 @@ class RelPosT5Attention(nn.Module):
 
     ``scheme`` is registered here as ``relative_position`` when ``owns_scheme`` (one per layer); a
     stack-shared scheme lives on the stack. Either way the scheme is passed to ``forward``
-    (cross-attention: the null scheme)."""
+    (cross-attention: the null scheme). ``sliding_window``: a local encoder layer's half-width (keys
+    |i − j| ≤ w), None for a full layer."""
 
     def __init__(self, config, layer_idx=None, is_cross_attention=False, scheme=NO_RELATIVE_POSITION,
-                 owns_scheme=False):
+                 owns_scheme=False, sliding_window=None):
         super().__init__()
         self.config = config
         self.layer_idx = layer_idx
@@ -156,6 +157,7 @@ class RelPosT5Attention(nn.Module):
         self.k = _tag(nn.Linear(config.d_model, self.inner_dim, bias=False), "k")
         self.v = _tag(nn.Linear(config.d_model, self.inner_dim, bias=False), "v")
         self.o = _tag(nn.Linear(self.inner_dim, config.d_model, bias=False), "o")
+        self.sliding_window = sliding_window
         if owns_scheme:
             self.relative_position = scheme
 
@@ -199,15 +201,17 @@ class RelPosT5Attention(nn.Module):
             memo=memo,
             projections=(self.q, self.k),
             output_attentions=kwargs.get("output_attentions", False),
+            sliding_window=self.sliding_window,
         )
         output = self.o(output.reshape(batch, q_len, -1))
         return output, probs
 
 
 class RelPosT5LayerSelfAttention(nn.Module):
-    def __init__(self, config, layer_idx=None, scheme=NO_RELATIVE_POSITION, owns_scheme=False):
+    def __init__(self, config, layer_idx=None, scheme=NO_RELATIVE_POSITION, owns_scheme=False, sliding_window=None):
         super().__init__()
-        self.SelfAttention = RelPosT5Attention(config, layer_idx=layer_idx, scheme=scheme, owns_scheme=owns_scheme)
+        self.SelfAttention = RelPosT5Attention(config, layer_idx=layer_idx, scheme=scheme, owns_scheme=owns_scheme,
+                                               sliding_window=sliding_window)
         self.layer_norm = RelPosT5LayerNorm(config.d_model, eps=config.layer_norm_epsilon)
         self.dropout = nn.Dropout(config.dropout_rate)
 
@@ -249,9 +253,12 @@ class RelPosT5Block(GradientCheckpointingLayer):
     def __init__(self, config, is_decoder, layer_idx, scheme=NO_RELATIVE_POSITION, owns_scheme=False):
         super().__init__()
         self.is_decoder = is_decoder
-        self.layer = nn.ModuleList(
-            [RelPosT5LayerSelfAttention(config, layer_idx=layer_idx, scheme=scheme, owns_scheme=owns_scheme)]
-        )
+        # local encoder layers (config.encoder_layer_types); the decoder's self-attention stays full
+        local = not is_decoder and config.encoder_layer_types[layer_idx] == "sliding_attention"
+        self.layer = nn.ModuleList([RelPosT5LayerSelfAttention(
+            config, layer_idx=layer_idx, scheme=scheme, owns_scheme=owns_scheme,
+            sliding_window=config.encoder_sliding_window if local else None,
+        )])
         if is_decoder:
             self.layer.append(RelPosT5LayerCrossAttention(config, layer_idx=layer_idx))
         self.layer.append(RelPosT5LayerFF(config))
@@ -354,11 +361,20 @@ class RelPosT5Stack(RelPosT5PreTrainedModel):
         object.__setattr__(self, "embed_tokens", embed_tokens)  # not a submodule: `shared` owns it
         num_layers = config.num_decoder_layers if is_decoder else config.num_layers
         name, params = config.decoder_scheme() if is_decoder else config.encoder_scheme()
-        schemes, shared = build_stack_schemes(
-            name, params, config.relative_position_per_layer, num_layers, config.num_heads, config.d_kv,
-            config.d_model, causal=is_decoder, max_position_embeddings=config.max_position_embeddings,
-            absolute_position=config.absolute_position,
-        )
+
+        def stack(params):
+            return build_stack_schemes(
+                name, params, config.relative_position_per_layer, num_layers, config.num_heads, config.d_kv,
+                config.d_model, causal=is_decoder, max_position_embeddings=config.max_position_embeddings,
+                absolute_position=config.absolute_position,
+            )
+
+        schemes, shared = stack(params)
+        local = [not is_decoder and config.encoder_layer_types[i] == "sliding_attention" for i in range(num_layers)]
+        local_params = None if is_decoder else config.encoder_local_scheme_parameters()
+        if local_params is not None:  # local layers with their own hyper-parameters (ModernBERT's rope theta)
+            local_schemes, _ = stack(local_params)
+            schemes = [local_schemes[i] if local[i] else schemes[i] for i in range(num_layers)]
         for scheme in set(schemes):
             _own_scheme(scheme)
         self.block = nn.ModuleList(
@@ -366,7 +382,10 @@ class RelPosT5Stack(RelPosT5PreTrainedModel):
              for i in range(num_layers)]
         )
         if shared:
-            self.relative_position = schemes[0]
+            if not all(local) or local_params is None:
+                self.relative_position = schemes[local.index(False) if False in local else 0]
+            if local_params is not None and any(local):
+                self.local_relative_position = schemes[local.index(True)]
         self._schemes = schemes  # block i's scheme (registered here or in block i), passed at call time
         self.final_layer_norm = RelPosT5LayerNorm(config.d_model, eps=config.layer_norm_epsilon)
         self.dropout = nn.Dropout(config.dropout_rate)

@@ -198,3 +198,45 @@ def warn_misspelt_fields(config_class, kwargs: dict) -> None:
                 f"{config_class.__name__}: unknown field {key}={kwargs[key]!r} is kept as an extra attribute and "
                 f"changes nothing; did you mean {close[0]!r}?"
             )
+
+
+# --- local (sliding-window) layers ------------------------------------------------------------------
+
+LAYER_TYPES = ("full_attention", "sliding_attention")  # transformers' names (ModernBERT, Gemma, ...)
+
+
+def resolve_layer_types(layer_types, num_layers: int, field: str = "layer_types") -> list[str]:
+    """One type per layer: ``layer_types`` checked, or all ``"full_attention"`` when None (what every
+    checkpoint saved before local layers existed means). ValueError naming the field otherwise."""
+    if layer_types is None:
+        return ["full_attention"] * num_layers
+    if not isinstance(layer_types, (list, tuple)) or len(layer_types) != num_layers:
+        raise ValueError(f"{field}={layer_types!r} is not valid; give a list of {num_layers} entries (one per layer), "
+                         f"each one of: {', '.join(LAYER_TYPES)}")
+    for i, kind in enumerate(layer_types):
+        if kind not in LAYER_TYPES:
+            raise choice_error(f"{field}[{i}]", kind, LAYER_TYPES)
+    return list(layer_types)
+
+
+def check_sliding_window(value, field: str = "sliding_window") -> None:
+    if not is_int(value) or value < 1:
+        raise ValueError(f"{field}={value!r} is not valid; choose a positive integer: the half-width w of the "
+                         "window, a token seeing the keys at |i − j| ≤ w (ModernBERT's local_attention = 2w)")
+
+
+def resolve_local_parameters(name, params: dict, local, field: str, *, causal: bool = False,
+                             head_dim: int | None = None) -> dict | None:
+    """The complete hyper-parameters of the local layers' scheme: ``params`` updated with ``local`` (e.g.
+    ``{"theta": 10000.0}`` beside a global rotary theta of 160,000, as ModernBERT), or None when ``local``
+    is None (local layers use the global layers' scheme, the same instance where it is shared)."""
+    if local is None:
+        return None
+    if not isinstance(local, dict):
+        raise ValueError(f"{field}={local!r} is not valid; choose None or a dict of {name!r}'s parameters "
+                         f"({', '.join(SCHEMES[name].defaults) or 'it has none'})")
+    unknown = sorted(set(local) - set(SCHEMES[name].defaults))
+    if unknown:
+        raise ValueError(f"{field} has {unknown[0]!r}, not a parameter of relative_position={name!r}; choose from: "
+                         f"{', '.join(SCHEMES[name].defaults) or 'none (the scheme has no parameters)'}")
+    return resolve_scheme_parameters(name, {**params, **local}, causal=causal, head_dim=head_dim)

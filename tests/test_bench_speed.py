@@ -116,3 +116,24 @@ def test_bench_suites_run_from_the_cli(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli_main(["bench", "nope"])
     assert "choose a suite from: speed, extrapolation, attention, convert-finetune" in capsys.readouterr().err
+
+
+def test_long_part_patterns_modernbert_and_unpadded(tmp_path, capsys):
+    """`--parts long` at toy sizes: every (scheme, pattern) and ModernBertModel per mode and length, paired ratios,
+    memory where asked, the unpadded rows equal per text, the targets summary and the plot."""
+    out = tmp_path / "long.json"
+    speed.main([*TINY, "--parts", "long", "--long-lengths", "64", "128", "--long-schemes", "t5", "rotary",
+                "--long-layers", "3", "--long-window", "8", "--long-memory-lengths", "128", "--out", str(out)])
+    printed = capsys.readouterr().out
+    rows = json.loads(out.read_text())["results"]
+    long = [r for r in rows if r["part"] == "long"]
+    models = {(r["model"], r["pattern"]) for r in long}
+    assert models == {("t5", "global"), ("t5", "1:2"), ("t5", "local"), ("rotary", "global"), ("rotary", "1:2"),
+                      ("rotary", "local"), ("modernbert", "global"), ("modernbert", "1:2")}
+    assert len(long) == len(models) * 2 * 2  # two modes, two lengths
+    for r in long:
+        assert r["ratio"] == pytest.approx(statistics.median(t / a for t, a in zip(r["times_s"], r["anchor_times_s"])))
+        assert (r["peak_bytes"] is not None) == (r["length"] == 128)
+    unpadded = {r["model"]: r for r in rows if r["part"] == "long_unpadded"}
+    assert set(unpadded) == {"t5", "rotary"} and all(r["max_abs_diff"] < 1e-5 for r in unpadded.values())
+    assert "1:2 / all-global" in printed and out.with_suffix(".png").stat().st_size > 0

@@ -6,13 +6,13 @@ import pytest
 from transformers.utils import logging
 
 from hf_relpos import RelPosBertConfig, RelPosT5Config
-from hf_relpos import relative_positions
+from hf_relpos import scheme_config
 
 
 @pytest.fixture
 def warnings_seen(monkeypatch):
     seen = []
-    monkeypatch.setattr(relative_positions, "_WARNED_FIELDS", set())
+    monkeypatch.setattr(scheme_config, "_WARNED_FIELDS", set())
     for name in ("hf_relpos.configuration_relpos_bert", "hf_relpos.configuration_relpos_t5"):
         monkeypatch.setattr(logging.get_logger(name), "warning", lambda msg, *a, **k: seen.append(msg))
     return seen

@@ -27,6 +27,8 @@ Parts (each prints a table; together they write one JSON and one PNG):
   With ``deberta`` among the schemes, HF ``DebertaV2Model`` of the same size (the scheme's defaults:
   256 log buckets, c2p + p2c) runs beside it as ``hf_deberta_v2``. The PNG gets one line per model
   (ratio vs L). ``--device cuda`` prints the same table.
+- ``long``: local layers to 8,192 tokens (all global / 1 global : 2 local / all local, beside ModernBertModel)
+  and unpadded batches; see :mod:`hf_relpos.bench.speed_long` (``--long-*`` options). Not in the default set.
 
 Peak memory: on CUDA the allocator's high-water mark; on CPU the high-water mark of live tensor
 bytes in the torch profiler's memory timeline. Both count only what a step adds above what was live
@@ -46,104 +48,18 @@ from pathlib import Path
 
 import torch
 
-PARTS = ("encoder", "memory", "generation", "flex", "compiled", "scaling")
+try:
+    from .measure import (HF_BERT, HF_DEBERTA, MB, _bert_kwargs, _timed, build_encoder, interleaved_medians,
+                          interleaved_times, paired_ratio, peak_memory, train_step)
+except ImportError:  # run as a script: the 4.x worker (``python speed.py --v4-worker``), beside measure.py
+    from measure import (HF_BERT, HF_DEBERTA, MB, _bert_kwargs, _timed, build_encoder, interleaved_medians,
+                         interleaved_times, paired_ratio, peak_memory, train_step)
+
+PARTS = ("encoder", "memory", "generation", "flex", "compiled", "scaling", "long")
+DEFAULT_PARTS = PARTS[:-1]  # `long` (local layers to 8,192 tokens) runs when asked for
 # ≤1.10× HF BertModel for the bias and rotation schemes, ≤1.35× for the content schemes (issue 8)
 TIME_TARGET_BY_COST = {"bias": 1.10, "rotate": 1.10, "content": 1.35}
-HF_BERT = "hf_bert"
-HF_DEBERTA = "hf_deberta_v2"  # scaling part: HF DebertaV2Model of the same size beside relpos "deberta"
 HF_V4 = "hf_v4_relative_key_query"
-MB = 2**20
-
-
-# ---------------------------------------------------------------- measurement
-def peak_memory(fn, device) -> int:
-    """Bytes ``fn()`` holds at its peak above what was live when it started."""
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        before = torch.cuda.memory_allocated()
-        fn()
-        torch.cuda.synchronize()
-        return torch.cuda.max_memory_allocated() - before
-    from torch.profiler import ProfilerActivity, profile
-    from torch.profiler._memory_profiler import MemoryProfileTimeline
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True) as prof:
-        fn()
-    _, sizes = MemoryProfileTimeline(prof._memory_profile())._coalesce_timeline(torch.device("cpu"))
-    totals = [sum(row) for row in sizes]
-    return max(totals) - totals[0]
-
-
-def _timed(fn, device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
-
-
-def interleaved_times(fns: dict, repeats: int, device) -> dict:
-    """Seconds of each callable per round, run round-robin ``repeats`` times after one warm-up each."""
-    for fn in fns.values():
-        fn()
-    times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            times[name].append(_timed(fn, device))
-    return times
-
-
-def interleaved_medians(fns: dict, repeats: int, device) -> dict:
-    return {name: statistics.median(ts) for name, ts in interleaved_times(fns, repeats, device).items()}
-
-
-def paired_ratio(times: list, anchor_times: list) -> float:
-    """Median over rounds of time / anchor time: neighbouring runs share the machine's load."""
-    return statistics.median(t / a for t, a in zip(times, anchor_times))
-
-
-def train_step(model, ids):
-    """One forward+backward of an encoder (the loss is a stand-in: its value is irrelevant)."""
-
-    def step():
-        model(input_ids=ids).last_hidden_state.float().pow(2).mean().backward()
-        model.zero_grad(set_to_none=True)
-
-    return step
-
-
-def _bert_kwargs(args, length):
-    return dict(hidden_size=args.hidden, num_attention_heads=args.heads, intermediate_size=args.intermediate,
-                num_hidden_layers=args.layers, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
-                max_position_embeddings=max(512, length))
-
-
-# ---------------------------------------------------------------- models
-def build_encoder(name, args, length, device, attn="sdpa"):
-    """HF BertModel (absolute) or a relpos_bert model with scheme ``name`` (no absolute table)."""
-    torch.manual_seed(0)
-    if name == HF_BERT:
-        from transformers import BertConfig, BertModel
-
-        model = BertModel(BertConfig(**_bert_kwargs(args, length), attn_implementation="sdpa"), add_pooling_layer=False)
-    elif name == HF_DEBERTA:
-        from transformers import DebertaV2Config, DebertaV2Model
-
-        # the relpos "deberta" scheme's defaults: 256 log buckets, max 512, c2p + p2c, shared keys, LayerNorm
-        model = DebertaV2Model(DebertaV2Config(**_bert_kwargs(args, length), relative_attention=True,
-                                               position_buckets=256, max_relative_positions=512,
-                                               pos_att_type=["c2p", "p2c"], share_att_key=True,
-                                               norm_rel_ebd="layer_norm", position_biased_input=False))
-    else:
-        from hf_relpos import RelPosBertConfig, RelPosBertModel
-
-        config = RelPosBertConfig(**_bert_kwargs(args, length), relative_position=name, absolute_position="none",
-                                  attn_implementation=attn)
-        model = RelPosBertModel(config, add_pooling_layer=False)
-    return model.to(device)
 
 
 def run_v4(args, lengths_batches, python) -> dict | None:
@@ -444,6 +360,17 @@ def plot(rows, path):
         if series:  # the HF DeBERTa anchor dashed black, apart from the ten schemes' colours
             panels.append({"title": title, "xlabel": "sequence length", "ylabel": "×", "series": series, "logx": True,
                            "styles": {HF_DEBERTA: {"color": "black", "linestyle": "--"}}})
+    long = [r for r in rows if r["part"] == "long"]
+    for mode in dict.fromkeys(r["mode"] for r in long):
+        series = {}
+        for r in long:
+            if r["mode"] == mode:
+                xs, ys = series.setdefault(f"{r['model']} {r['pattern']}", ([], []))
+                xs.append(r["length"])
+                ys.append(r["ms_per_1k_tokens"])
+        panels.append({"title": f"{mode}: ms per 1k tokens vs L (local ±{long[0]['window']})", "xlabel": "sequence length",
+                       "ylabel": "ms / 1k tokens", "series": series, "logx": True,
+                       "styles": {k: {"linestyle": "--"} for k in series if k.startswith("modernbert")}})
     flex = [r for r in rows if r["part"] == "flex"]
     if flex:
         for key, label, scale in (("peak_bytes", "inference peak memory (MB)", MB), ("time_s", "inference time (s)", 1)):
@@ -460,7 +387,7 @@ def plot(rows, path):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="hf-relpos bench speed", allow_abbrev=False, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS)
+    parser.add_argument("--parts", nargs="+", default=list(DEFAULT_PARTS), choices=PARTS)
     parser.add_argument("--schemes", nargs="+", default=None, help="relative schemes (default: all)")
     parser.add_argument("--lengths", type=int, nargs="+", default=[512], help="encoder part lengths")
     parser.add_argument("--batch", type=int, default=8)
@@ -495,6 +422,10 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--out", default="benchmarks/results/speed.json", help="JSON report; the PNG goes beside it")
     parser.add_argument("--v4-worker", default=None, help=argparse.SUPPRESS)
+    if __package__:  # not in the 4.x worker, which runs this file as a script
+        from .speed_long import add_long_arguments
+
+        add_long_arguments(parser)
     args = parser.parse_args(argv)
     if args.v4_worker is not None:
         return _v4_worker(json.loads(args.v4_worker))
@@ -513,6 +444,11 @@ def main(argv=None):
     print(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} threads")
     rows = []
     for part in args.parts:
+        if part == "long":
+            from .speed_long import part_long
+
+            rows += part_long(args, device)
+            continue
         rows += {"encoder": part_encoder, "memory": part_memory, "generation": part_generation, "flex": part_flex,
                  "compiled": part_compiled, "scaling": part_scaling}[part](args, device)
     from .common import write_json
