@@ -478,8 +478,9 @@ class FusedDistanceBiasAttention(torch.autograd.Function):
 
     Forward: torch's fused CPU flash kernel per block; keeps the output and its log-sum-exp. Backward,
     when the table needs no gradient (ALiBi, a frozen table) and no query row is fully masked: the same
-    kernel's fused backward per block. Otherwise block by block: P = exp(S − logsumexp) recomputed
-    (softmax(S) where a row is fully masked), dV += Pᵀ·dO, dS = P ∘ (dO·vᵀ − rowsum(dO ∘ O)),
+    kernel's fused backward per block or the recomputing one, whichever measured faster for the shape
+    class (``_BACKWARD_CHOICE``). Otherwise the recomputing one, block by block: P = exp(S − logsumexp)
+    (softmax(S) where a row is fully masked; subnormal P as 0), dV += Pᵀ·dO, dS = P ∘ (dO·vᵀ − rowsum(dO ∘ O)),
     dQ = dS·k·scale, dK += dSᵀ·q·scale, and the table's gradient as the sums of dS along its diagonals
     (j − i, anti-diagonals of the reversed block): dS is written into a buffer whose rows are padded so
     that a sheared view (row stride − 1) puts each of them in one column, summed over the rows.
