@@ -7,7 +7,8 @@ computed from the source tree.
 - ``extrapolation``: length extrapolation, train short / test long (:mod:`.extrapolation`);
 - ``attention``: one attention layer per scheme against plain sdpa (:mod:`.attention`);
 - ``convert-finetune``: a real pretrained BERT converted, its drift, fine-tuning and long inputs
-  (:mod:`.convert_finetune`).
+  (:mod:`.convert_finetune`);
+- ``predict``: ``hf-relpos predict`` against transformers' text-classification pipeline (:mod:`.predict`).
 """
 
 
@@ -35,5 +36,11 @@ def _convert_finetune(argv):
     return main(argv)
 
 
+def _predict(argv):
+    from .predict import main
+
+    return main(argv)
+
+
 SUITES = {"speed": _speed, "extrapolation": _extrapolation, "attention": _attention,
-          "convert-finetune": _convert_finetune}
+          "convert-finetune": _convert_finetune, "predict": _predict}
