@@ -21,7 +21,7 @@ import statistics
 
 import torch
 
-from .speed import HF_BERT, MB, _bert_kwargs, _timed, build_encoder, interleaved_times, paired_ratio, peak_memory
+from .measure import HF_BERT, MB, _bert_kwargs, _timed, build_encoder, interleaved_times, paired_ratio, peak_memory
 
 PATTERNS = ("global", "1:2", "local")
 MODERNBERT = "modernbert"
