@@ -15,7 +15,8 @@ transformers and the standard library.
   (:func:`trainer_has_save_checkpoint`, :func:`session_loss_sum`): the training loss of this session at a
   checkpoint. Fallbacks: the loss summed from ``state.log_history`` (public), the steps after the last log
   counted at the logged mean (exact when checkpoints fall on logging steps); and, without the method, the
-  totals reach ``trainer_state.json`` through a public ``ExportableState`` callback (:class:`HfRelposRunTotals`).
+  totals reach ``trainer_state.json`` through a public ``ExportableState`` callback
+  (:func:`run_totals_callback_class`).
 
 ``HF_RELPOS_FORCE_COMPAT_FALLBACK`` (``1``/``all``, or a comma-separated list of ``flash_forward``,
 ``flash_backward``, ``trainer``) or the module-level set :data:`FORCE_FALLBACK` forces fallbacks (tests).
@@ -173,22 +174,28 @@ def logged_loss_sum(log_history, start_step: int, step: int) -> float:
     return total * (step - start_step) / (last - start_step) if last > start_step else 0.0
 
 
-def _trainer_callback_bases():
+RUN_TOTALS_CALLBACK = "HfRelposRunTotals"  # its class name: the key of its entry in stateful_callbacks
+
+
+@functools.lru_cache(maxsize=1)
+def run_totals_callback_class():
+    """The public route of the run totals into ``trainer_state.json`` (``stateful_callbacks`` under
+    :data:`RUN_TOTALS_CALLBACK`) for a Trainer without ``_save_checkpoint``: an ``ExportableState`` callback whose
+    ``totals()`` returns the attributes to store. Built on first use (transformers.trainer_callback imports the
+    training arguments, which modeling code does not need)."""
     from transformers.trainer_callback import ExportableState, TrainerCallback
 
-    return TrainerCallback, ExportableState
+    class HfRelposRunTotals(TrainerCallback, ExportableState):
+        def __init__(self, totals=None):
+            self.totals = totals
 
+        def state(self) -> dict:
+            return {"args": {}, "attributes": self.totals() if self.totals is not None else {}}
 
-class HfRelposRunTotals(*_trainer_callback_bases()):
-    """Public route of the run totals into ``trainer_state.json`` (``stateful_callbacks`` under this class's
-    name) for a Trainer without ``_save_checkpoint``: ``totals()`` returns the attributes to store."""
+        def on_train_begin(self, args, state, control, **kwargs):
+            # a state resumed from a checkpoint written without this callback has no entry, and Trainer's save
+            # indexes it
+            state.stateful_callbacks.setdefault(RUN_TOTALS_CALLBACK, {"args": {}, "attributes": {}})
 
-    def __init__(self, totals=None):
-        self.totals = totals
-
-    def state(self) -> dict:
-        return {"args": {}, "attributes": self.totals() if self.totals is not None else {}}
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        # a state resumed from a checkpoint written without this callback has no entry, and Trainer's save indexes it
-        state.stateful_callbacks.setdefault(type(self).__name__, {"args": {}, "attributes": {}})
+    assert HfRelposRunTotals.__name__ == RUN_TOTALS_CALLBACK
+    return HfRelposRunTotals

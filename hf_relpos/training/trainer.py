@@ -18,7 +18,7 @@ from .. import compat
 
 # trainer_state.json → stateful_callbacks: the run's totals at that checkpoint (the name of compat's callback,
 # the public route where Trainer has no _save_checkpoint)
-TOTALS_KEY = compat.HfRelposRunTotals.__name__
+TOTALS_KEY = compat.RUN_TOTALS_CALLBACK
 
 
 def is_position_parameter(name: str) -> bool:
@@ -63,7 +63,7 @@ class RunTotalsMixin:
         if not self._relpos_save_hook:
             compat.warn_fallback("trainer", "transformers' Trainer has no _save_checkpoint(model, trial) here (or the "
                                             "fallback is forced); run totals reach checkpoints through a callback")
-            self.add_callback(compat.HfRelposRunTotals(self._run_totals))
+            self.add_callback(compat.run_totals_callback_class()(self._run_totals))
 
     def train(self, *args, **kwargs):
         self._relpos_started = time.perf_counter()
