@@ -242,3 +242,12 @@ def test_compile_traces_local_layers_without_graph_breaks():
         eager = model(input_ids=ids).last_hidden_state
         compiled = torch.compile(model, fullgraph=True, backend="aot_eager")(input_ids=ids).last_hidden_state
     assert torch.allclose(eager, compiled, atol=1e-5)
+
+
+def test_local_layers_scheme_parameters_join_the_position_learning_rate_group():
+    from hf_relpos.training.trainer import is_position_parameter
+
+    model = RelPosBertModel(tiny_bert("t5", local_relative_position_parameters={"max_distance": 16}))
+    position = sorted(n for n, _ in model.named_parameters() if is_position_parameter(n))
+    assert position == ["encoder.local_relative_position.relative_attention_bias.weight",
+                        "encoder.relative_position.relative_attention_bias.weight"]

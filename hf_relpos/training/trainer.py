@@ -22,8 +22,9 @@ TOTALS_KEY = compat.RUN_TOTALS_CALLBACK
 
 
 def is_position_parameter(name: str) -> bool:
-    """Parameters of a scheme module (`...relative_position.<param>` in relpos_bert and relpos_t5)."""
-    return ".relative_position." in f".{name}"
+    """Parameters of a scheme module (`...relative_position.<param>` in relpos_bert and relpos_t5; the local
+    layers' own scheme, when they have one, is `...local_relative_position.<param>`)."""
+    return any(f".{owner}." in f".{name}" for owner in ("relative_position", "local_relative_position"))
 
 
 class PositionLearningRateMixin:
