@@ -443,12 +443,13 @@ def _shifted_exp(shifted):
     return F.threshold_(shifted.clamp_min_(floor).exp_(), math.exp(floor + 0.5), 0.0)
 
 
-# The frozen-table backward (ALiBi, a table without gradient) runs torch's fused flash backward per block, or
-# the recomputing backward, whichever measured faster on the first backward of its shape class in this
-# process (dtype, threads, B·H, rows, Lk, masked), timed on that call's first block, real data. The kernel
-# wins on one thread (with FTZ on the calling thread, 19 vs 26 ms per 12 × 128 × 2,048 ALiBi block here);
-# with more threads its OpenMP workers meet subnormals the recomputing path zeroes. HF_RELPOS_FUSED_BACKWARD=
-# kernel|recompute fixes the choice.
+# The frozen-table backward (ALiBi, a table without gradient) runs torch's fused flash backward (one call over
+# all rows without a padding mask, else per block), or the recomputing backward, whichever measured faster per
+# query row on the first backward of its shape class in this process (dtype, threads, B·H, rows, Lk, masked):
+# that call's first block recomputed, the next rows by the kernel, both kept. On one thread the kernel wins
+# (with FTZ on the calling thread; ALiBi, 12 heads, L = 2,048: 1.09× sdpa without bias vs 1.34× recomputing);
+# with more threads its OpenMP workers keep their own FTZ state and may meet subnormals the recomputing path
+# zeroes. HF_RELPOS_FUSED_BACKWARD=kernel|recompute fixes the choice.
 _BACKWARD_CHOICE: dict = {}
 
 
@@ -493,9 +494,12 @@ class FusedDistanceBiasAttention(torch.autograd.Function):
         windows = table.unfold(-1, k_len, 1)  # (H, Lq, Lk) view
         out = query.new_empty(B, H, q_len, value.shape[-1])
         lse = query.new_empty(B, H, q_len)
+        # without a padding mask the bias of every row is a view of the table: the kernel (which tiles itself,
+        # O(tile) memory) takes all rows in one call, 1.4× faster than blocks of 128 at L = 2,048 (fwd+bwd)
+        step = q_len if mask is None else block
         with flushed_denormals():
-            for start in range(0, q_len, block):
-                n = min(block, q_len - start)
+            for start in range(0, q_len, step):
+                n = min(step, q_len - start)
                 o, l = compat.flash_attention_forward(
                     _reversed_rows(query, start, n), key, value, attn_mask=_block_bias(windows, mask, start, n),
                     scale=scaling)
@@ -593,20 +597,32 @@ class FusedDistanceBiasAttention(torch.autograd.Function):
                 use_kernel = _BACKWARD_CHOICE.get(shape_class) == "kernel"
         starts = range(0, q_len, block)
         with flushed_denormals():
-            if calibrate:  # first block by both paths (the kernel's results dropped), timed on this call's data
-                n = min(block, q_len)
-                kernel_block(0, n, keep=False)  # warm-up
+            if calibrate and q_len > block:  # this call's first block recomputed, the next rows by the kernel
                 t0 = time.perf_counter()
-                recompute_block(0, n)
+                recompute_block(0, block)
                 t1 = time.perf_counter()
-                kernel_block(0, n, keep=False)
+                rest = q_len - block if mask is None else min(block, q_len - block)  # as the kernel path runs
+                kernel_block(block, rest)
                 t2 = time.perf_counter()
-                use_kernel = t2 - t1 < t1 - t0
+                use_kernel = (t2 - t1) / rest < (t1 - t0) / block  # time per query row
                 _BACKWARD_CHOICE[shape_class] = "kernel" if use_kernel else "recompute"
-                starts = starts[1:]
-            for start in starts:
-                n = min(block, q_len - start)
-                (kernel_block if use_kernel else recompute_block)(start, n)
+                starts = range(block + rest, q_len, block)
+            elif calibrate:  # one block: the kernel's results dropped
+                kernel_block(0, q_len, keep=False)  # warm-up
+                t0 = time.perf_counter()
+                recompute_block(0, q_len)
+                t1 = time.perf_counter()
+                kernel_block(0, q_len, keep=False)
+                t2 = time.perf_counter()
+                _BACKWARD_CHOICE[shape_class] = "kernel" if t2 - t1 < t1 - t0 else "recompute"
+                starts = ()
+            if use_kernel and mask is None:  # the kernel in one call over the remaining rows (see forward)
+                if len(starts):
+                    kernel_block(starts[0], q_len - starts[0])
+            else:
+                for start in starts:
+                    n = min(block, q_len - start)
+                    (kernel_block if use_kernel else recompute_block)(start, n)
         return dq, dk, dv, dtable, None, None, None
 
 
