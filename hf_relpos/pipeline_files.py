@@ -22,25 +22,31 @@ PIPELINE_FILE = f"{PIPELINE_MODULE}.py"
 SOURCE = Path(__file__).with_name(PIPELINE_FILE)
 QA_PARAMETERS = ("max_seq_len", "doc_stride", "max_answer_len", "n_best_size", "handle_impossible_answer",
                  "null_score_diff_threshold")
+SEQ2SEQ_PARAMETERS = ("source_prefix", "max_source_length")
 
 
 def pipelines_for(config: dict, parameters: dict | None = None) -> dict:
     """The ``custom_pipelines`` entry a checkpoint with config.json ``config`` (a dict) should carry: {} when
     transformers' built-in pipelines cover its heads. ``parameters``: the question-answering settings its
-    training used (keys of ``QA_PARAMETERS``), kept as the pipeline's and ``hf-relpos predict``'s defaults."""
+    training used (QA: keys of ``QA_PARAMETERS``; seq2seq: ``SEQ2SEQ_PARAMETERS``, the evaluated input prefix and
+    length), kept as the pipeline's and ``hf-relpos predict``'s defaults."""
     architectures = config.get("architectures") or []
+
+    def entry(task, cls, auto_class, keys):
+        made = {"impl": f"{PIPELINE_MODULE}.{cls}", "pt": [auto_class], "type": "text"}
+        saved = ((config.get("custom_pipelines") or {}).get(task) or {}).get("parameters") or {}
+        merged = {**saved, **{k: v for k, v in (parameters or {}).items() if k in keys and v is not None}}
+        if merged:
+            made["parameters"] = merged
+        return made
+
     out = {}
     if any(a.endswith("ForQuestionAnswering") for a in architectures):
-        entry = {"impl": f"{PIPELINE_MODULE}.RelPosQuestionAnsweringPipeline", "pt": ["AutoModelForQuestionAnswering"],
-                 "type": "text"}
-        saved = ((config.get("custom_pipelines") or {}).get("question-answering") or {}).get("parameters") or {}
-        merged = {**saved, **{k: v for k, v in (parameters or {}).items() if k in QA_PARAMETERS and v is not None}}
-        if merged:
-            entry["parameters"] = merged
-        out["question-answering"] = entry
+        out["question-answering"] = entry("question-answering", "RelPosQuestionAnsweringPipeline",
+                                          "AutoModelForQuestionAnswering", QA_PARAMETERS)
     if any(a.endswith("ForConditionalGeneration") for a in architectures):
         for task, cls in (("summarization", "RelPosSummarizationPipeline"), ("text2text-generation", "RelPosText2TextPipeline")):
-            out[task] = {"impl": f"{PIPELINE_MODULE}.{cls}", "pt": ["AutoModelForSeq2SeqLM"], "type": "text"}
+            out[task] = entry(task, cls, "AutoModelForSeq2SeqLM", SEQ2SEQ_PARAMETERS)
     return out
 
 

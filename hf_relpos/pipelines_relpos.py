@@ -130,6 +130,21 @@ def qa_parameters(config, tokenizer, **given):
     return params
 
 
+def seq2seq_parameters(config, tokenizer, task="summarization", **given):
+    """``source_prefix`` (prepended to every input, as the training recipe's evaluation did) and
+    ``max_source_length`` (input tokens; longer inputs are truncated): ``given`` (None: not given), else what the
+    checkpoint's training saved in ``custom_pipelines[task]["parameters"]``, else "" and the tokenizer's
+    ``model_max_length``. The pipelines and ``hf-relpos predict`` both resolve them here."""
+    entry = (getattr(config, "custom_pipelines", None) or {}).get(task) or {}
+    params = {"source_prefix": "", "max_source_length": None}
+    params.update({k: v for k, v in (entry.get("parameters") or {}).items() if k in params and v is not None})
+    params.update({k: v for k, v in given.items() if k in params and v is not None})
+    if params["max_source_length"] is None:
+        limit = getattr(tokenizer, "model_max_length", None)
+        params["max_source_length"] = limit if isinstance(limit, int) and 0 < limit < 10**6 else None
+    return params
+
+
 class RelPosQuestionAnsweringPipeline(Pipeline):
     """Extractive QA: ``pipe(question=..., context=...)`` (or a dict / list of dicts with those keys) →
     ``{"answer", "score", "start", "end"}`` (a list of ``top_k`` of them when ``top_k > 1``). Options:
@@ -186,20 +201,22 @@ class RelPosQuestionAnsweringPipeline(Pipeline):
 class RelPosText2TextPipeline(Pipeline):
     """Sequence-to-sequence generation with the checkpoint's generation_config.json: ``pipe(text)`` or
     ``pipe([texts])`` → ``{"generated_text": ...}``. Generation options (``num_beams``, ``max_new_tokens``, ...)
-    go to ``generate``; ``truncation`` / ``max_length`` of the input: the tokenizer's ``model_max_length``."""
+    go to ``generate``; ``source_prefix`` and ``max_source_length`` (input truncation): what the checkpoint's
+    training evaluated (see :func:`seq2seq_parameters`)."""
 
     _load_tokenizer = True
     return_name = "generated"
 
-    def _sanitize_parameters(self, max_source_length=None, **generate_kwargs):
-        return {"max_source_length": max_source_length}, {"generate_kwargs": generate_kwargs}, {}
+    def _sanitize_parameters(self, max_source_length=None, source_prefix=None, **generate_kwargs):
+        params = seq2seq_parameters(self.model.config, self.tokenizer, self.task or "text2text-generation",
+                                    max_source_length=max_source_length, source_prefix=source_prefix)
+        return params, {"generate_kwargs": generate_kwargs}, {}
 
-    def preprocess(self, text, max_source_length=None):
+    def preprocess(self, text, max_source_length=None, source_prefix=""):
         if not isinstance(text, str):
             raise ValueError(f"{self.task or 'text2text-generation'} takes a string (or a list of strings), got {type(text).__name__}")
-        limit = max_source_length or getattr(self.tokenizer, "model_max_length", None)
-        limit = limit if isinstance(limit, int) and 0 < limit < 10**6 else None
-        return self.tokenizer(text, truncation=limit is not None, max_length=limit, return_tensors="pt")
+        return self.tokenizer(source_prefix + text, truncation=max_source_length is not None, max_length=max_source_length,
+                              return_tensors="pt")
 
     def _forward(self, model_inputs, generate_kwargs=None):
         inputs = {k: v.to(self.device) for k, v in model_inputs.items() if k in ("input_ids", "attention_mask")}

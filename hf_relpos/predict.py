@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .pipelines_relpos import best_answers, qa_parameters, qa_windows
+from .pipelines_relpos import best_answers, qa_parameters, qa_windows, seq2seq_parameters
 
 TASKS = ("qa", "classification", "token-classification", "summarization", "text2text", "fill-mask", "embeddings")
 RECIPE_TASKS = {"qa": "qa", "classification": "classification", "summarization": "summarization", "mlm": "fill-mask",
@@ -514,8 +514,10 @@ def _run_embeddings(model, tokenizer, items, options, bar):
 
 
 def _run_seq2seq(model, tokenizer, items, options, bar):
-    limit = options["max_seq_length"] or _model_limit(tokenizer)
-    enc = tokenizer([it["text"] for it in items], truncation=True, max_length=limit)
+    params = seq2seq_parameters(model.config, tokenizer, "summarization" if options["task"] == "summarization"
+                                else "text2text-generation", max_source_length=options["max_seq_length"])
+    limit = params["max_source_length"]
+    enc = tokenizer([params["source_prefix"] + it["text"] for it in items], truncation=limit is not None, max_length=limit)
     key = "summary_text" if options["task"] == "summarization" else "generated_text"
     overrides = {k: options[k] for k in ("num_beams", "max_new_tokens") if options.get(k) is not None}
     results = [None] * len(items)

@@ -158,6 +158,18 @@ def test_pipelines_without_hf_relpos_give_predicts_answers(qa, summarization, cl
     assert [x["score"] for x in got["labels"]] == pytest.approx([x["score"] for x in labels], rel=1e-4)
 
 
+def test_summarization_predict_matches_the_evaluation_rouge(summarization):
+    from hf_relpos.training.summarization import rouge
+
+    out, result = summarization
+    valid = _validation(synthetic_summarization)
+    rows = predict(out, [{"id": i, "document": d} for i, d in enumerate(valid["document"])], batch_size=5)
+    scores = rouge([r["summary_text"].strip() for r in rows], [s.strip() for s in valid["summary"]])
+    assert scores["rougeL"] == pytest.approx(result["eval"]["eval_rougeL"])
+    saved = json.loads((out / "config.json").read_text())["custom_pipelines"]["summarization"]["parameters"]
+    assert saved == {"source_prefix": "", "max_source_length": 64}
+
+
 def test_summarization_predict_generation_settings(summarization, tmp_path):
     out, _ = summarization
     assert task_of(out) == "summarization"

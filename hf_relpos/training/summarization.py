@@ -116,4 +116,6 @@ def setup(task, model_args, data_args, training_args, raw) -> TaskSetup:
             metrics.update({f"eval_baseline_{k}": v for k, v in baseline.items()})
         return metrics
 
-    return TaskSetup(trainer=trainer, evaluate=final_evaluate, main_metric="rougeL", text_column=text_column)
+    return TaskSetup(trainer=trainer, evaluate=final_evaluate, main_metric="rougeL", text_column=text_column,
+                     pipeline_parameters={"source_prefix": data_args.source_prefix,  # predict / pipeline: the evaluated inputs
+                                          "max_source_length": data_args.max_source_length})
