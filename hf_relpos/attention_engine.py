@@ -44,7 +44,7 @@ from transformers.masking_utils import bidirectional_mask_function, causal_mask_
 from transformers.modeling_utils import AttentionInterface
 from transformers.utils import logging
 
-from . import compat
+from .compat import flash_attention_backward, flash_attention_forward, has_flash_backward, warn_flash_backward
 from .local_attention import banded_attention, sliding_block_mask, use_banded, with_band
 from .position_kernels import RELATIVE_TILE, PositionMemo, relative_distance
 from .relative_positions import NoRelativePosition, RelativePositionScheme
@@ -340,7 +340,7 @@ class FusedContentAttention(torch.autograd.Function):
             bias = content(query[:, :, rows], key, start, memo).mul_(scaling)
             if mask is not None:
                 bias = bias.add_(mask[:, :, rows] if mask_rows else mask)
-            out[:, :, rows], lse[:, :, rows] = compat.flash_attention_forward(
+            out[:, :, rows], lse[:, :, rows] = flash_attention_forward(
                 query[:, :, rows], key, value, attn_mask=bias, scale=scaling)
         ctx.save_for_backward(query, key, value, mask, out, lse, *params)
         ctx.content, ctx.scaling, ctx.block, ctx.fully_masked = content, scaling, block, _fully_masked(mask)
@@ -494,13 +494,12 @@ class FusedDistanceBiasAttention(torch.autograd.Function):
         windows = table.unfold(-1, k_len, 1)  # (H, Lq, Lk) view
         out = query.new_empty(B, H, q_len, value.shape[-1])
         lse = query.new_empty(B, H, q_len)
-        # without a padding mask the bias of every row is a view of the table: the kernel (which tiles itself,
-        # O(tile) memory) takes all rows in one call, 1.4× faster than blocks of 128 at L = 2,048 (fwd+bwd)
-        step = q_len if mask is None else block
+        # (in blocks: one call over all rows measured no faster here, and raised a 2-layer t5 model's peak at
+        # L = 2,048 by 100 MB)
         with flushed_denormals():
-            for start in range(0, q_len, step):
-                n = min(step, q_len - start)
-                o, l = compat.flash_attention_forward(
+            for start in range(0, q_len, block):
+                n = min(block, q_len - start)
+                o, l = flash_attention_forward(
                     _reversed_rows(query, start, n), key, value, attn_mask=_block_bias(windows, mask, start, n),
                     scale=scaling)
                 out[:, :, start : start + n] = o.flip(2)
@@ -533,7 +532,7 @@ class FusedDistanceBiasAttention(torch.autograd.Function):
 
         def kernel_block(start, n, keep=True):
             """dq, dk, dv of one block by torch's fused flash backward (frozen table, no fully masked row)."""
-            gq, gk, gv = compat.flash_attention_backward(
+            gq, gk, gv = flash_attention_backward(
                 _reversed_rows(grad_out, start, n), _reversed_rows(query, start, n), key, value,
                 _reversed_rows(out, start, n), _reversed_rows(lse[..., None], start, n)[..., 0],
                 attn_mask=_block_bias(windows, mask, start, n), scale=scaling)
@@ -587,8 +586,8 @@ class FusedDistanceBiasAttention(torch.autograd.Function):
         use_kernel = calibrate = False
         if not (need_table or ctx.fully_masked):
             mode = fused_backward_mode()
-            if not compat.has_flash_backward():
-                compat.warn_flash_backward()
+            if not has_flash_backward():
+                warn_flash_backward()
             elif mode != "auto":
                 use_kernel = mode == "kernel"
             else:
@@ -616,7 +615,9 @@ class FusedDistanceBiasAttention(torch.autograd.Function):
                 t2 = time.perf_counter()
                 _BACKWARD_CHOICE[shape_class] = "kernel" if t2 - t1 < t1 - t0 else "recompute"
                 starts = ()
-            if use_kernel and mask is None:  # the kernel in one call over the remaining rows (see forward)
+            # without a padding mask the bias of every row is a view of the table: the kernel (which tiles itself)
+            # takes the remaining rows in one call, 1.4× faster than blocks of 128 at L = 2,048 (fwd+bwd)
+            if use_kernel and mask is None:
                 if len(starts):
                     kernel_block(starts[0], q_len - starts[0])
             else:

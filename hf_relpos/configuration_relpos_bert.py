@@ -71,6 +71,10 @@ class RelPosBertConfig(PreTrainedConfig):
             that differ from `relative_position_parameters` (e.g. `{"theta": 10000.0}` for rotary with a global
             theta of 160,000, as ModernBERT). None: local layers use the global layers' scheme (and share it when
             the scheme is shared by layers).
+        unpad_inputs (`bool`, defaults to `True`): in eager mode, a right-padded batch (≥ 10% padding) runs on its
+            real tokens only, and one row packed by `DataCollatorWithFlattening` (restarting `position_ids`)
+            attends within each text: each text's outputs are those of the padded batch, and padding positions
+            come out as zeros. False keeps the padded computation everywhere (what an exported graph computes).
 
     Example:
 
@@ -109,6 +113,7 @@ class RelPosBertConfig(PreTrainedConfig):
         layer_types=None,
         sliding_window=64,
         local_relative_position_parameters=None,
+        unpad_inputs=True,
         **kwargs,
     ):
         self.vocab_size = vocab_size
@@ -136,6 +141,7 @@ class RelPosBertConfig(PreTrainedConfig):
         self.layer_types = resolve_layer_types(layer_types, num_hidden_layers) if depth_ok else layer_types
         self.sliding_window = sliding_window
         self.local_relative_position_parameters = local_relative_position_parameters
+        self.unpad_inputs = unpad_inputs
         # the scheme's hyper-parameters: the given dict, else 0.1 flat fields, else the class defaults
         flat = {name: kwargs.pop(name) for name in FLAT_SCHEME_FIELDS if name in kwargs}
         scheme_class(relative_position)  # ValueError naming the field and the choices
@@ -179,7 +185,7 @@ class RelPosBertConfig(PreTrainedConfig):
             raise ValueError(
                 f"pad_token_id={self.pad_token_id!r} is not valid; choose None or an integer in [0, {self.vocab_size - 1}]"
             )
-        for field in ("tie_word_embeddings", "segment_match_embedding"):
+        for field in ("tie_word_embeddings", "segment_match_embedding", "unpad_inputs"):
             if not isinstance(getattr(self, field), bool):
                 raise ValueError(f"{field}={getattr(self, field)!r} is not valid; choose one of: True, False")
         validate_absolute_position(self.absolute_position)

@@ -135,12 +135,24 @@ def export_model(model, out, *, opset: int = 18, check: bool = True) -> dict:
     """Export a loaded relpos model into the folder ``out`` (which must be empty or absent); returns a report
     ``{"files": [...], "max_abs_diff": {graph: |Δ|}}``."""
     _require_onnx()
-    from torch.export import Dim
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model = model.eval().float()
     config = model.config
+    # the graph is the padded computation (tracing never unpads): so is the reference it is checked against
+    unpad = getattr(config, "unpad_inputs", None)
+    if unpad is not None:
+        config.unpad_inputs = False
+    try:
+        return _export_model(model, out, config, opset, check)
+    finally:
+        if unpad is not None:
+            config.unpad_inputs = unpad
+
+
+def _export_model(model, out, config, opset, check) -> dict:
+    from torch.export import Dim
+
     vocab = config.vocab_size
     report = {"files": [], "max_abs_diff": {}}
     batch = Dim("batch", min=1, max=4096)

@@ -41,6 +41,8 @@ def band_mask(q_len: int, k_len: int, window: int, dtype=torch.float32, device=N
 def with_band(attention_mask, q_len: int, k_len: int, window: int, dtype, device, memo: PositionMemo | None = None):
     """``attention_mask`` (additive, broadcastable to (B, 1, Lq, Lk), or None) restricted to the band; the
     band is built once per forward when a memo is given (every local layer of the forward shares it)."""
+    if torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing():
+        memo = None  # symbolic lengths as dict keys would specialise the traced graph to one length
     band = memoized(memo, ("band", q_len, k_len, window, dtype, str(device)),
                     lambda: band_mask(q_len, k_len, window, dtype, device))
     if attention_mask is None:

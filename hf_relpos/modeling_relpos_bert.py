@@ -421,7 +421,8 @@ class RelPosBertModel(RelPosBertPreTrainedModel):
         - one row of texts packed together, ``position_ids`` restarting at 0 for each (transformers'
           ``DataCollatorWithFlattening``): each text attends to itself only. Relative schemes need no position
           reset; absolute embeddings read the restarted ``position_ids``."""
-        if is_tracing(attention_mask if attention_mask is not None else position_ids) or torch.compiler.is_compiling():
+        if not getattr(self.config, "unpad_inputs", True) or torch.compiler.is_compiling() or is_tracing(
+                attention_mask if attention_mask is not None else position_ids):
             return None
         if kwargs.get("output_attentions") or kwargs.get("output_hidden_states") or self.config.output_attentions \
                 or self.config.output_hidden_states:

@@ -59,7 +59,8 @@ def _bert(name, head, **extra):
     config = RelPosBertConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                               intermediate_size=37, max_position_embeddings=160, relative_position=name,
                               absolute_position="learned" if name == "none" else "none",
-                              num_labels=2 if head is RelPosBertForQuestionAnswering else 3, **extra)
+                              num_labels=2 if head is RelPosBertForQuestionAnswering else 3,
+                              unpad_inputs=False, **extra)  # the padded computation, as the graph: every position compares
     torch.manual_seed(0)
     return head(config).eval()
 
@@ -164,3 +165,20 @@ def test_cli_export_folder(tmp_path):
         export_checkpoint(tmp_path / "ckpt", out)
     with pytest.raises(ValueError, match="format='torchscript' is not valid"):
         export_checkpoint(tmp_path / "ckpt", tmp_path / "other", format="torchscript")
+
+
+@pytest.mark.parametrize("name", ["t5", "rotary", "deberta"])
+def test_bert_local_layers_onnx_matches_pytorch(name, tmp_path):
+    """Local layers (layer_types, ±3) export through the band mask and match PyTorch, padded inputs included."""
+    model = _bert(name, RelPosBertForTokenClassification,
+                  layer_types=["full_attention", "sliding_attention"], sliding_window=3)
+    export_model(model, tmp_path, check=False)
+    session = _session(tmp_path / "model.onnx")
+    for batch, length, padded in CASES:
+        ids, mask = _inputs(batch, length, padded)
+        got = session.run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy(),
+                                 "token_type_ids": torch.zeros_like(ids).numpy()})[0]
+        with torch.no_grad():
+            ref = model(input_ids=ids, attention_mask=mask).logits.numpy()
+        real = mask.bool().numpy()  # a padded query far from real tokens sees no key at all: its output is undefined
+        assert np.abs(got - ref)[real].max() <= TOL

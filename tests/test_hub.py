@@ -32,7 +32,7 @@ USER = "test-user"
 FAST = ["--max_steps", "6", "--synthetic_train_size", "64", "--synthetic_eval_size", "24", "--save_strategy", "no",
         "--eval_strategy", "no", "--per_device_train_batch_size", "8", "--disable_tqdm", "true"]
 CODE_FILES = {"configuration_relpos_bert.py", "modeling_relpos_bert.py", "relative_positions.py", "attention_engine.py",
-              "position_kernels.py", "scheme_config.py"}
+              "position_kernels.py", "scheme_config.py", "local_attention.py", "compat.py"}
 EXPECTED = {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "README.md", "metrics.json",
             "all_results.json", "eval_results.json", "train_results.json", *CODE_FILES}
 

@@ -251,3 +251,28 @@ def test_local_layers_scheme_parameters_join_the_position_learning_rate_group():
     position = sorted(n for n, _ in model.named_parameters() if is_position_parameter(n))
     assert position == ["encoder.local_relative_position.relative_attention_bias.weight",
                         "encoder.relative_position.relative_attention_bias.weight"]
+
+
+def test_local_layers_travel_as_remote_code(tmp_path):
+    """A saved checkpoint with local layers carries local_attention.py and loads where hf_relpos is absent, with the
+    same outputs on the banded path (L = 200)."""
+    from helpers import run_without_hf_relpos
+
+    config = tiny_bert("rotary", local_relative_position_parameters={"theta": 500.0})
+    torch.manual_seed(0)
+    model = RelPosBertModel(config).eval()
+    model.save_pretrained(tmp_path / "local")
+    assert {"local_attention.py", "compat.py"} <= {p.name for p in (tmp_path / "local").iterdir()}
+    ids = torch.randint(5, 60, (1, 200))
+    with torch.no_grad():
+        expected = model(input_ids=ids).last_hidden_state
+    result = run_without_hf_relpos(f"""
+        import json, torch
+        from transformers import AutoModel
+        model = AutoModel.from_pretrained({str(tmp_path / "local")!r}, trust_remote_code=True).eval()
+        with torch.no_grad():
+            out = model(input_ids=torch.tensor({ids.tolist()!r})).last_hidden_state
+        print(json.dumps({{"out": out.tolist(), "module": type(model).__module__}}))
+        """, cwd=tmp_path)
+    assert "transformers_modules" in result["module"]
+    assert torch.allclose(torch.tensor(result["out"]), expected, atol=1e-5)

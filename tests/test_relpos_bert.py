@@ -59,7 +59,7 @@ SCHEME_CASES["shaw_value"] = dict(relative_position="shaw", relative_value=True)
 SCHEME_CASES["none"]["absolute_position"] = "learned"
 PURE_RELATIVE = [name for name in SCHEMES if name != "none"]
 CODE_FILES = {"configuration_relpos_bert.py", "modeling_relpos_bert.py", "relative_positions.py", "attention_engine.py",
-              "position_kernels.py", "scheme_config.py"}
+              "position_kernels.py", "scheme_config.py", "local_attention.py", "compat.py"}
 BACKENDS = ("eager", "sdpa", "flex_attention")
 
 
@@ -119,9 +119,16 @@ def test_parity_with_hf_bert(impl):
         got = ours(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
         expected_mlm = hf_mlm(input_ids, attention_mask=attention_mask).logits
         got_mlm = ours_mlm(input_ids, attention_mask=attention_mask).logits
-    torch.testing.assert_close(got.last_hidden_state, expected.last_hidden_state, atol=1e-5, rtol=0)
+    # every real token (the padded batch runs unpadded here: padding positions come out as zeros, never read)
+    real = attention_mask.bool()
+    torch.testing.assert_close(got.last_hidden_state[real], expected.last_hidden_state[real], atol=1e-5, rtol=0)
     torch.testing.assert_close(got.pooler_output, expected.pooler_output, atol=1e-5, rtol=0)
-    torch.testing.assert_close(got_mlm, expected_mlm, atol=1e-5, rtol=0)
+    torch.testing.assert_close(got_mlm[real], expected_mlm[real], atol=1e-5, rtol=0)
+    # and every position of the padded computation
+    ours.config.unpad_inputs = False
+    with torch.no_grad():
+        padded = ours(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+    torch.testing.assert_close(padded.last_hidden_state, expected.last_hidden_state, atol=1e-5, rtol=0)
 
 
 def test_hf_bert_checkpoint_loads_by_name(tmp_path):
@@ -135,10 +142,11 @@ def test_hf_bert_checkpoint_loads_by_name(tmp_path):
     for name, tensor in hf_model.state_dict().items():
         assert torch.equal(ours.state_dict()[name], tensor), name
     input_ids, attention_mask = sample_inputs()
+    real = attention_mask.bool()
     with torch.no_grad():
         torch.testing.assert_close(
-            ours(input_ids, attention_mask=attention_mask).last_hidden_state,
-            hf_model(input_ids, attention_mask=attention_mask).last_hidden_state,
+            ours(input_ids, attention_mask=attention_mask).last_hidden_state[real],
+            hf_model(input_ids, attention_mask=attention_mask).last_hidden_state[real],
             atol=1e-5,
             rtol=0,
         )
@@ -428,7 +436,8 @@ def test_output_attentions_hidden_states_and_tuples():
     with torch.no_grad():
         as_tuple = model(input_ids, attention_mask=attention_mask, return_dict=False)
     assert isinstance(as_tuple, tuple)
-    torch.testing.assert_close(as_tuple[0], out.last_hidden_state, atol=1e-5, rtol=0)
+    real = attention_mask.bool()  # return_dict=False alone runs unpadded: padding positions are zeros
+    torch.testing.assert_close(as_tuple[0][real], out.last_hidden_state[real], atol=1e-5, rtol=0)
     assert as_tuple[1].shape == (3, 32)  # pooler
 
     head = RelPosBertForSequenceClassification(tiny_config("t5")).eval()
