@@ -149,9 +149,14 @@ class RelPosQuestionAnsweringPipeline(Pipeline):
     """Extractive QA: ``pipe(question=..., context=...)`` (or a dict / list of dicts with those keys) →
     ``{"answer", "score", "start", "end"}`` (a list of ``top_k`` of them when ``top_k > 1``). Options:
     ``top_k``, ``max_seq_len``, ``doc_stride``, ``max_answer_len``, ``handle_impossible_answer``,
-    ``null_score_diff_threshold`` (defaults: what the checkpoint's training used)."""
+    ``null_score_diff_threshold`` (defaults: what the checkpoint's training used). Each question runs as one
+    forward over its windows (``batch_size`` is ignored); ``hf-relpos predict`` batches windows across questions."""
 
     _load_tokenizer = True
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._batch_size = None
 
     def _sanitize_parameters(self, top_k=None, max_seq_len=None, doc_stride=None, max_answer_len=None,
                              handle_impossible_answer=None, null_score_diff_threshold=None, n_best_size=None, **kwargs):
@@ -165,6 +170,7 @@ class RelPosQuestionAnsweringPipeline(Pipeline):
         return pre, {}, post
 
     def __call__(self, *args, **kwargs):
+        kwargs.pop("batch_size", None)  # one question per forward: its windows are the batch
         if "question" in kwargs and "context" in kwargs:
             question, context = kwargs.pop("question"), kwargs.pop("context")
             if isinstance(question, str):

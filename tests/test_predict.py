@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import run_without_hf_relpos
 
 import hf_relpos
 from hf_relpos import RelPosBertConfig, RelPosBertForTokenClassification, RelPosBertModel
@@ -19,8 +20,6 @@ from hf_relpos.predict import BadRowError, pooling_of, predict, task_of
 from hf_relpos.training import train
 from hf_relpos.training.data import synthetic_classification, synthetic_qa, synthetic_summarization
 from hf_relpos.training.modeling import BERT_PRESETS, train_wordpiece_tokenizer
-
-from helpers import run_without_hf_relpos
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
@@ -134,7 +133,7 @@ def test_pipelines_without_hf_relpos_give_predicts_answers(qa, summarization, cl
         qa = pipeline("question-answering", model={str(qa_out)!r}, trust_remote_code=True)
         asked = {asked!r}
         one = [qa(question=r["question"], context=r["context"]) for r in asked]
-        two = [qa({{"question": r["question"], "context": r["context"]}}, top_k=2) for r in asked]
+        two = qa([{{"question": r["question"], "context": r["context"]}} for r in asked], top_k=2, batch_size=4)
         auto = pipeline(model={str(qa_out)!r}, trust_remote_code=True)(question=asked[0]["question"], context=asked[0]["context"])
         summarize = pipeline("summarization", model={str(sum_out)!r}, trust_remote_code=True)
         summaries = [summarize(d["text"])[0]["summary_text"] for d in {documents!r}]
@@ -208,6 +207,19 @@ def test_existing_output_is_not_overwritten(classification, tmp_path, capsys):
     assert main(["predict", str(out), "--input", str(data), "--output", str(target), "--overwrite", "--no-progress"]) == 0
     assert json.loads(target.read_text())["id"] == "a"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left
+
+
+def test_device_dtype_and_batch_options(classification):
+    out, _ = classification
+    texts = ["north a b south", "south c north", "north south"]
+    reference = predict(out, texts, batch_size=1, device="cpu", dtype="float32")
+    half = predict(out, texts, batch_size=2, dtype="bfloat16")
+    assert [r["label"] for r in half] == [r["label"] for r in reference]
+    assert [r["score"] for r in half] == pytest.approx([r["score"] for r in reference], abs=0.05)
+    for bad, match in (({"dtype": "float8"}, "dtype='float8' is not valid"), ({"batch_size": 0}, "batch_size=0"),
+                       ({"device": "gpu:0"}, "device='gpu:0' is not a torch device"), ({"task": "ner"}, "task='ner'")):
+        with pytest.raises(ValueError, match=match):
+            predict(out, texts, **bad)
 
 
 def test_stdin_stdout_csv_and_json_inputs(classification, tmp_path, capsys, monkeypatch):
