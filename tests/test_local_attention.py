@@ -164,8 +164,10 @@ def test_banded_path_is_taken_for_long_local_layers(monkeypatch):
     assert not use_banded(q[:, :, :40], q[:, :, :40], scheme, 8)  # one block: dense is cheaper
 
 
-def test_training_gradients_equal_across_backends():
-    config = tiny_bert("kerple", window=5)
+@pytest.mark.parametrize("name", list(SCHEMES))
+def test_training_gradients_equal_across_backends(name):
+    """eager (band mask) and sdpa (banded blocks at L = 120) give the same gradient for every parameter."""
+    config = tiny_bert(name, window=5)
     torch.manual_seed(0)
     ids = torch.randint(5, 60, (2, 120))
     grads = {}
@@ -276,3 +278,20 @@ def test_local_layers_travel_as_remote_code(tmp_path):
         """, cwd=tmp_path)
     assert "transformers_modules" in result["module"]
     assert torch.allclose(torch.tensor(result["out"]), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("impl", ["eager", "sdpa", "flex_attention"])
+@pytest.mark.parametrize("name", ["t5", "deberta", "rotary"])
+def test_fewer_queries_than_keys_take_the_band_at_their_positions(impl, name):
+    """Queries the last Lq of Lk positions (a decoder step with a cache): the band is |i + Lk − Lq − j| ≤ w."""
+    from hf_relpos.attention_engine import relpos_attention
+
+    scheme = scheme_with_weights(name)
+    torch.manual_seed(2)
+    q = torch.randn(1, H, 6, D, dtype=torch.float64)
+    k, v = (torch.randn(1, H, 20, D, dtype=torch.float64) for _ in range(2))
+    projections = tuple(torch.nn.Linear(H * D, H * D).double() for _ in range(2))
+    out, _ = relpos_attention(None, q, k, v, None, scheme=scheme, scaling=0.3, projections=projections,
+                              implementation=impl, sliding_window=3)
+    ref = dense_reference(q, k, v, None, scheme, 0.3, 3, projections)
+    assert torch.allclose(out, ref, atol=1e-10)
