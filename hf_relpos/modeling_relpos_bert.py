@@ -418,15 +418,23 @@ class RelPosBertModel(RelPosBertPreTrainedModel):
 
         - a right-padded batch (each ``attention_mask`` row ones then zeros) with at least 10% padding: the
           texts then cost what their own tokens cost, and each text's outputs are those of the padded batch;
-        - one row of texts packed together, ``position_ids`` restarting at 0 for each (transformers'
-          ``DataCollatorWithFlattening``): each text attends to itself only. Relative schemes need no position
-          reset; absolute embeddings read the restarted ``position_ids``."""
+        - texts packed into rows, ``position_ids`` restarting at 0 for each (transformers'
+          ``DataCollatorWithFlattening``; the mlm recipes' ``document_attention``): each text attends to itself
+          only. Relative schemes need no position reset; absolute embeddings read the restarted ``position_ids``."""
         if not getattr(self.config, "unpad_inputs", True) or torch.compiler.is_compiling() or is_tracing(
                 attention_mask if attention_mask is not None else position_ids):
             return None
         if kwargs.get("output_attentions") or kwargs.get("output_hidden_states") or self.config.output_attentions \
                 or self.config.output_hidden_states:
             return None
+        packed = position_ids is not None and position_ids.dim() == 2 and tuple(position_ids.shape) == (batch, seq_length)
+        if packed and bool((position_ids[:, 1:] == 0).any()):  # texts packed into rows (restarting position_ids)
+            if attention_mask is not None and not bool(attention_mask.bool().all()):
+                return None  # packed and padded at once: the padded computation
+            flat = position_ids.reshape(-1)
+            starts = torch.cat([(flat == 0).nonzero().flatten(), torch.arange(batch, device=flat.device) * seq_length])
+            bounds = [*sorted(set(starts.tolist())), batch * seq_length]
+            return torch.arange(batch * seq_length, device=flat.device), list(zip(bounds[:-1], bounds[1:]))
         if attention_mask is not None and attention_mask.dim() == 2 and batch > 1:
             lengths = attention_mask.sum(-1)
             real = int(lengths.sum())
@@ -437,12 +445,6 @@ class RelPosBertModel(RelPosBertPreTrainedModel):
             index = (starts + torch.arange(seq_length, device=lengths.device))[attention_mask.bool()]
             ends = lengths.cumsum(0).tolist()
             return index, list(zip([0, *ends[:-1]], ends))
-        if attention_mask is None and position_ids is not None and batch == 1 and position_ids.dim() == 2:
-            starts = (position_ids[0] == 0).nonzero().flatten().tolist()
-            if len(starts) < 2 or starts[0] != 0:
-                return None
-            bounds = [*starts, seq_length]
-            return torch.arange(seq_length, device=position_ids.device), list(zip(bounds[:-1], bounds[1:]))
         return None
 
 

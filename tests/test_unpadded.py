@@ -1,6 +1,7 @@
 """Unpadded batches (issue 29): a right-padded batch runs on its real tokens only, and one row of texts packed by
 transformers' DataCollatorWithFlattening attends within each text; both give each text's own outputs."""
 
+import numpy as np
 import pytest
 import torch
 from transformers import DataCollatorWithFlattening
@@ -105,3 +106,35 @@ def test_flattened_batch_attends_within_each_text(absolute):
         single = model(input_ids=ids[i : i + 1, :n]).last_hidden_state[0]
         assert torch.allclose(out[start : start + n], single, atol=1e-5)
         start += n
+
+
+def test_rows_of_packed_documents_attend_within_each_document():
+    """Two rows, each holding whole and cut documents with position_ids restarting (the mlm recipes'
+    document_attention): each document's outputs are those of the document alone."""
+    from hf_relpos.training.pretraining import pack
+
+    torch.manual_seed(0)
+    model = RelPosBertModel(tiny("t5", absolute_position="learned")).eval()
+    docs = [[int(t) for t in torch.randint(5, 80, (n,))] for n in (7, 12, 5, 9, 6)]
+    blocks = pack({"input_ids": docs}, 16, document_positions=True)
+    assert blocks["position_ids"] == [list(range(7)) + list(range(9)), [0, 1, 2] + list(range(5)) + list(range(8)),
+                                      ]  # the 12-token document is cut by the block boundary and restarts
+    ids, positions = torch.tensor(blocks["input_ids"]), torch.tensor(blocks["position_ids"])
+    out = model(input_ids=ids, position_ids=positions, attention_mask=torch.ones_like(ids)).last_hidden_state
+    flat_ids, flat_out = ids.reshape(-1), out.reshape(-1, out.shape[-1])
+    starts = [i for i, p in enumerate(positions.reshape(-1).tolist()) if p == 0] + [ids.numel()]
+    for a, b in zip(starts[:-1], starts[1:]):
+        alone = model(input_ids=flat_ids[a:b][None]).last_hidden_state[0]
+        assert torch.allclose(flat_out[a:b], alone, atol=1e-5)
+
+
+def test_mlm_recipe_with_document_attention(tmp_path):
+    from hf_relpos.training import train
+
+    result = train({"task": "mlm"}, ["--max_steps", "3", "--per_device_train_batch_size", "4",
+                                     "--synthetic_train_size", "40", "--synthetic_eval_size", "8", "--max_seq_length", "32",
+                                     "--document_attention", "true", "--save_strategy", "no", "--disable_tqdm", "true",
+                                     "--output_dir", str(tmp_path / "run")])
+    assert np.isfinite(result["eval"]["eval_loss"])
+    with pytest.raises(ValueError, match="document_attention=True applies to task 'mlm'"):
+        train({"task": "classification"}, ["--document_attention", "true", "--output_dir", str(tmp_path / "bad")])

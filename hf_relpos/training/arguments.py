@@ -111,6 +111,7 @@ class DataTrainingArguments:
     # pretraining (mlm, span_corruption)
     mlm_probability: float = field(default=0.15, metadata={"help": "mlm: share of tokens masked (80% [MASK], 10% random, 10% kept)."})
     whole_word_masking: bool = field(default=False, metadata={"help": "mlm: mask all pieces of a word together (transformers' collator; all masked become [MASK])."})
+    document_attention: bool = field(default=False, metadata={"help": "mlm: a packed block's documents attend within themselves only (position_ids restart at each document; relpos_bert runs them as separate texts)."})
     noise_density: float = field(default=0.15, metadata={"help": "span_corruption: share of tokens in noise spans."})
     mean_noise_span_length: float = field(default=3.0, metadata={"help": "span_corruption: mean noise span length, in tokens."})
     eval_lengths: list[int] | None = field(default=None, metadata={"help": "mlm/span_corruption: also evaluate on validation blocks of each length, e.g. 128 512 2048."})
@@ -355,6 +356,8 @@ def validate(model_args: ModelArguments, data_args: DataTrainingArguments, outpu
         raise ValueError(
             f"relative_position_learning_rate={model_args.relative_position_learning_rate} is not valid; choose a positive number"
         )
+    if data_args.document_attention and data_args.task != "mlm":
+        raise ValueError(f"document_attention=True applies to task 'mlm', not {data_args.task!r}: remove it")
     if data_args.teacher_model_name_or_path and data_args.task != "mlm":
         raise ValueError(f"teacher_model_name_or_path={data_args.teacher_model_name_or_path!r} applies to task 'mlm', "
                          f"not {data_args.task!r}: remove it")

@@ -93,12 +93,28 @@ def _texts(dataset, column, limit=None):
     return (r[column] for r in rows if isinstance(r[column], str) and r[column].strip())
 
 
-def pack(batch: dict, block_size: int) -> dict:
+def pack(batch: dict, block_size: int, document_positions: bool = False) -> dict:
     """run_mlm's group texts: concatenate each column's lists and cut into ``block_size`` blocks (the
-    remainder is dropped)."""
+    remainder is dropped). ``document_positions``: add ``position_ids`` that restart at 0 where a document
+    starts and at each block's start (the layout of transformers' ``DataCollatorWithFlattening``), so the
+    model can keep each document's attention within it."""
+    if document_positions:
+        batch = {**batch, "position_ids": [list(range(len(ids))) for ids in batch["input_ids"]]}
     concatenated = {k: list(itertools.chain.from_iterable(v)) for k, v in batch.items()}
     total = (len(concatenated["input_ids"]) // block_size) * block_size
-    return {k: [v[i:i + block_size] for i in range(0, total, block_size)] for k, v in concatenated.items()}
+    blocks = {k: [v[i:i + block_size] for i in range(0, total, block_size)] for k, v in concatenated.items()}
+    if document_positions:  # a document cut by a block boundary restarts there: positions stay < block_size
+        blocks["position_ids"] = [_restarted(pos) for pos in blocks["position_ids"]]
+    return blocks
+
+
+def _restarted(positions: list[int]) -> list[int]:
+    """Positions of a block counted from its start for the document it starts inside, from 0 for the others."""
+    out, base = [], positions[0]
+    for p in positions:
+        base = 0 if p == 0 else base
+        out.append(p - base)
+    return out
 
 
 def packed_blocks(dataset, tokenizer, column: str, block_size: int, keep: tuple[str, ...], data_args=None):
@@ -110,7 +126,7 @@ def packed_blocks(dataset, tokenizer, column: str, block_size: int, keep: tuple[
         texts = [t for t in batch[column] if isinstance(t, str) and t.strip()]
         enc = tokenizer(texts, return_special_tokens_mask="special_tokens_mask" in keep,
                         return_offsets_mapping=offsets, verbose=False)
-        return pack({k: enc[k] for k in keep}, block_size)
+        return pack({k: enc[k] for k in keep}, block_size, getattr(data_args, "document_attention", False))
 
     options = {"batched": True, "remove_columns": _column_names(dataset)}
     if isinstance(dataset, Dataset):
