@@ -374,7 +374,7 @@ class FusedContentAttention(torch.autograd.Function):
             if ctx.fully_masked:  # eager's softmax (uniform rows where every key is masked)
                 probs = torch.softmax(scores, dim=-1)
             else:
-                probs = scores.sub_(lse[:, :, rows, None]).exp_()
+                probs = _shifted_exp(scores.sub_(lse[:, :, rows, None]))  # no subnormal P or dS (padding, far keys)
             if need_v:
                 dv += torch.matmul(probs.transpose(-1, -2), do)
             ds = probs.mul_(torch.matmul(do, vt).sub_(delta[:, :, rows])).mul_(scaling)  # dS·scale
