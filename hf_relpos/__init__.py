@@ -44,19 +44,25 @@ __version__ = "0.2.0"
 
 # model_type → (config class, [(Auto class, model class), ...]): the one registration table
 _REGISTRY = {
-    "relpos_bert": (RelPosBertConfig, [
-        (AutoModel, RelPosBertModel),
-        (AutoModelForMaskedLM, RelPosBertForMaskedLM),
-        (AutoModelForSequenceClassification, RelPosBertForSequenceClassification),
-        (AutoModelForTokenClassification, RelPosBertForTokenClassification),
-        (AutoModelForQuestionAnswering, RelPosBertForQuestionAnswering),
-        (AutoModelForMultipleChoice, RelPosBertForMultipleChoice),
-    ]),
-    "relpos_t5": (RelPosT5Config, [
-        (AutoModel, RelPosT5Model),
-        (AutoModelForSeq2SeqLM, RelPosT5ForConditionalGeneration),
-        (AutoModelForTextEncoding, RelPosT5EncoderModel),
-    ]),
+    "relpos_bert": (
+        RelPosBertConfig,
+        [
+            (AutoModel, RelPosBertModel),
+            (AutoModelForMaskedLM, RelPosBertForMaskedLM),
+            (AutoModelForSequenceClassification, RelPosBertForSequenceClassification),
+            (AutoModelForTokenClassification, RelPosBertForTokenClassification),
+            (AutoModelForQuestionAnswering, RelPosBertForQuestionAnswering),
+            (AutoModelForMultipleChoice, RelPosBertForMultipleChoice),
+        ],
+    ),
+    "relpos_t5": (
+        RelPosT5Config,
+        [
+            (AutoModel, RelPosT5Model),
+            (AutoModelForSeq2SeqLM, RelPosT5ForConditionalGeneration),
+            (AutoModelForTextEncoding, RelPosT5EncoderModel),
+        ],
+    ),
 }
 
 

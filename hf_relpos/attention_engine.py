@@ -121,7 +121,8 @@ def full_block_mask(q_len, k_len, device, block=128):
     return BlockMask.from_kv_blocks(
         kv_num_blocks=torch.full((1, 1, nq), nk, dtype=torch.int32, device=device),
         kv_indices=torch.arange(nk, dtype=torch.int32, device=device).expand(1, 1, nq, nk).contiguous(),
-        BLOCK_SIZE=block, seq_lengths=(q_len, k_len),
+        BLOCK_SIZE=block,
+        seq_lengths=(q_len, k_len),
     )
 
 
@@ -153,11 +154,17 @@ def _flex_core(query, key, value, attention_mask, scaling, position_bias=None, b
         # inside the caller's torch.compile / torch.export graph: the outer compile fuses flex itself
         output = flex_attention(query, key, value, score_mod=score_mod, scale=scaling)
     elif flex_compiled(query, key, value, position_bias, bias_1d):
-        block_mask = (full_block_mask(q_len, k_len, query.device) if window is None
-                      else sliding_block_mask(q_len, k_len, window, query.device))
+        block_mask = (
+            full_block_mask(q_len, k_len, query.device)
+            if window is None
+            else sliding_block_mask(q_len, k_len, window, query.device)
+        )
         output = _compiled_flex()(query, key, value, score_mod=score_mod, scale=scaling, block_mask=block_mask)
-    elif query.device.type == "cpu" and torch.is_grad_enabled() and any(
-            t is not None and t.requires_grad for t in (query, key, value, position_bias, bias_1d)):
+    elif (
+        query.device.type == "cpu"
+        and torch.is_grad_enabled()
+        and any(t is not None and t.requires_grad for t in (query, key, value, position_bias, bias_1d))
+    ):
         # torch has no flex backward on CPU (compiled or not): the same score_mod over dense scores
         output = flex_math(query, key, value, score_mod, scaling)
     else:
@@ -204,8 +211,9 @@ def use_blocks(query, key) -> int | None:
     return block if block < q_len else None
 
 
-def blocked_relpos_attention(query, key, value, attention_mask, scaling, scheme, block, dropout=0.0,
-                             projections=None, memo=None):
+def blocked_relpos_attention(
+    query, key, value, attention_mask, scaling, scheme, block, dropout=0.0, projections=None, memo=None
+):
     """Attention over query blocks of ``block`` rows, exact; memory O(block · Lk) per layer instead of
     O(Lq · Lk). Under autograd a content term (CPU, fp32/fp64, no dropout, eager) runs
     :class:`FusedContentAttention`; otherwise each block is checkpointed: its scores (and the scheme's
@@ -245,12 +253,14 @@ def blocked_relpos_attention(query, key, value, attention_mask, scaling, scheme,
     params = [*scheme.parameters(), *(p for m in (projections or ()) for p in m.parameters())]
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (query, key, value, *params))
     if needs_grad and use_fused_content(query, scheme, dropout):
+
         def content(q, k, start, memo):  # a memo private to this call, shared by its blocks
             return scheme.content(q, k, projections=projections, memo=memo, q_start=offset + start)
 
         mask = None if attention_mask is None else attention_mask.to(query.dtype)
-        out = FusedContentAttention.apply(content, query, key, value, mask, scaling, block,
-                                          *(p for p in params if p.requires_grad))
+        out = FusedContentAttention.apply(
+            content, query, key, value, mask, scaling, block, *(p for p in params if p.requires_grad)
+        )
         return out.transpose(1, 2).contiguous(), None
     outputs = []
     for start in range(0, q_len, block):
@@ -262,13 +272,19 @@ def blocked_relpos_attention(query, key, value, attention_mask, scaling, scheme,
     return torch.cat(outputs, dim=2).transpose(1, 2).contiguous(), None
 
 
-
 def use_fused_content(query, scheme, dropout) -> bool:
     """Whether the query blocks of a content scheme run :class:`FusedContentAttention` (CPU, fp32/fp64, no
     dropout, no value side, eager) instead of checkpointed blocks."""
-    return (scheme.uses_content and not scheme.uses_values and not scheme.uses_bias and dropout == 0
-            and query.device.type == "cpu" and query.dtype in (torch.float32, torch.float64)
-            and not torch.compiler.is_compiling() and not torch.jit.is_tracing())
+    return (
+        scheme.uses_content
+        and not scheme.uses_values
+        and not scheme.uses_bias
+        and dropout == 0
+        and query.device.type == "cpu"
+        and query.dtype in (torch.float32, torch.float64)
+        and not torch.compiler.is_compiling()
+        and not torch.jit.is_tracing()
+    )
 
 
 def _fully_masked(mask) -> bool:
@@ -341,7 +357,8 @@ class FusedContentAttention(torch.autograd.Function):
             if mask is not None:
                 bias = bias.add_(mask[:, :, rows] if mask_rows else mask)
             out[:, :, rows], lse[:, :, rows] = flash_attention_forward(
-                query[:, :, rows], key, value, attn_mask=bias, scale=scaling)
+                query[:, :, rows], key, value, attn_mask=bias, scale=scaling
+            )
         ctx.save_for_backward(query, key, value, mask, out, lse, *params)
         ctx.content, ctx.scaling, ctx.block, ctx.fully_masked = content, scaling, block, _fully_masked(mask)
         return out
@@ -500,8 +517,12 @@ class FusedDistanceBiasAttention(torch.autograd.Function):
             for start in range(0, q_len, block):
                 n = min(block, q_len - start)
                 o, l = flash_attention_forward(
-                    _reversed_rows(query, start, n), key, value, attn_mask=_block_bias(windows, mask, start, n),
-                    scale=scaling)
+                    _reversed_rows(query, start, n),
+                    key,
+                    value,
+                    attn_mask=_block_bias(windows, mask, start, n),
+                    scale=scaling,
+                )
                 out[:, :, start : start + n] = o.flip(2)
                 lse[:, :, start : start + n] = l.flip(2)
         ctx.save_for_backward(query, key, value, table, mask, out, lse)
@@ -533,9 +554,15 @@ class FusedDistanceBiasAttention(torch.autograd.Function):
         def kernel_block(start, n, keep=True):
             """dq, dk, dv of one block by torch's fused flash backward (frozen table, no fully masked row)."""
             gq, gk, gv = flash_attention_backward(
-                _reversed_rows(grad_out, start, n), _reversed_rows(query, start, n), key, value,
-                _reversed_rows(out, start, n), _reversed_rows(lse[..., None], start, n)[..., 0],
-                attn_mask=_block_bias(windows, mask, start, n), scale=scaling)
+                _reversed_rows(grad_out, start, n),
+                _reversed_rows(query, start, n),
+                key,
+                value,
+                _reversed_rows(out, start, n),
+                _reversed_rows(lse[..., None], start, n)[..., 0],
+                attn_mask=_block_bias(windows, mask, start, n),
+                scale=scaling,
+            )
             if keep and need_q:
                 dq[:, :, start : start + n] = gq.flip(2)
             if keep and need_k:
@@ -555,8 +582,9 @@ class FusedDistanceBiasAttention(torch.autograd.Function):
                     padded = query.new_zeros(B, H, plane)
                     buffers[n]["ds"] = padded.as_strided((B, H, n, k_len), (H * plane, plane, width, 1), n - 1)
                     # column c of row u: dS[u, c − u] (zero outside 0 … Lk − 1), one j − i per column
-                    buffers[n]["diagonals"] = padded.as_strided((B, H, n, width), (H * plane, plane, width - 1, 1),
-                                                                n - 1)
+                    buffers[n]["diagonals"] = padded.as_strided(
+                        (B, H, n, width), (H * plane, plane, width - 1, 1), n - 1
+                    )
             buf = buffers[n]
             q, do = _reversed_rows(query, start, n).mul_(scaling), _reversed_rows(grad_out, start, n)  # q·scale
             scores = torch.matmul(q, kt, out=buf["scores"]).add_(windows[:, lo : lo + n])
@@ -655,8 +683,6 @@ def fused_bias_attention(query, key, value, attention_mask, scaling, table, bloc
     return output.transpose(1, 2).contiguous(), None
 
 
-
-
 # ------------------------------------------------------------------------------------------------
 # backends
 
@@ -697,14 +723,27 @@ def _needs_eager(implementation, scheme, output_attentions) -> bool:
     return False
 
 
-def eager_relpos_attention(module, query, key, value, attention_mask, *, scaling, dropout=0.0,
-                           scheme: RelativePositionScheme = NO_RELATIVE_POSITION, memo=None, projections=None,
-                           sliding_window=None, **kwargs):
+def eager_relpos_attention(
+    module,
+    query,
+    key,
+    value,
+    attention_mask,
+    *,
+    scaling,
+    dropout=0.0,
+    scheme: RelativePositionScheme = NO_RELATIVE_POSITION,
+    memo=None,
+    projections=None,
+    sliding_window=None,
+    **kwargs,
+):
     """q (B, H, Lq, d), k/v (B, H, Lk, d) → ((B, Lq, H, d), probs (B, H, Lq, Lk)). Carries every hook;
     a local layer (``sliding_window`` w) adds the band |i − j| ≤ w to its mask."""
     if sliding_window is not None:
-        attention_mask = with_band(attention_mask, query.shape[-2], key.shape[-2], sliding_window, query.dtype,
-                                   query.device, memo)
+        attention_mask = with_band(
+            attention_mask, query.shape[-2], key.shape[-2], sliding_window, query.dtype, query.device, memo
+        )
     query, key, scaling = _scaled_and_rotated(query, key, scheme, scaling)
     scores = torch.matmul(query, key.transpose(-1, -2)) * scaling
     position_bias = _dense_position_bias(query, key, scheme, scaling, memo, projections)
@@ -720,25 +759,58 @@ def eager_relpos_attention(module, query, key, value, attention_mask, *, scaling
     return output.transpose(1, 2).contiguous(), probs
 
 
-def sdpa_relpos_attention(module, query, key, value, attention_mask, *, scaling, dropout=0.0,
-                          scheme: RelativePositionScheme = NO_RELATIVE_POSITION, memo=None, projections=None,
-                          output_attentions=False, sliding_window=None, **kwargs):
+def sdpa_relpos_attention(
+    module,
+    query,
+    key,
+    value,
+    attention_mask,
+    *,
+    scaling,
+    dropout=0.0,
+    scheme: RelativePositionScheme = NO_RELATIVE_POSITION,
+    memo=None,
+    projections=None,
+    output_attentions=False,
+    sliding_window=None,
+    **kwargs,
+):
     """transformers' sdpa with the scheme's terms as ``position_bias``; query blocks for long inputs
     whose term is content or a learned bias (sdpa has a fused kernel for a fixed bias such as ALiBi,
     none for one that needs a gradient or content)."""
     if _needs_eager("sdpa", scheme, output_attentions):
-        return eager_relpos_attention(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout,
-                                      scheme=scheme, memo=memo, projections=projections,
-                                      sliding_window=sliding_window)
+        return eager_relpos_attention(
+            module,
+            query,
+            key,
+            value,
+            attention_mask,
+            scaling=scaling,
+            dropout=dropout,
+            scheme=scheme,
+            memo=memo,
+            projections=projections,
+            sliding_window=sliding_window,
+        )
     query, key, scaling = _scaled_and_rotated(query, key, scheme, scaling)
     if sliding_window is not None:  # a local layer: O(L·w) blocks where they pay, else the band as a mask
         if use_banded(query, key, scheme, sliding_window):
-            output = banded_attention(query, key, value, attention_mask, scaling, scheme, sliding_window,
-                                      dropout=dropout, projections=projections)
+            output = banded_attention(
+                query,
+                key,
+                value,
+                attention_mask,
+                scaling,
+                scheme,
+                sliding_window,
+                dropout=dropout,
+                projections=projections,
+            )
             if output is not None:
                 return output, None
-        attention_mask = with_band(attention_mask, query.shape[-2], key.shape[-2], sliding_window, query.dtype,
-                                   query.device, memo)
+        attention_mask = with_band(
+            attention_mask, query.shape[-2], key.shape[-2], sliding_window, query.dtype, query.device, memo
+        )
     if use_fused_bias(query, key, scheme, dropout):
         table = scheme.bias_1d(query.shape[-2], key.shape[-2])
         if table is not None:  # FIRE's causal form has no 1-D table
@@ -747,11 +819,30 @@ def sdpa_relpos_attention(module, query, key, value, attention_mask, *, scaling,
     if scheme.uses_content or learned_bias:
         block = use_blocks(query, key)
         if block is not None:
-            return blocked_relpos_attention(query, key, value, attention_mask, scaling, scheme, block,
-                                            dropout=dropout, projections=projections, memo=memo)
+            return blocked_relpos_attention(
+                query,
+                key,
+                value,
+                attention_mask,
+                scaling,
+                scheme,
+                block,
+                dropout=dropout,
+                projections=projections,
+                memo=memo,
+            )
     position_bias = _dense_position_bias(query, key, scheme, scaling, memo, projections)
-    output, _ = sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
-                                       is_causal=False, position_bias=position_bias)
+    output, _ = sdpa_attention_forward(
+        module,
+        query,
+        key,
+        value,
+        attention_mask,
+        dropout=dropout,
+        scaling=scaling,
+        is_causal=False,
+        position_bias=position_bias,
+    )
     if torch.compiler.is_exporting():
         # torch.export records CPU sdpa's output as already (B, Lq, H, d)-contiguous, but the ONNX exporter's
         # decomposition of sdpa is not, and the caller's reshape then fails as a view: copy explicitly
@@ -759,15 +850,38 @@ def sdpa_relpos_attention(module, query, key, value, attention_mask, *, scaling,
     return output, None
 
 
-def flex_relpos_attention(module, query, key, value, attention_mask, *, scaling, dropout=0.0,
-                          scheme: RelativePositionScheme = NO_RELATIVE_POSITION, memo=None, projections=None,
-                          output_attentions=False, sliding_window=None, **kwargs):
+def flex_relpos_attention(
+    module,
+    query,
+    key,
+    value,
+    attention_mask,
+    *,
+    scaling,
+    dropout=0.0,
+    scheme: RelativePositionScheme = NO_RELATIVE_POSITION,
+    memo=None,
+    projections=None,
+    output_attentions=False,
+    sliding_window=None,
+    **kwargs,
+):
     """Flex attention; a distance-only bias enters ``score_mod`` as its 1-D table, a local layer's band
     its ``score_mod`` and (compiled) a sliding ``BlockMask``."""
     if _needs_eager("flex_attention", scheme, output_attentions):
-        return eager_relpos_attention(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout,
-                                      scheme=scheme, memo=memo, projections=projections,
-                                      sliding_window=sliding_window)
+        return eager_relpos_attention(
+            module,
+            query,
+            key,
+            value,
+            attention_mask,
+            scaling=scaling,
+            dropout=dropout,
+            scheme=scheme,
+            memo=memo,
+            projections=projections,
+            sliding_window=sliding_window,
+        )
     if dropout > 0:
         raise ValueError(
             "attn_implementation='flex_attention' does not support attention dropout; set the attention dropout "
@@ -776,8 +890,9 @@ def flex_relpos_attention(module, query, key, value, attention_mask, *, scaling,
     query, key, scaling = _scaled_and_rotated(query, key, scheme, scaling)
     bias_1d = scheme.bias_1d(query.shape[-2], key.shape[-2]) if scheme.uses_bias else None
     if bias_1d is not None:
-        return _flex_core(query, key, value, attention_mask, scaling, bias_1d=bias_1d.to(query.dtype),
-                          window=sliding_window)
+        return _flex_core(
+            query, key, value, attention_mask, scaling, bias_1d=bias_1d.to(query.dtype), window=sliding_window
+        )
     position_bias = _dense_position_bias(query, key, scheme, scaling, memo, projections)
     return _flex_core(query, key, value, attention_mask, scaling, position_bias=position_bias, window=sliding_window)
 
@@ -805,8 +920,21 @@ class RelPosAttentionInterface(AttentionInterface):
 ALL_ATTENTION_FUNCTIONS = RelPosAttentionInterface()
 
 
-def relpos_attention(module, query, key, value, attention_mask, *, scheme, scaling, dropout=0.0, memo=None,
-                     projections=None, implementation="sdpa", **kwargs):
+def relpos_attention(
+    module,
+    query,
+    key,
+    value,
+    attention_mask,
+    *,
+    scheme,
+    scaling,
+    dropout=0.0,
+    memo=None,
+    projections=None,
+    implementation="sdpa",
+    **kwargs,
+):
     """Attention with a relative position scheme through the backend named ``implementation``.
 
     Args:
@@ -823,6 +951,16 @@ def relpos_attention(module, query, key, value, attention_mask, *, scheme, scali
     Returns: (output (B, Lq, H, d), attention probabilities (B, H, Lq, Lk) or None).
     """
     backend = ALL_ATTENTION_FUNCTIONS.get_interface(implementation)
-    return backend(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout,
-                   scheme=NO_RELATIVE_POSITION if scheme is None else scheme, memo=memo, projections=projections,
-                   **kwargs)
+    return backend(
+        module,
+        query,
+        key,
+        value,
+        attention_mask,
+        scaling=scaling,
+        dropout=dropout,
+        scheme=NO_RELATIVE_POSITION if scheme is None else scheme,
+        memo=memo,
+        projections=projections,
+        **kwargs,
+    )

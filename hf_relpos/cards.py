@@ -33,8 +33,10 @@ def task_template(task: str) -> Path:
     path = TEMPLATES / f"{task}.md"
     if not path.is_file():
         names = sorted(p.stem for p in TEMPLATES.glob("*.md") if p.stem != "base")
-        raise ValueError(f"task={task!r} has no model card template {path.name} in {TEMPLATES}; "
-                         f"templates exist for: {', '.join(names)}")
+        raise ValueError(
+            f"task={task!r} has no model card template {path.name} in {TEMPLATES}; "
+            f"templates exist for: {', '.join(names)}"
+        )
     return path
 
 
@@ -50,8 +52,18 @@ HEADS = (
     ("Model", "AutoModel", "feature-extraction", "feature-extraction"),
 )
 
-TRAINING_FIELDS = ("learning_rate", "per_device_train_batch_size", "per_device_eval_batch_size", "num_train_epochs",
-                   "max_steps", "warmup_steps", "weight_decay", "lr_scheduler_type", "seed", "gradient_accumulation_steps")
+TRAINING_FIELDS = (
+    "learning_rate",
+    "per_device_train_batch_size",
+    "per_device_eval_batch_size",
+    "num_train_epochs",
+    "max_steps",
+    "warmup_steps",
+    "weight_decay",
+    "lr_scheduler_type",
+    "seed",
+    "gradient_accumulation_steps",
+)
 
 
 def _plain(value):
@@ -90,10 +102,16 @@ def results_table(results: dict, comparison: list[dict] | None = None) -> str:
     if comparison:
         names = [k for k in comparison[0]["metrics"] if all(k in row["metrics"] for row in comparison)]
         lines = ["| model | " + " | ".join(names) + " | train s |", "|---" * (len(names) + 2) + "|"]
-        lines += [f"| {row['label']} | " + " | ".join(_fmt(row["metrics"][k]) for k in names)
-                  + f" | {row['train_seconds']:.0f} |" for row in comparison]
-        text += ("\n\nThe same recipe run from each of these checkpoints (`hf-relpos compare --models`; validation "
-                 "split):\n\n" + "\n".join(lines))
+        lines += [
+            f"| {row['label']} | "
+            + " | ".join(_fmt(row["metrics"][k]) for k in names)
+            + f" | {row['train_seconds']:.0f} |"
+            for row in comparison
+        ]
+        text += (
+            "\n\nThe same recipe run from each of these checkpoints (`hf-relpos compare --models`; validation "
+            "split):\n\n" + "\n".join(lines)
+        )
     return text
 
 
@@ -121,8 +139,11 @@ def data_sources(dataset=None, data_files=None, hub_dataset=None) -> dict:
         train, evaluation = _file_label(data_files.get("train")), _file_label(data_files.get("validation"))
         return {"training": train or "unknown data", "evaluation": evaluation or "unknown data", "hub_ids": []}
     if dataset == "synthetic" and not hub_dataset:
-        return {"training": "the train split of hf_relpos' built-in synthetic task",
-                "evaluation": "the validation split of hf_relpos' built-in synthetic task", "hub_ids": []}
+        return {
+            "training": "the train split of hf_relpos' built-in synthetic task",
+            "evaluation": "the validation split of hf_relpos' built-in synthetic task",
+            "hub_ids": [],
+        }
     if isinstance(hub_dataset, (list, tuple)):
         name, config = (list(hub_dataset) + [None])[:2]
     else:
@@ -134,9 +155,12 @@ def data_sources(dataset=None, data_files=None, hub_dataset=None) -> dict:
             return {"training": f"local files {dataset}", "evaluation": f"local files {dataset}", "hub_ids": []}
         name = dataset
     shown = f"`{name}`" + (f" (config `{config}`)" if config else "")
-    return {"training": f"the train split of the Hub dataset {shown}",
-            "evaluation": f"the validation split (the test split where it has none) of the Hub dataset {shown}",
-            "hub_ids": [name], "hub_config": config}
+    return {
+        "training": f"the train split of the Hub dataset {shown}",
+        "evaluation": f"the validation split (the test split where it has none) of the Hub dataset {shown}",
+        "hub_ids": [name],
+        "hub_config": config,
+    }
 
 
 def data_section(sources: dict) -> str:
@@ -160,25 +184,48 @@ def default_limitations(config, dataset=None, max_seq_length=None, sources=None)
         bullets.append(f"Learned absolute embeddings limit inputs to max_position_embeddings = {max_pos} tokens.")
     else:
         seen = f" ({max_seq_length} tokens here)" if max_seq_length else ""
-        bullets.append("Without learned absolute embeddings, inputs longer than max_position_embeddings run, but quality "
-                       f"beyond the training length{seen} was not measured.")
+        bullets.append(
+            "Without learned absolute embeddings, inputs longer than max_position_embeddings run, but quality "
+            f"beyond the training length{seen} was not measured."
+        )
     if _get(config, "relative_value"):
-        bullets.append("The value-side relative term needs the attention probabilities, so those layers run eager "
-                       "attention (slower, more memory) whatever `attn_implementation` asks.")
+        bullets.append(
+            "The value-side relative term needs the attention probabilities, so those layers run eager "
+            "attention (slower, more memory) whatever `attn_implementation` asks."
+        )
     if sources is None and dataset:
         sources = data_sources(dataset)
     if dataset == "synthetic" and not (sources and sources["hub_ids"]):
-        bullets.append("Trained from scratch on hf_relpos' built-in synthetic task: a demonstration of the pipeline, "
-                       "not a useful model.")
+        bullets.append(
+            "Trained from scratch on hf_relpos' built-in synthetic task: a demonstration of the pipeline, "
+            "not a useful model."
+        )
     elif sources:
-        bullets.append(f"Trained on {sources['training']} only (evaluated on {sources['evaluation']}); quality "
-                       "outside that data's domain and language is unknown, and its biases carry over.")
+        bullets.append(
+            f"Trained on {sources['training']} only (evaluated on {sources['evaluation']}); quality "
+            "outside that data's domain and language is unknown, and its biases carry over."
+        )
     return "\n".join(f"- {b}" for b in bullets)
 
 
-def build_model_card(task, config, metrics, training_args, dataset, repo_id=None, limitations=None, example_input="",
-                     example_question="", version_2=None, max_seq_length=None, pipeline_tag=None,
-                     auto_class=None, comparison=None, data_files=None, hub_dataset=None) -> ModelCard:
+def build_model_card(
+    task,
+    config,
+    metrics,
+    training_args,
+    dataset,
+    repo_id=None,
+    limitations=None,
+    example_input="",
+    example_question="",
+    version_2=None,
+    max_seq_length=None,
+    pipeline_tag=None,
+    auto_class=None,
+    comparison=None,
+    data_files=None,
+    hub_dataset=None,
+) -> ModelCard:
     """A ModelCard for a fine-tuned checkpoint from the template model_cards/<task>.md. ``metrics`` are the
     final eval metrics (eval_ prefix); ``config`` and ``training_args`` may be objects or dicts (e.g. read
     back from config.json / metrics.json). ``pipeline_tag`` and ``auto_class`` (the task's, from the
@@ -192,16 +239,27 @@ def build_model_card(task, config, metrics, training_args, dataset, repo_id=None
     decoder_scheme = _get(config, "decoder_relative_position") or scheme
     repo_id = repo_id or "path/to/this/folder"
     model_name = Path(repo_id).name or "model"
-    results = {k.removeprefix("eval_"): v for k, v in metrics.items()
-               if isinstance(v, (int, float)) and not isinstance(v, bool)
-               and k.removeprefix("eval_") not in ("runtime", "samples_per_second", "steps_per_second", "epoch")}
+    results = {
+        k.removeprefix("eval_"): v
+        for k, v in metrics.items()
+        if isinstance(v, (int, float))
+        and not isinstance(v, bool)
+        and k.removeprefix("eval_") not in ("runtime", "samples_per_second", "steps_per_second", "epoch")
+    }
     sources = data_sources(dataset, data_files, hub_dataset)
     eval_type = sources["hub_ids"][0] if sources["hub_ids"] else ("synthetic" if dataset == "synthetic" else "local")
     eval_results = [  # the model's own scores; a model-free baseline is not a result of this model
-        EvalResult(task_type=pipeline_tag, dataset_type=eval_type, dataset_name=sources["evaluation"].replace("`", ""),
-                   dataset_config=sources.get("hub_config"), metric_type=name,
-                   metric_name=name, metric_value=float(value))
-        for name, value in results.items() if not name.startswith("baseline_")
+        EvalResult(
+            task_type=pipeline_tag,
+            dataset_type=eval_type,
+            dataset_name=sources["evaluation"].replace("`", ""),
+            dataset_config=sources.get("hub_config"),
+            metric_type=name,
+            metric_name=name,
+            metric_value=float(value),
+        )
+        for name, value in results.items()
+        if not name.startswith("baseline_")
     ]
     card_data = ModelCardData(
         library_name="transformers",
@@ -245,12 +303,20 @@ def card_from_metrics(config, metrics: dict, repo_id: str) -> ModelCard | None:
     if not (isinstance(task, str) and (TEMPLATES / f"{task}.md").is_file() and isinstance(metrics.get("eval"), dict)):
         return None
     return build_model_card(
-        task, config, metrics["eval"], metrics.get("training_args") or {}, metrics.get("dataset") or "unknown",
-        repo_id=repo_id, example_input=str(metrics.get("example_input", "")),
+        task,
+        config,
+        metrics["eval"],
+        metrics.get("training_args") or {},
+        metrics.get("dataset") or "unknown",
+        repo_id=repo_id,
+        example_input=str(metrics.get("example_input", "")),
         example_question=str(metrics.get("example_question", "")),
-        version_2=metrics.get("version_2_with_negative", False), max_seq_length=metrics.get("max_seq_length"),
-        pipeline_tag=metrics.get("pipeline_tag"), auto_class=metrics.get("auto_class"),
-        comparison=metrics.get("comparison"), data_files=metrics.get("data_files"),
+        version_2=metrics.get("version_2_with_negative", False),
+        max_seq_length=metrics.get("max_seq_length"),
+        pipeline_tag=metrics.get("pipeline_tag"),
+        auto_class=metrics.get("auto_class"),
+        comparison=metrics.get("comparison"),
+        data_files=metrics.get("data_files"),
         hub_dataset=metrics.get("hub_dataset"),
     )
 
@@ -270,31 +336,54 @@ def head_of(config) -> tuple[str, str, str | None]:
 def usage_code(config, repo_id, has_tokenizer=True) -> str:
     """A runnable Python snippet that loads ``repo_id`` with the right Auto class and uses it."""
     auto_class, _, pipe = head_of(config)
-    tok = f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}", trust_remote_code=True)' if has_tokenizer else \
-        'tokenizer = AutoTokenizer.from_pretrained("<the tokenizer this model was trained with>")'
-    lines = [f"from transformers import {auto_class}, AutoTokenizer" + (", pipeline" if pipe else ""), "",
-             f'model = {auto_class}.from_pretrained("{repo_id}", trust_remote_code=True)', tok]
+    tok = (
+        f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}", trust_remote_code=True)'
+        if has_tokenizer
+        else 'tokenizer = AutoTokenizer.from_pretrained("<the tokenizer this model was trained with>")'
+    )
+    lines = [
+        f"from transformers import {auto_class}, AutoTokenizer" + (", pipeline" if pipe else ""),
+        "",
+        f'model = {auto_class}.from_pretrained("{repo_id}", trust_remote_code=True)',
+        tok,
+    ]
     if pipe == "fill-mask":
-        lines += ['fill = pipeline("fill-mask", model=model, tokenizer=tokenizer)',
-                  'print(fill(f"relative positions help {tokenizer.mask_token} models"))']
+        lines += [
+            'fill = pipeline("fill-mask", model=model, tokenizer=tokenizer)',
+            'print(fill(f"relative positions help {tokenizer.mask_token} models"))',
+        ]
     elif pipe == "feature-extraction":
-        lines += ['extract = pipeline("feature-extraction", model=model, tokenizer=tokenizer)',
-                  'features = extract("relative positions help models")  # [1][tokens][hidden]',
-                  "print(len(features[0]), len(features[0][0]))"]
+        lines += [
+            'extract = pipeline("feature-extraction", model=model, tokenizer=tokenizer)',
+            'features = extract("relative positions help models")  # [1][tokens][hidden]',
+            "print(len(features[0]), len(features[0][0]))",
+        ]
     elif pipe:
-        lines += [f'run = pipeline("{pipe}", model=model, tokenizer=tokenizer)', 'print(run("relative positions help models"))']
+        lines += [
+            f'run = pipeline("{pipe}", model=model, tokenizer=tokenizer)',
+            'print(run("relative positions help models"))',
+        ]
     elif auto_class == "AutoModelForSeq2SeqLM":
-        lines += ['inputs = tokenizer(["relative positions help models"], return_tensors="pt")',
-                  "out = model.generate(**inputs, max_new_tokens=20)",
-                  "print(tokenizer.batch_decode(out, skip_special_tokens=True))"]
+        lines += [
+            'inputs = tokenizer(["relative positions help models"], return_tensors="pt")',
+            "out = model.generate(**inputs, max_new_tokens=20)",
+            "print(tokenizer.batch_decode(out, skip_special_tokens=True))",
+        ]
     else:
-        lines += ['inputs = tokenizer("relative positions help models", return_tensors="pt")',
-                  "print(model(**inputs))"]
+        lines += ['inputs = tokenizer("relative positions help models", return_tensors="pt")', "print(model(**inputs))"]
     return "\n".join(lines)
 
 
-def build_base_card(config, repo_id=None, has_tokenizer=True, dataset=None, training_args=None,
-                    limitations=None, data_files=None, hub_dataset=None) -> ModelCard:
+def build_base_card(
+    config,
+    repo_id=None,
+    has_tokenizer=True,
+    dataset=None,
+    training_args=None,
+    limitations=None,
+    data_files=None,
+    hub_dataset=None,
+) -> ModelCard:
     """A ModelCard for a checkpoint without task results (a converted or freshly built base model); its
     ``datasets`` metadata holds Hub ids only (`data_sources`)."""
     sources = data_sources(dataset, data_files, hub_dataset) if (dataset or data_files or hub_dataset) else None
@@ -312,8 +401,17 @@ def build_base_card(config, repo_id=None, has_tokenizer=True, dataset=None, trai
         license="apache-2.0",
     )
     rows = list(training_args_dict(training_args).items())
-    size_keys = ("hidden_size", "num_hidden_layers", "num_attention_heads", "d_model", "num_layers",
-                 "num_decoder_layers", "num_heads", "vocab_size", "max_position_embeddings")
+    size_keys = (
+        "hidden_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "d_model",
+        "num_layers",
+        "num_decoder_layers",
+        "num_heads",
+        "vocab_size",
+        "max_position_embeddings",
+    )
     return ModelCard.from_template(
         card_data,
         template_path=str(TEMPLATES / "base.md"),

@@ -42,8 +42,11 @@ def _compare(args, overrides):
     print(compare_table(rows))
     base = Path(rows[0]["output_dir"]).parent
     chart = base / "compare.png"
-    print(f"wrote {chart} and {base / 'compare.json'}" if chart.is_file()
-          else f"wrote {base / 'compare.json'}; matplotlib is not installed: no chart (pip install matplotlib)")
+    print(
+        f"wrote {chart} and {base / 'compare.json'}"
+        if chart.is_file()
+        else f"wrote {base / 'compare.json'}; matplotlib is not installed: no chart (pip install matplotlib)"
+    )
     return rows
 
 
@@ -61,16 +64,27 @@ def main(argv=None):
     # no abbreviated flags anywhere: `--num_train_epoch` must be an error, not `--num_train_epochs`
     sub_add_parser = sub.add_parser
     sub.add_parser = lambda *a, **kw: sub_add_parser(*a, **{"allow_abbrev": False, **kw})
-    p_train = sub.add_parser("train", help="fine-tune with a recipe; any recipe field can be overridden with --field value "
-                             "(`hf-relpos train --help` lists them)", add_help=False)
+    p_train = sub.add_parser(
+        "train",
+        help="fine-tune with a recipe; any recipe field can be overridden with --field value "
+        "(`hf-relpos train --help` lists them)",
+        add_help=False,
+    )
     p_train.add_argument("recipe", help="a shipped recipe's name (`hf-relpos recipes`) or a YAML path")
-    sub.add_parser("recipes", help="list the shipped recipes: description, and whether they need the Hub or local files")
-    p_compare = sub.add_parser("compare", help="run a recipe once per scheme (or per checkpoint) and compare metrics and time")
+    sub.add_parser(
+        "recipes", help="list the shipped recipes: description, and whether they need the Hub or local files"
+    )
+    p_compare = sub.add_parser(
+        "compare", help="run a recipe once per scheme (or per checkpoint) and compare metrics and time"
+    )
     p_compare.add_argument("recipe")
     which = p_compare.add_mutually_exclusive_group(required=True)
     which.add_argument("--schemes", help="comma-separated relative_position values (`none`: no relative scheme)")
-    which.add_argument("--models", help="comma-separated checkpoint folders, LABEL=PATH or PATH: the recipe run "
-                       "from each (e.g. original=MINILM_DIR,converted=runs/minilm-t5)")
+    which.add_argument(
+        "--models",
+        help="comma-separated checkpoint folders, LABEL=PATH or PATH: the recipe run "
+        "from each (e.g. original=MINILM_DIR,converted=runs/minilm-t5)",
+    )
     p_push = sub.add_parser("push", help="upload a checkpoint folder (safetensors, code, tokenizer, card) to the Hub")
     p_push.add_argument("output_dir", help="a folder written by `hf-relpos train` or save_pretrained")
     p_push.add_argument("--repo-id", required=True, help="namespace/name (a bare name goes under the token's user)")
@@ -78,18 +92,25 @@ def main(argv=None):
     p_push.add_argument("--revision", default=None, help="branch to commit to (created from main if absent)")
     p_push.add_argument("--commit-message", default=None)
     p_push.add_argument("--token", default=None, help="Hub token (default: HF_TOKEN or the saved login)")
-    p_push.add_argument("--dry-run", action="store_true", help="list what would be uploaded and print the card; send nothing")
+    p_push.add_argument(
+        "--dry-run", action="store_true", help="list what would be uploaded and print the card; send nothing"
+    )
     _add_convert_parser(sub)
     _add_export_parser(sub)
     _add_predict_parser(sub)
-    p_bench = sub.add_parser("bench", help="benchmarks: speed/memory against HF anchors, or length extrapolation",
-                             add_help=False)
-    p_bench.add_argument("suite", nargs="?", choices=BENCH_SUITES, help="which benchmark (its own --help lists options)")
+    p_bench = sub.add_parser(
+        "bench", help="benchmarks: speed/memory against HF anchors, or length extrapolation", add_help=False
+    )
+    p_bench.add_argument(
+        "suite", nargs="?", choices=BENCH_SUITES, help="which benchmark (its own --help lists options)"
+    )
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["bench"]:  # the suite parses its own options
         rest = argv[1:]
         if not rest or rest[0] not in BENCH_SUITES:
-            parser.error(f"bench: choose a suite from: {', '.join(BENCH_SUITES)} (got {rest[0] if rest else 'nothing'!r})")
+            parser.error(
+                f"bench: choose a suite from: {', '.join(BENCH_SUITES)} (got {rest[0] if rest else 'nothing'!r})"
+            )
         return BENCH_SUITES[rest[0]](rest[1:]) or 0
     if argv[:1] == ["train"] and ("-h" in argv or "--help" in argv):  # the recipe fields, from their dataclasses
         return _train_help(argv[1:])
@@ -119,7 +140,11 @@ def main(argv=None):
             return _export(args)
         elif args.command == "predict":
             return _predict(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:  # user mistakes: one line, exit 2 (bugs keep their traceback)
+    except (
+        ValueError,
+        FileNotFoundError,
+        FileExistsError,
+    ) as err:  # user mistakes: one line, exit 2 (bugs keep their traceback)
         print(f"hf-relpos {args.command}: error: {err}", file=sys.stderr)
         return 2
     except Exception as err:
@@ -127,8 +152,11 @@ def main(argv=None):
             raise
         mark = getattr(err, "problem_mark", None)  # a recipe that is not valid YAML
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        print(f"hf-relpos {args.command}: error: recipe {getattr(args, 'recipe', '?')!r} is not valid YAML:{where}: "
-              f"{getattr(err, 'problem', None) or err}", file=sys.stderr)
+        print(
+            f"hf-relpos {args.command}: error: recipe {getattr(args, 'recipe', '?')!r} is not valid YAML:{where}: "
+            f"{getattr(err, 'problem', None) or err}",
+            file=sys.stderr,
+        )
         return 2
     finally:
         _end_distributed(succeeded)
@@ -192,9 +220,15 @@ def _push(args) -> int:
     from .hub import push_to_hub
 
     try:
-        result = push_to_hub(args.output_dir, args.repo_id, private=True if args.private else None,
-                             revision=args.revision, commit_message=args.commit_message, token=args.token,
-                             dry_run=args.dry_run)
+        result = push_to_hub(
+            args.output_dir,
+            args.repo_id,
+            private=True if args.private else None,
+            revision=args.revision,
+            commit_message=args.commit_message,
+            token=args.token,
+            dry_run=args.dry_run,
+        )
     except HfHubHTTPError as err:  # reached the Hub, which refused (auth, permissions, ...)
         print(f"hf-relpos push: error from the Hub: {err}", file=sys.stderr)
         return 1
@@ -207,7 +241,8 @@ def _push(args) -> int:
 
 def _add_convert_parser(sub):
     p = sub.add_parser(
-        "convert", help="convert a pretrained BERT/RoBERTa/ELECTRA, a legacy 4.x relative_key* BERT or a T5/mT5 checkpoint",
+        "convert",
+        help="convert a pretrained BERT/RoBERTa/ELECTRA, a legacy 4.x relative_key* BERT or a T5/mT5 checkpoint",
         description="Write a relpos_bert / relpos_t5 checkpoint folder (weights, code, tokenizer, conversion.json) "
         "from SRC (a folder or Hub id). Absolute BERT-family encoders take any --scheme; legacy relative_key / "
         "relative_key_query BERTs and T5 / mT5 become their exact relative counterparts.",
@@ -216,19 +251,38 @@ def _add_convert_parser(sub):
     p.add_argument("out", help="output folder (must not exist, or be empty)")
     p.add_argument("--scheme", default=None, help="relative scheme (default: the exact one for legacy and T5 sources)")
     absolute = p.add_mutually_exclusive_group()
-    absolute.add_argument("--keep-absolute", dest="keep_absolute", action="store_const", const=True, default=None,
-                          help="keep the learned absolute table (default for absolute sources)")
-    absolute.add_argument("--drop-absolute", dest="keep_absolute", action="store_const", const=False,
-                          help="drop it: a purely relative model that runs at any length")
-    p.add_argument("--max-position-embeddings", type=int, default=None,
-                   help="resize the learned table (longer: Longformer-style copies; exact on shorter inputs)")
+    absolute.add_argument(
+        "--keep-absolute",
+        dest="keep_absolute",
+        action="store_const",
+        const=True,
+        default=None,
+        help="keep the learned absolute table (default for absolute sources)",
+    )
+    absolute.add_argument(
+        "--drop-absolute",
+        dest="keep_absolute",
+        action="store_const",
+        const=False,
+        help="drop it: a purely relative model that runs at any length",
+    )
+    p.add_argument(
+        "--max-position-embeddings",
+        type=int,
+        default=None,
+        help="resize the learned table (longer: Longformer-style copies; exact on shorter inputs)",
+    )
     p.add_argument("--exact", action="store_true", help="refuse options that cannot reproduce the source's outputs")
     p.add_argument("--head", default="auto", help="auto (the source's task head) or base (the encoder alone)")
-    p.add_argument("--init", default="preserve", help="preserve (new relative parameters add nothing where possible) or random")
+    p.add_argument(
+        "--init", default="preserve", help="preserve (new relative parameters add nothing where possible) or random"
+    )
     p.add_argument("--tokenizer", default=None, help="take the tokenizer from this folder / Hub id")
     p.add_argument("--no-tokenizer", action="store_true", help="write the checkpoint without a tokenizer")
     p.add_argument("--no-check", action="store_true", help="skip the drift check against the source")
-    p.add_argument("--config-overrides", default=None, help='JSON of extra config fields, e.g. {"max_relative_position": 64}')
+    p.add_argument(
+        "--config-overrides", default=None, help='JSON of extra config fields, e.g. {"max_relative_position": 64}'
+    )
 
 
 def _convert(args) -> int:
@@ -237,19 +291,31 @@ def _convert(args) -> int:
 
     overrides = parse_json_object("--config-overrides", args.config_overrides) if args.config_overrides else {}
     info = convert_checkpoint(
-        args.src, args.out, args.scheme, keep_absolute=args.keep_absolute,
-        max_position_embeddings=args.max_position_embeddings, exact=args.exact, head=args.head, init=args.init,
-        tokenizer=args.tokenizer, no_tokenizer=args.no_tokenizer, check=not args.no_check, **overrides,
+        args.src,
+        args.out,
+        args.scheme,
+        keep_absolute=args.keep_absolute,
+        max_position_embeddings=args.max_position_embeddings,
+        exact=args.exact,
+        head=args.head,
+        init=args.init,
+        tokenizer=args.tokenizer,
+        no_tokenizer=args.no_tokenizer,
+        check=not args.no_check,
+        **overrides,
     )
     print(json.dumps(info, indent=2, default=str))
     return 0
 
 
 def _add_export_parser(sub):
-    p = sub.add_parser("export", help="export a relpos checkpoint to ONNX (pip install \"hf-relpos[onnx]\")",
-                       description="relpos_bert with its task head -> model.onnx; relpos_t5 -> encoder_model.onnx and "
-                       "decoder_model.onnx (no past key values). Dynamic batch and sequence axes, checked in "
-                       "onnxruntime against PyTorch.")
+    p = sub.add_parser(
+        "export",
+        help='export a relpos checkpoint to ONNX (pip install "hf-relpos[onnx]")',
+        description="relpos_bert with its task head -> model.onnx; relpos_t5 -> encoder_model.onnx and "
+        "decoder_model.onnx (no past key values). Dynamic batch and sequence axes, checked in "
+        "onnxruntime against PyTorch.",
+    )
     p.add_argument("checkpoint", help="a checkpoint folder or Hub repo id")
     p.add_argument("out", help="output folder (must not exist, or be empty)")
     p.add_argument("--format", default="onnx", choices=("onnx",))
@@ -261,8 +327,9 @@ def _export(args) -> int:
     from .export import export_checkpoint
 
     try:
-        report = export_checkpoint(args.checkpoint, args.out, format=args.format, opset=args.opset,
-                                   check=not args.no_check)
+        report = export_checkpoint(
+            args.checkpoint, args.out, format=args.format, opset=args.opset, check=not args.no_check
+        )
     except ImportError as err:  # the optional extra is missing
         print(f"hf-relpos export: error: {err}", file=sys.stderr)
         return 2
@@ -274,7 +341,8 @@ def _add_predict_parser(sub):
     from .predict import TASKS
 
     p = sub.add_parser(
-        "predict", help="run a checkpoint over a file of inputs (every task): answers, labels, summaries, embeddings",
+        "predict",
+        help="run a checkpoint over a file of inputs (every task): answers, labels, summaries, embeddings",
         description="Predictions of CHECKPOINT for every row of --input (.jsonl / .csv / .json; - = jsonl on stdin), "
         "written as jsonl to --output (- = stdout; .npy / .safetensors for embeddings). The task comes from the "
         "checkpoint. Input fields: qa: question, context; summarization: text or document; others: text. Output rows "
@@ -282,52 +350,111 @@ def _add_predict_parser(sub):
     )
     p.add_argument("checkpoint", help="a checkpoint folder (hf-relpos train / convert output, or save_pretrained)")
     p.add_argument("--input", required=True, help="input file (.jsonl, .csv, .json) or - for jsonl on stdin")
-    p.add_argument("--output", required=True, help="output file (.jsonl; embeddings also .npy / .safetensors) or - for stdout")
+    p.add_argument(
+        "--output", required=True, help="output file (.jsonl; embeddings also .npy / .safetensors) or - for stdout"
+    )
     p.add_argument("--task", default=None, choices=TASKS, help="override the checkpoint's task")
-    p.add_argument("--batch-size", type=int, default=32, help="rows (qa: windows) per forward; batches are sorted by length")
+    p.add_argument(
+        "--batch-size", type=int, default=32, help="rows (qa: windows) per forward; batches are sorted by length"
+    )
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: cuda when available)")
     p.add_argument("--dtype", default="auto", help="auto (the checkpoint's), float32, bfloat16, float16")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output")
-    p.add_argument("--skip-bad-rows", action="store_true", help="report and skip rows the task cannot take (default: stop)")
+    p.add_argument(
+        "--skip-bad-rows", action="store_true", help="report and skip rows the task cannot take (default: stop)"
+    )
     p.add_argument("--id-column", default="id", help="input column copied to each output row (default: id)")
-    p.add_argument("--text-column", default=None, help="input column of the text (default: text; seq2seq: text or document)")
+    p.add_argument(
+        "--text-column", default=None, help="input column of the text (default: text; seq2seq: text or document)"
+    )
     p.add_argument("--text-pair-column", default=None, help="classification: second text of a pair")
     p.add_argument("--question-column", default="question")
     p.add_argument("--context-column", default="context")
     p.add_argument("--n-best", type=int, default=1, help="qa: answers per question (an n_best list when > 1)")
-    p.add_argument("--max-seq-length", type=int, default=None,
-                   help="tokens per input (qa: per window); default: the length the checkpoint was trained at")
-    p.add_argument("--doc-stride", type=int, default=None, help="qa: overlap of the windows of a long context (default: training's)")
-    p.add_argument("--max-answer-length", type=int, default=None, help="qa: longest answer in tokens (default: training's)")
-    p.add_argument("--version-2", action="store_true", default=None,
-                   help="qa: SQuAD v2, the answer may be empty (default: as the checkpoint was trained)")
-    p.add_argument("--null-threshold", type=float, default=None, help="qa v2: empty answer when null score - best span > this")
-    p.add_argument("--num-beams", "--num_beams", dest="num_beams", type=int, default=None,
-                   help="seq2seq: beams (default: generation_config.json)")
-    p.add_argument("--max-new-tokens", "--max_new_tokens", dest="max_new_tokens", type=int, default=None,
-                   help="seq2seq: tokens to generate at most (default: generation_config.json)")
+    p.add_argument(
+        "--max-seq-length",
+        type=int,
+        default=None,
+        help="tokens per input (qa: per window); default: the length the checkpoint was trained at",
+    )
+    p.add_argument(
+        "--doc-stride",
+        type=int,
+        default=None,
+        help="qa: overlap of the windows of a long context (default: training's)",
+    )
+    p.add_argument(
+        "--max-answer-length", type=int, default=None, help="qa: longest answer in tokens (default: training's)"
+    )
+    p.add_argument(
+        "--version-2",
+        action="store_true",
+        default=None,
+        help="qa: SQuAD v2, the answer may be empty (default: as the checkpoint was trained)",
+    )
+    p.add_argument(
+        "--null-threshold", type=float, default=None, help="qa v2: empty answer when null score - best span > this"
+    )
+    p.add_argument(
+        "--num-beams",
+        "--num_beams",
+        dest="num_beams",
+        type=int,
+        default=None,
+        help="seq2seq: beams (default: generation_config.json)",
+    )
+    p.add_argument(
+        "--max-new-tokens",
+        "--max_new_tokens",
+        dest="max_new_tokens",
+        type=int,
+        default=None,
+        help="seq2seq: tokens to generate at most (default: generation_config.json)",
+    )
     p.add_argument("--top-k", type=int, default=5, help="fill-mask: tokens per mask")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    p.add_argument("--trust-remote-code", action="store_true", help="allow a checkpoint's own code (not needed for relpos_*)")
+    p.add_argument(
+        "--trust-remote-code", action="store_true", help="allow a checkpoint's own code (not needed for relpos_*)"
+    )
 
 
 def _predict(args) -> int:
     from .predict import predict
 
     rows = predict(
-        args.checkpoint, args.input, args.output, task=args.task, batch_size=args.batch_size, device=args.device,
-        dtype=args.dtype, id_column=args.id_column, text_column=args.text_column,
-        text_pair_column=args.text_pair_column, question_column=args.question_column,
-        context_column=args.context_column, n_best=args.n_best, max_seq_length=args.max_seq_length,
-        doc_stride=args.doc_stride, max_answer_length=args.max_answer_length, version_2=args.version_2,
-        null_threshold=args.null_threshold, num_beams=args.num_beams, max_new_tokens=args.max_new_tokens,
-        top_k=args.top_k, skip_bad_rows=args.skip_bad_rows, overwrite=args.overwrite,
-        progress=False if args.no_progress else None, trust_remote_code=args.trust_remote_code,
+        args.checkpoint,
+        args.input,
+        args.output,
+        task=args.task,
+        batch_size=args.batch_size,
+        device=args.device,
+        dtype=args.dtype,
+        id_column=args.id_column,
+        text_column=args.text_column,
+        text_pair_column=args.text_pair_column,
+        question_column=args.question_column,
+        context_column=args.context_column,
+        n_best=args.n_best,
+        max_seq_length=args.max_seq_length,
+        doc_stride=args.doc_stride,
+        max_answer_length=args.max_answer_length,
+        version_2=args.version_2,
+        null_threshold=args.null_threshold,
+        num_beams=args.num_beams,
+        max_new_tokens=args.max_new_tokens,
+        top_k=args.top_k,
+        skip_bad_rows=args.skip_bad_rows,
+        overwrite=args.overwrite,
+        progress=False if args.no_progress else None,
+        trust_remote_code=args.trust_remote_code,
     )
     rate = len(rows) / rows.seconds if rows.seconds else 0.0
     where = "stdout" if args.output == "-" else args.output
-    print(f"hf-relpos predict: {rows.task}: {len(rows)} rows -> {where} ({rate:.1f} rows/s)"
-          + (f"; skipped {len(rows.skipped)} bad rows" if args.skip_bad_rows else ""), file=sys.stderr)
+    print(
+        f"hf-relpos predict: {rows.task}: {len(rows)} rows -> {where} ({rate:.1f} rows/s)"
+        + (f"; skipped {len(rows.skipped)} bad rows" if args.skip_bad_rows else ""),
+        file=sys.stderr,
+    )
     return 0
 
 

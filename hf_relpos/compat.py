@@ -81,15 +81,18 @@ def _op_ok(name: str, arguments: tuple, returns: int) -> bool:
 def has_flash_forward() -> bool:
     """The forward kernel: (query, key, value, dropout_p, is_causal, *, attn_mask, scale) → (out, logsumexp)."""
     return not forced("flash_forward") and _op_ok(
-        _FORWARD_OP, ("query", "key", "value", "dropout_p", "is_causal", "attn_mask", "scale"), 2)
+        _FORWARD_OP, ("query", "key", "value", "dropout_p", "is_causal", "attn_mask", "scale"), 2
+    )
 
 
 def has_flash_backward() -> bool:
     """The backward kernel: (grad_out, query, key, value, out, logsumexp, dropout_p, is_causal, *, attn_mask,
     scale) → (grad_query, grad_key, grad_value)."""
     return not forced("flash_backward") and _op_ok(
-        _BACKWARD_OP, ("grad_out", "query", "key", "value", "out", "logsumexp", "dropout_p", "is_causal",
-                       "attn_mask", "scale"), 3)
+        _BACKWARD_OP,
+        ("grad_out", "query", "key", "value", "out", "logsumexp", "dropout_p", "is_causal", "attn_mask", "scale"),
+        3,
+    )
 
 
 def flash_attention_forward(query, key, value, attn_mask=None, scale=None):
@@ -97,8 +100,11 @@ def flash_attention_forward(query, key, value, attn_mask=None, scale=None):
     scale = query.shape[-1] ** -0.5 if scale is None else scale
     if has_flash_forward():
         return getattr(torch.ops.aten, _FORWARD_OP)(query, key, value, attn_mask=attn_mask, scale=scale)
-    warn_fallback("flash_forward", f"torch {torch.__version__} has no aten.{_FORWARD_OP} with the expected schema; "
-                                   "attention runs a slower math path (same results)")
+    warn_fallback(
+        "flash_forward",
+        f"torch {torch.__version__} has no aten.{_FORWARD_OP} with the expected schema; "
+        "attention runs a slower math path (same results)",
+    )
     scores = torch.matmul(query, key.transpose(-1, -2)).mul_(scale)
     if attn_mask is not None:
         scores = scores + attn_mask
@@ -109,8 +115,9 @@ def flash_attention_backward(grad_out, query, key, value, out, logsumexp, attn_m
     """(dq, dk, dv) of :func:`flash_attention_forward` given its output and log-sum-exp."""
     scale = query.shape[-1] ** -0.5 if scale is None else scale
     if has_flash_backward():
-        return getattr(torch.ops.aten, _BACKWARD_OP)(grad_out, query, key, value, out, logsumexp, 0.0, False,
-                                                     attn_mask=attn_mask, scale=scale)
+        return getattr(torch.ops.aten, _BACKWARD_OP)(
+            grad_out, query, key, value, out, logsumexp, 0.0, False, attn_mask=attn_mask, scale=scale
+        )
     warn_flash_backward()
     scores = torch.matmul(query, key.transpose(-1, -2)).mul_(scale)
     if attn_mask is not None:
@@ -124,8 +131,11 @@ def flash_attention_backward(grad_out, query, key, value, out, logsumexp, attn_m
 
 def warn_flash_backward() -> None:
     """The one warning of the backward's fallback (also for callers running their own recomputing backward)."""
-    warn_fallback("flash_backward", f"torch {torch.__version__} has no aten.{_BACKWARD_OP} with the expected "
-                                    "schema; attention's backward recomputes the probabilities (slower, same results)")
+    warn_fallback(
+        "flash_backward",
+        f"torch {torch.__version__} has no aten.{_BACKWARD_OP} with the expected "
+        "schema; attention's backward recomputes the probabilities (slower, same results)",
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -157,9 +167,12 @@ def session_loss_sum(trainer, start_step: int = 0) -> float:
     if not forced("trainer") and hasattr(trainer, "_total_loss_scalar") and hasattr(trainer, "_tr_loss"):
         tr_loss = trainer._tr_loss
         return float(trainer._total_loss_scalar) + (float(tr_loss.item()) if tr_loss is not None else 0.0)
-    warn_fallback("trainer", f"transformers' Trainer has no _tr_loss/_total_loss_scalar here (or the fallback is "
-                             "forced); a checkpoint's loss total is summed from the logged losses (exact when it "
-                             "falls on a logging step)")
+    warn_fallback(
+        "trainer",
+        "transformers' Trainer has no _tr_loss/_total_loss_scalar here (or the fallback is "
+        "forced); a checkpoint's loss total is summed from the logged losses (exact when it "
+        "falls on a logging step)",
+    )
     return logged_loss_sum(trainer.state.log_history, start_step, trainer.state.global_step)
 
 

@@ -20,10 +20,10 @@ from .scheme_config import (
     resolve_layer_types,
     resolve_local_parameters,
     resolve_scheme_parameters,
-    warn_misspelt_fields,
     scheme_class,
     validate_absolute_position,
     validate_per_layer,
+    warn_misspelt_fields,
 )
 
 # Every Auto class one relpos_bert checkpoint can be loaded with (``trust_remote_code=True``).
@@ -147,7 +147,8 @@ class RelPosBertConfig(PreTrainedConfig):
         scheme_class(relative_position)  # ValueError naming the field and the choices
         # a saved config (it carries transformers_version) keeps what it was saved with for keys added later
         self.relative_position_parameters = resolve_scheme_parameters(
-            relative_position, relative_position_parameters, flat, saved="transformers_version" in kwargs)
+            relative_position, relative_position_parameters, flat, saved="transformers_version" in kwargs
+        )
 
         warn_misspelt_fields(type(self), kwargs)
         # one checkpoint serves every Auto class, with or without hf_relpos installed
@@ -169,8 +170,15 @@ class RelPosBertConfig(PreTrainedConfig):
 
     def _validate(self):
         """ValueError naming the field, the bad value and the valid choices."""
-        for field in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-                      "max_position_embeddings", "type_vocab_size"):
+        for field in (
+            "vocab_size",
+            "hidden_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "intermediate_size",
+            "max_position_embeddings",
+            "type_vocab_size",
+        ):
             check_positive_int(field, getattr(self, field))
         check_head_size(self.hidden_size, self.num_attention_heads)
         for field in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
@@ -191,7 +199,8 @@ class RelPosBertConfig(PreTrainedConfig):
         validate_absolute_position(self.absolute_position)
         validate_per_layer(self.relative_position_per_layer)
         self.relative_position_parameters = resolve_scheme_parameters(
-            self.relative_position, self.relative_position_parameters,
+            self.relative_position,
+            self.relative_position_parameters,
             head_dim=self.hidden_size // self.num_attention_heads,
         )
         if len(self.layer_types or ()) != self.num_hidden_layers and set(self.layer_types or ()) <= {"full_attention"}:
@@ -203,8 +212,11 @@ class RelPosBertConfig(PreTrainedConfig):
     def local_scheme_parameters(self) -> dict | None:
         """The complete parameters of the local layers' scheme, or None when they use the global one."""
         return resolve_local_parameters(
-            self.relative_position, self.relative_position_parameters, self.local_relative_position_parameters,
-            "local_relative_position_parameters", head_dim=self.hidden_size // self.num_attention_heads,
+            self.relative_position,
+            self.relative_position_parameters,
+            self.local_relative_position_parameters,
+            "local_relative_position_parameters",
+            head_dim=self.hidden_size // self.num_attention_heads,
         )
 
 

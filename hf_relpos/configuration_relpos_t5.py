@@ -24,10 +24,10 @@ from .scheme_config import (
     resolve_layer_types,
     resolve_local_parameters,
     resolve_scheme_parameters,
-    warn_misspelt_fields,
     scheme_class,
     validate_absolute_position,
     validate_per_layer,
+    warn_misspelt_fields,
 )
 
 
@@ -127,15 +127,20 @@ class RelPosT5Config(PreTrainedConfig):
         self.relative_position_per_layer = relative_position_per_layer
         self.max_position_embeddings = max_position_embeddings
         depth_ok = isinstance(num_layers, int) and num_layers > 0  # else validate_relpos names num_layers
-        self.encoder_layer_types = (resolve_layer_types(encoder_layer_types, num_layers, "encoder_layer_types")
-                                    if depth_ok else encoder_layer_types)
+        self.encoder_layer_types = (
+            resolve_layer_types(encoder_layer_types, num_layers, "encoder_layer_types")
+            if depth_ok
+            else encoder_layer_types
+        )
         self.encoder_sliding_window = encoder_sliding_window
         self.encoder_local_relative_position_parameters = encoder_local_relative_position_parameters
         kwargs.pop("classifier_dropout", None)  # written by 0.1, never used by any relpos_t5 model
         # the schemes' hyper-parameters: the given dicts, else 0.1 flat fields (shared by both), else defaults
         flat = {name: kwargs.pop(name) for name in FLAT_SCHEME_FIELDS if name in kwargs}
-        flat.update(relative_attention_num_buckets=relative_attention_num_buckets,
-                    relative_attention_max_distance=relative_attention_max_distance)
+        flat.update(
+            relative_attention_num_buckets=relative_attention_num_buckets,
+            relative_attention_max_distance=relative_attention_max_distance,
+        )
         names = [scheme_class(relative_position).name]
         if decoder_relative_position is not None:
             names.append(scheme_class(decoder_relative_position, "decoder_relative_position").name)
@@ -144,7 +149,8 @@ class RelPosT5Config(PreTrainedConfig):
         for switch in [f for f, v in flat.items() if v is True and not any(f in SCHEMES[n].aliases for n in names)]:
             resolve_scheme_parameters(relative_position, None, {switch: True})  # ValueError naming the field
         self.relative_position_parameters = resolve_scheme_parameters(
-            relative_position, relative_position_parameters,
+            relative_position,
+            relative_position_parameters,
             {k: v for k, v in flat.items() if k in SCHEMES[relative_position].aliases},
             saved=saved,
         )
@@ -157,9 +163,12 @@ class RelPosT5Config(PreTrainedConfig):
             self.decoder_relative_position_parameters = None
         else:
             self.decoder_relative_position_parameters = resolve_scheme_parameters(
-                decoder_relative_position, decoder_relative_position_parameters,
-                {k: v for k, v in flat.items() if k in SCHEMES[decoder_relative_position].aliases}, "decoder_",
-                causal=True, saved=saved,
+                decoder_relative_position,
+                decoder_relative_position_parameters,
+                {k: v for k, v in flat.items() if k in SCHEMES[decoder_relative_position].aliases},
+                "decoder_",
+                causal=True,
+                saved=saved,
             )
         # derived from feed_forward_proj; never serialised
         kwargs.pop("dense_act_fn", None)
@@ -212,8 +221,16 @@ class RelPosT5Config(PreTrainedConfig):
 
     def validate_relpos(self):
         """Raise ValueError naming the field, the bad value and the valid choices."""
-        for field in ("vocab_size", "d_model", "d_kv", "d_ff", "num_layers", "num_decoder_layers", "num_heads",
-                      "max_position_embeddings"):
+        for field in (
+            "vocab_size",
+            "d_model",
+            "d_kv",
+            "d_ff",
+            "num_layers",
+            "num_decoder_layers",
+            "num_heads",
+            "max_position_embeddings",
+        ):
             check_positive_int(field, getattr(self, field))
         proj = self.feed_forward_proj
         parts = proj.split("-") if isinstance(proj, str) else []
@@ -247,8 +264,11 @@ class RelPosT5Config(PreTrainedConfig):
     def encoder_local_scheme_parameters(self) -> dict | None:
         """The complete parameters of the encoder's local layers' scheme, or None when they use the encoder's."""
         return resolve_local_parameters(
-            self.relative_position, self.relative_position_parameters, self.encoder_local_relative_position_parameters,
-            "encoder_local_relative_position_parameters", head_dim=self.d_kv,
+            self.relative_position,
+            self.relative_position_parameters,
+            self.encoder_local_relative_position_parameters,
+            "encoder_local_relative_position_parameters",
+            head_dim=self.d_kv,
         )
 
     def get_text_config(self, decoder=None, encoder=None):

@@ -47,28 +47,79 @@ INITS = ("preserve", "random")
 HEADS = ("auto", "base")
 # config fields a BERT conversion sets itself (from the weights or its own arguments)
 _FIXED_FIELDS = (
-    "relative_position", "absolute_position", "max_position_embeddings", "vocab_size", "hidden_size",
-    "num_hidden_layers", "num_attention_heads", "intermediate_size", "type_vocab_size",
+    "relative_position",
+    "absolute_position",
+    "max_position_embeddings",
+    "vocab_size",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "type_vocab_size",
 )
 # scheme fields that define how a legacy table is mapped
 _LEGACY_FIXED_FIELDS = ("max_relative_position", "relative_value", "relative_position_per_layer")
 # position fields a T5 conversion fixes (T5's own scheme, no absolute positions)
-_T5_FIXED_FIELDS = ("relative_position", "decoder_relative_position", "absolute_position", "relative_position_per_layer")
+_T5_FIXED_FIELDS = (
+    "relative_position",
+    "decoder_relative_position",
+    "absolute_position",
+    "relative_position_per_layer",
+)
 _BERT_CONFIG_FIELDS = (
-    "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "hidden_act",
-    "hidden_dropout_prob", "attention_probs_dropout_prob", "type_vocab_size", "initializer_range",
-    "layer_norm_eps", "pad_token_id", "bos_token_id", "eos_token_id", "classifier_dropout", "problem_type",
+    "vocab_size",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "hidden_act",
+    "hidden_dropout_prob",
+    "attention_probs_dropout_prob",
+    "type_vocab_size",
+    "initializer_range",
+    "layer_norm_eps",
+    "pad_token_id",
+    "bos_token_id",
+    "eos_token_id",
+    "classifier_dropout",
+    "problem_type",
 )
 # T5 config fields carried over unchanged
 _T5_FIELDS = (
-    "vocab_size", "d_model", "d_kv", "d_ff", "num_layers", "num_decoder_layers", "num_heads",
-    "relative_attention_num_buckets", "relative_attention_max_distance", "dropout_rate", "layer_norm_epsilon",
-    "initializer_factor", "feed_forward_proj", "use_cache", "pad_token_id", "eos_token_id",
-    "decoder_start_token_id", "classifier_dropout",
+    "vocab_size",
+    "d_model",
+    "d_kv",
+    "d_ff",
+    "num_layers",
+    "num_decoder_layers",
+    "num_heads",
+    "relative_attention_num_buckets",
+    "relative_attention_max_distance",
+    "dropout_rate",
+    "layer_norm_epsilon",
+    "initializer_factor",
+    "feed_forward_proj",
+    "use_cache",
+    "pad_token_id",
+    "eos_token_id",
+    "decoder_start_token_id",
+    "classifier_dropout",
 )
-_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model",
-                    "sentencepiece.bpe.model", "tokenizer.model")
+_WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+_TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.txt",
+    "vocab.json",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "tokenizer.model",
+)
 _TMP_MARK = ".converting-"  # temporary folder beside OUT: .<OUT name>.converting-<pid>
 
 
@@ -169,8 +220,10 @@ def _load_weight_file(path: Path, loader) -> dict:
         raise ValueError(f"{path}: missing (named by the checkpoint's index); the checkpoint is incomplete") from None
     except Exception as err:  # safetensors / pickle / zip errors of a damaged file
         detail = str(err).splitlines()[0] if str(err) else ""
-        raise ValueError(f"{path}: not a readable weights file ({type(err).__name__}: {detail}); "
-                         "the checkpoint is damaged, download or save it again") from None
+        raise ValueError(
+            f"{path}: not a readable weights file ({type(err).__name__}: {detail}); "
+            "the checkpoint is damaged, download or save it again"
+        ) from None
 
 
 def _read_state_dict(folder: Path) -> dict:
@@ -237,8 +290,12 @@ def _load_source(src, read_weights: bool = True) -> _Source:
     if hasattr(src, "state_dict") and hasattr(src, "config"):  # a model object
         config = src.config.to_dict()
         config["architectures"] = [type(src).__name__]  # what the object is, whatever its config says
-        return _Source(config=config, state=dict(src.state_dict()), model=src,  # (tensors are shared, not copied)
-                       folder=_local_dir(getattr(src, "name_or_path", None)))
+        return _Source(
+            config=config,
+            state=dict(src.state_dict()),
+            model=src,  # (tensors are shared, not copied)
+            folder=_local_dir(getattr(src, "name_or_path", None)),
+        )
     if not isinstance(src, (str, os.PathLike)):
         raise ValueError(f"src={src!r} is not valid; choose a checkpoint folder, a Hub repo id or a transformers model")
     folder = _resolve_folder(src)
@@ -284,11 +341,15 @@ def _plan(source: _Source, options: ConvertOptions) -> _Plan:
 def _plan_t5(source: _Source, options: ConvertOptions) -> _Plan:
     own = T5RelativePosition.name
     if options.scheme not in (None, own):
-        raise ValueError(f"scheme={options.scheme!r} is not valid for a {source.model_type} source; choose: {own} (exact)")
+        raise ValueError(
+            f"scheme={options.scheme!r} is not valid for a {source.model_type} source; choose: {own} (exact)"
+        )
     for name in ("keep_absolute", "max_position_embeddings"):
         value = getattr(options, name)
         if value:
-            raise ValueError(f"{name}={value!r} does not apply to a T5 source (T5 has no absolute positions); leave it unset")
+            raise ValueError(
+                f"{name}={value!r} does not apply to a T5 source (T5 has no absolute positions); leave it unset"
+            )
     if options.init != "preserve":
         raise ValueError(
             f"init={options.init!r} does not apply to a T5 source (its relative tables are copied, nothing starts new); "
@@ -340,7 +401,9 @@ def _plan_legacy(source: _Source, options: ConvertOptions) -> str:
         )
     bad = sorted(set(options.config_overrides) & set(_LEGACY_FIXED_FIELDS))
     if bad:
-        raise ValueError(f"{bad[0]} cannot be overridden when converting a {legacy} checkpoint (it fixes the table mapping)")
+        raise ValueError(
+            f"{bad[0]} cannot be overridden when converting a {legacy} checkpoint (it fixes the table mapping)"
+        )
     P, n = source.config.get("max_position_embeddings", 512), options.max_position_embeddings
     if legacy == "relative_key_query" and n is not None and n < P and options.exact:
         raise ValueError(
@@ -359,7 +422,9 @@ def _plan_absolute(source: _Source, options: ConvertOptions) -> tuple[str, bool]
         )
     scheme = options.scheme
     if scheme is None:
-        raise ValueError(f"scheme=None: an absolute-position source needs a scheme; choose one of: {', '.join(SCHEMES)}")
+        raise ValueError(
+            f"scheme=None: an absolute-position source needs a scheme; choose one of: {', '.join(SCHEMES)}"
+        )
     keep_absolute = options.keep_absolute is not False
     if options.exact:
         if not keep_absolute:
@@ -394,8 +459,10 @@ def _target_head(source: _Source, head: str) -> str:
     if head == "base" or arch is None:
         return "base"
     kind = next((k for suffix, k in _HEAD_SUFFIXES.items() if arch.endswith(suffix)), None)
-    unsupported = kind is None or (source.model_type == "electra" and arch in (
-        "ElectraForSequenceClassification", "ElectraForPreTraining", "ElectraForMultipleChoice"))
+    unsupported = kind is None or (
+        source.model_type == "electra"
+        and arch in ("ElectraForSequenceClassification", "ElectraForPreTraining", "ElectraForMultipleChoice")
+    )
     if unsupported:
         raise ValueError(
             f"architectures={[arch]!r}: this task head has no relpos_bert counterpart; choose head='base' "
@@ -493,10 +560,20 @@ def _build_t5(plan: _Plan):
     hf_config = _t5_hf_config(source)
     tied = _t5_scales_decoder_output(hf_config)
     fields = {name: getattr(hf_config, name) for name in _T5_FIELDS if hasattr(hf_config, name)}
-    config = RelPosT5Config(**fields, tie_word_embeddings=tied, relative_position=plan.scheme,
-                            decoder_relative_position=None, absolute_position="none", **options.config_overrides)
+    config = RelPosT5Config(
+        **fields,
+        tie_word_embeddings=tied,
+        relative_position=plan.scheme,
+        decoder_relative_position=None,
+        absolute_position="none",
+        **options.config_overrides,
+    )
     model = (RelPosT5Model if plan.kind == "base" else RelPosT5ForConditionalGeneration)(config)
-    notes = ["lm_head dropped (head='base')"] if plan.kind == "base" and "ForConditional" in str(source.architecture) else []
+    notes = (
+        ["lm_head dropped (head='base')"]
+        if plan.kind == "base" and "ForConditional" in str(source.architecture)
+        else []
+    )
     mapped = _map_t5_state(source.state, plan.kind, tied)
     tied_key = "lm_head.weight" if tied and plan.kind != "base" else None
     missing = _load_mapped(model, mapped, tied_key)
@@ -505,9 +582,16 @@ def _build_t5(plan: _Plan):
     model = model.to(options.dtype if options.dtype is not None else mapped["shared.weight"].dtype)
     _copy_generation_config(source, model)
     model.train(bool(getattr(source.model, "training", False)))
-    info = {"source_model_type": source.model_type, "source_architecture": source.architecture,
-            "model_class": type(model).__name__, "relative_position": plan.scheme, "absolute_position": "none",
-            "init": options.init, "exact": True, "notes": notes}
+    info = {
+        "source_model_type": source.model_type,
+        "source_architecture": source.architecture,
+        "model_class": type(model).__name__,
+        "relative_position": plan.scheme,
+        "absolute_position": "none",
+        "init": options.init,
+        "exact": True,
+        "notes": notes,
+    }
     return model, info
 
 
@@ -545,7 +629,7 @@ def _split_base(state: dict) -> tuple[dict, dict]:
     for name, tensor in state.items():
         name = _rename_legacy_norms(name)
         if prefix and name.startswith(prefix):
-            base[name[len(prefix):]] = tensor
+            base[name[len(prefix) :]] = tensor
         elif not prefix and name.split(".", 1)[0] in ("embeddings", "encoder", "pooler", "embeddings_project"):
             base[name] = tensor
         else:
@@ -563,19 +647,25 @@ def _map_heads(source: _Source, kind: str, heads: dict, notes: list) -> dict:
             if mt == "bert" and name.startswith("cls.predictions."):
                 new = name
             elif mt in _ROBERTA_LIKE and name.startswith("lm_head."):
-                new = (name.replace("lm_head.dense.", "cls.predictions.transform.dense.")
-                       .replace("lm_head.layer_norm.", "cls.predictions.transform.LayerNorm.")
-                       .replace("lm_head.decoder.", "cls.predictions.decoder.")
-                       .replace("lm_head.bias", "cls.predictions.bias"))
+                new = (
+                    name.replace("lm_head.dense.", "cls.predictions.transform.dense.")
+                    .replace("lm_head.layer_norm.", "cls.predictions.transform.LayerNorm.")
+                    .replace("lm_head.decoder.", "cls.predictions.decoder.")
+                    .replace("lm_head.bias", "cls.predictions.bias")
+                )
             elif mt == "electra" and name.startswith(("generator_predictions.", "generator_lm_head.")):
-                new = (name.replace("generator_predictions.dense.", "cls.predictions.transform.dense.")
-                       .replace("generator_predictions.LayerNorm.", "cls.predictions.transform.LayerNorm.")
-                       .replace("generator_lm_head.weight", "cls.predictions.decoder.weight")
-                       .replace("generator_lm_head.bias", "cls.predictions.bias"))
+                new = (
+                    name.replace("generator_predictions.dense.", "cls.predictions.transform.dense.")
+                    .replace("generator_predictions.LayerNorm.", "cls.predictions.transform.LayerNorm.")
+                    .replace("generator_lm_head.weight", "cls.predictions.decoder.weight")
+                    .replace("generator_lm_head.bias", "cls.predictions.bias")
+                )
         elif kind in ("sequence_classification", "multiple_choice") and name.startswith("classifier."):
             if mt in _ROBERTA_LIKE and kind == "sequence_classification":
                 # RobertaClassificationHead: dense → tanh → out_proj on <s>, i.e. BERT's pooler + classifier
-                new = name.replace("classifier.dense.", "bert.pooler.dense.").replace("classifier.out_proj.", "classifier.")
+                new = name.replace("classifier.dense.", "bert.pooler.dense.").replace(
+                    "classifier.out_proj.", "classifier."
+                )
             else:
                 new = name
         elif kind == "token_classification" and name.startswith("classifier."):
@@ -663,11 +753,17 @@ def _absolute_table(plan: _Plan, base: dict, offset: int, P_source: int, P: int,
         if P != P_source:
             notes.append(
                 f"learned absolute table resized {P_source} → {P} rows"
-                + (" (rows ≥ %d copy row p mod %d, Longformer-style)" % (P_source, P_source) if P > P_source else " (cropped)")
+                + (
+                    " (rows ≥ %d copy row p mod %d, Longformer-style)" % (P_source, P_source)
+                    if P > P_source
+                    else " (cropped)"
+                )
             )
         base["embeddings.position_embeddings.weight"] = _extend_positions(table[offset:], P)
     elif legacy:
-        notes.append(f"embeddings.position_embeddings dropped: 4.x never added it with position_embedding_type={legacy!r}")
+        notes.append(
+            f"embeddings.position_embeddings dropped: 4.x never added it with position_embedding_type={legacy!r}"
+        )
     elif table is not None:
         notes.append("absolute position table dropped: the model is purely relative and runs at any length")
 
@@ -737,7 +833,11 @@ def _build_bert(plan: _Plan):
             mapped.pop(k)
     tied = config.tie_word_embeddings and kind == "masked_lm"
     missing = _load_mapped(model, mapped, "cls.predictions.decoder.weight" if tied else None)
-    new_relative = [k for k in missing if ".relative_position." in k or k.startswith(("relative_position.", "encoder.relative_position."))]
+    new_relative = [
+        k
+        for k in missing
+        if ".relative_position." in k or k.startswith(("relative_position.", "encoder.relative_position."))
+    ]
     other_new = [k for k in missing if k not in new_relative]
     if other_new:
         notes.append(f"newly initialised (not in the source): {', '.join(other_new)}")
@@ -793,8 +893,8 @@ def _probe_batch(vocab_size: int, length: int, pad) -> tuple[torch.Tensor, torch
     pad = pad or 0
     ids = _probe_ids(vocab_size, length, {pad})
     mask = torch.ones_like(ids)
-    mask[1, length // 2:] = 0
-    ids[1, length // 2:] = pad
+    mask[1, length // 2 :] = 0
+    ids[1, length // 2 :] = pad
     return ids, mask
 
 
@@ -847,8 +947,11 @@ def _probe_t5(source: _Source, model):
         if getattr(expected, "logits", None) is not None and getattr(got, "logits", None) is not None:
             pairs.append((expected.logits, got.logits))
         elif getattr(got, "last_hidden_state", None) is not None:  # head='base': the decoder's states
-            decoder = ref.get_decoder()(input_ids=decoder_ids, encoder_hidden_states=expected.encoder_last_hidden_state,
-                                        encoder_attention_mask=mask)
+            decoder = ref.get_decoder()(
+                input_ids=decoder_ids,
+                encoder_hidden_states=expected.encoder_last_hidden_state,
+                encoder_attention_mask=mask,
+            )
             pairs.append((decoder.last_hidden_state, got.last_hidden_state))
     reference.train(training)
     return torch.cat([(a - b).abs().flatten() for a, b in pairs]), length
@@ -912,7 +1015,7 @@ def _remove_stale(out: Path):
     """Temporary folders of conversions into ``out`` whose process is gone (killed): removed."""
     stem = f".{out.name}{_TMP_MARK}"
     for path in out.parent.iterdir():
-        pid = path.name[len(stem):] if path.name.startswith(stem) else ""
+        pid = path.name[len(stem) :] if path.name.startswith(stem) else ""
         if pid.isdigit() and (int(pid) == os.getpid() or not _pid_alive(int(pid))):
             shutil.rmtree(path, ignore_errors=True)
 

@@ -32,9 +32,19 @@ from pathlib import Path
 import torch
 
 FORMATS = ("onnx",)
-EXTRA_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
-               "special_tokens_map.json", "added_tokens.json", "vocab.txt", "vocab.json", "merges.txt",
-               "spiece.model", "tokenizer.model")
+EXTRA_FILES = (
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "spiece.model",
+    "tokenizer.model",
+)
 TOLERANCE = 1e-4  # fp32 max |Δ| between onnxruntime and PyTorch
 
 
@@ -46,7 +56,7 @@ def _require_onnx():
         except ImportError:
             missing.append(name)
     if missing:
-        raise ImportError(f"ONNX export needs {', '.join(missing)}: pip install \"hf-relpos[onnx]\"")
+        raise ImportError(f'ONNX export needs {", ".join(missing)}: pip install "hf-relpos[onnx]"')
 
 
 class _BertGraph(torch.nn.Module):
@@ -57,8 +67,9 @@ class _BertGraph(torch.nn.Module):
         self.model, self.outputs = model, outputs
 
     def forward(self, input_ids, attention_mask, token_type_ids):
-        result = self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-                            return_dict=True)
+        result = self.model(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, return_dict=True
+        )
         return tuple(getattr(result, name) for name in self.outputs)
 
 
@@ -77,8 +88,13 @@ class _T5Decoder(torch.nn.Module):
         self.model = model
 
     def forward(self, decoder_input_ids, encoder_hidden_states, encoder_attention_mask):
-        return self.model(encoder_outputs=(encoder_hidden_states,), attention_mask=encoder_attention_mask,
-                          decoder_input_ids=decoder_input_ids, use_cache=False, return_dict=True).logits
+        return self.model(
+            encoder_outputs=(encoder_hidden_states,),
+            attention_mask=encoder_attention_mask,
+            decoder_input_ids=decoder_input_ids,
+            use_cache=False,
+            return_dict=True,
+        ).logits
 
 
 def _bert_outputs(model) -> tuple[str, ...]:
@@ -94,13 +110,21 @@ def _example(shape, vocab, seed):
     """Random ids and a mask whose first row is right-padded by a third (every graph sees padding)."""
     ids = torch.randint(3, vocab, shape, generator=torch.Generator().manual_seed(seed))
     mask = torch.ones_like(ids)
-    mask[0, ..., -(shape[-1] // 3):] = 0
+    mask[0, ..., -(shape[-1] // 3) :] = 0
     return ids, mask
 
 
 def _export(module, args, path, input_names, output_names, dynamic_shapes, opset):
-    program = torch.onnx.export(module, args, dynamo=True, dynamic_shapes=dynamic_shapes, input_names=input_names,
-                                output_names=output_names, opset_version=opset, verbose=False)
+    program = torch.onnx.export(
+        module,
+        args,
+        dynamo=True,
+        dynamic_shapes=dynamic_shapes,
+        input_names=input_names,
+        output_names=output_names,
+        opset_version=opset,
+        verbose=False,
+    )
     program.save(str(path))
 
 
@@ -167,8 +191,15 @@ def _export_model(model, out, config, opset, check) -> dict:
             shape = (2, 2, 16) if choices else (2, 16)
             ids, mask = _example(shape, vocab, 0)
             path = out / "model.onnx"
-            _export(graph, (ids, mask, torch.zeros_like(ids)), path, list(inputs), list(names),
-                    {name: axes for name in inputs}, opset)
+            _export(
+                graph,
+                (ids, mask, torch.zeros_like(ids)),
+                path,
+                list(inputs),
+                list(names),
+                {name: axes for name in inputs},
+                opset,
+            )
             report["files"].append(path.name)
             if check:
                 ids, mask = _example((3, 2, 23) if choices else (3, 23), vocab, 1)
@@ -179,8 +210,15 @@ def _export_model(model, out, config, opset, check) -> dict:
             ids, mask = _example((2, 16), vocab, 0)
             encoder = _T5Encoder(model)
             path = out / "encoder_model.onnx"
-            _export(encoder, (ids, mask), path, ["input_ids", "attention_mask"], ["last_hidden_state"],
-                    {"input_ids": {0: batch, 1: enc_seq}, "attention_mask": {0: batch, 1: enc_seq}}, opset)
+            _export(
+                encoder,
+                (ids, mask),
+                path,
+                ["input_ids", "attention_mask"],
+                ["last_hidden_state"],
+                {"input_ids": {0: batch, 1: enc_seq}, "attention_mask": {0: batch, 1: enc_seq}},
+                opset,
+            )
             report["files"].append(path.name)
             hidden = encoder(ids, mask)
             decoder = _T5Decoder(model)
@@ -191,10 +229,19 @@ def _export_model(model, out, config, opset, check) -> dict:
             for min_length in (1, 2):
                 try:
                     dec_seq = Dim("decoder_sequence", min=min_length, max=1 << 20)
-                    _export(decoder, (dec_ids, hidden, mask), path,
-                            ["decoder_input_ids", "encoder_hidden_states", "encoder_attention_mask"], ["logits"],
-                            {"decoder_input_ids": {0: batch, 1: dec_seq}, "encoder_hidden_states": {0: batch, 1: enc_seq},
-                             "encoder_attention_mask": {0: batch, 1: enc_seq}}, opset)
+                    _export(
+                        decoder,
+                        (dec_ids, hidden, mask),
+                        path,
+                        ["decoder_input_ids", "encoder_hidden_states", "encoder_attention_mask"],
+                        ["logits"],
+                        {
+                            "decoder_input_ids": {0: batch, 1: dec_seq},
+                            "encoder_hidden_states": {0: batch, 1: enc_seq},
+                            "encoder_attention_mask": {0: batch, 1: enc_seq},
+                        },
+                        opset,
+                    )
                     break
                 except Exception:
                     if min_length == 2:
@@ -204,13 +251,17 @@ def _export_model(model, out, config, opset, check) -> dict:
             if check:
                 ids, mask = _example((3, 29), vocab, 1)
                 report["max_abs_diff"]["encoder_model.onnx"] = _max_diff(
-                    out / "encoder_model.onnx", {"input_ids": ids, "attention_mask": mask}, (encoder(ids, mask),))
+                    out / "encoder_model.onnx", {"input_ids": ids, "attention_mask": mask}, (encoder(ids, mask),)
+                )
                 hidden = encoder(ids, mask)
                 worst = 0.0
                 for length in (min_length, 7):
                     dec_ids = torch.randint(3, vocab, (3, length), generator=torch.Generator().manual_seed(length))
-                    feeds = {"decoder_input_ids": dec_ids, "encoder_hidden_states": hidden,
-                             "encoder_attention_mask": mask}
+                    feeds = {
+                        "decoder_input_ids": dec_ids,
+                        "encoder_hidden_states": hidden,
+                        "encoder_attention_mask": mask,
+                    }
                     worst = max(worst, _max_diff(path, feeds, (decoder(*feeds.values()),)))
                 report["max_abs_diff"][path.name] = worst
     return report

@@ -36,9 +36,20 @@ logger = logging.getLogger(__name__)
 WEIGHTS = "model.safetensors"
 WEIGHTS_INDEX = "model.safetensors.index.json"
 CONFIG_FILES = ("config.json", "generation_config.json")
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-                   "vocab.txt", "vocab.json", "merges.txt", "spiece.model", "tokenizer.model",
-                   "sentencepiece.bpe.model", "chat_template.jinja", "chat_template.json")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "spiece.model",
+    "tokenizer.model",
+    "sentencepiece.bpe.model",
+    "chat_template.jinja",
+    "chat_template.json",
+)
 RESULT_FILES = ("metrics.json", "all_results.json", "eval_results.json", "train_results.json")
 CARD = "README.md"
 INCOMPLETE_MARKER = "TRAINING_INCOMPLETE"  # written by `hf-relpos train` while a run's output folder is not final
@@ -94,8 +105,10 @@ def plan_upload(folder) -> UploadPlan:
     if not folder.is_dir():
         raise ValueError(f"cannot push {str(folder)!r}: it is not a folder")
     if (folder / INCOMPLETE_MARKER).exists():
-        raise ValueError(f"cannot push {str(folder)!r}: it holds an unfinished training run ({INCOMPLETE_MARKER}); "
-                         "resume or rerun it first. Nothing was uploaded.")
+        raise ValueError(
+            f"cannot push {str(folder)!r}: it holds an unfinished training run ({INCOMPLETE_MARKER}); "
+            "resume or rerun it first. Nothing was uploaded."
+        )
     missing: list[str] = []
     config: dict = {}
     config_path = folder / "config.json"
@@ -107,8 +120,10 @@ def plan_upload(folder) -> UploadPlan:
         except json.JSONDecodeError as err:
             raise ValueError(f"cannot push {str(folder)!r}: config.json is not valid JSON ({err})") from None
         if not config.get("auto_map"):
-            missing.append("auto_map in config.json (save the model with hf_relpos imported so the checkpoint "
-                           "carries its code and loads with trust_remote_code=True)")
+            missing.append(
+                "auto_map in config.json (save the model with hf_relpos imported so the checkpoint "
+                "carries its code and loads with trust_remote_code=True)"
+            )
 
     files: dict[str, Path] = {}
     # weights: safetensors only
@@ -127,8 +142,14 @@ def plan_upload(folder) -> UploadPlan:
                 missing.append(f"{shard} (a weight shard listed in {WEIGHTS_INDEX})")
     else:
         pickles = [p.name for p in folder.glob("pytorch_model*.bin")]
-        hint = (f"; {', '.join(sorted(pickles))} is a pickle file and is never uploaded: re-save the model with "
-                "save_pretrained (safetensors is the default)") if pickles else ""
+        hint = (
+            (
+                f"; {', '.join(sorted(pickles))} is a pickle file and is never uploaded: re-save the model with "
+                "save_pretrained (safetensors is the default)"
+            )
+            if pickles
+            else ""
+        )
         missing.append(f"{WEIGHTS} or {WEIGHTS_INDEX} (the weights){hint}")
 
     for name in CONFIG_FILES:
@@ -149,8 +170,7 @@ def plan_upload(folder) -> UploadPlan:
         files[PIPELINE_FILE] = folder / PIPELINE_FILE if (folder / PIPELINE_FILE).is_file() else PIPELINE_SOURCE
 
     if missing:
-        raise ValueError(f"cannot push {str(folder)!r}: missing " + "; ".join(missing)
-                         + ". Nothing was uploaded.")
+        raise ValueError(f"cannot push {str(folder)!r}: missing " + "; ".join(missing) + ". Nothing was uploaded.")
 
     tokenizer = [name for name in TOKENIZER_FILES if (folder / name).is_file()]
     for name in tokenizer + [n for n in RESULT_FILES if (folder / n).is_file()]:
@@ -164,8 +184,11 @@ def plan_upload(folder) -> UploadPlan:
         if name in files or name == CARD:
             continue
         if entry.is_dir():
-            plan.skipped[name + "/"] = ("intermediate Trainer checkpoint" if re.fullmatch(r"checkpoint-\d+", name)
-                                        else "folders are not part of a shared checkpoint")
+            plan.skipped[name + "/"] = (
+                "intermediate Trainer checkpoint"
+                if re.fullmatch(r"checkpoint-\d+", name)
+                else "folders are not part of a shared checkpoint"
+            )
         elif any(fnmatch.fnmatch(name, p) for p in PICKLE_PATTERNS):
             plan.skipped[name] = "pickle file (unsafe to load; the weights go up as safetensors)"
         else:
@@ -175,8 +198,13 @@ def plan_upload(folder) -> UploadPlan:
 
 def card_tags(config: dict) -> list[str]:
     """The tags every pushed card carries (the Hub shows `custom_code` as "needs trust_remote_code")."""
-    return ["hf_relpos", "relative-position", str(config.get("relative_position", "none")), "custom_code",
-            str(config.get("model_type", "relpos"))]
+    return [
+        "hf_relpos",
+        "relative-position",
+        str(config.get("relative_position", "none")),
+        "custom_code",
+        str(config.get("model_type", "relpos")),
+    ]
 
 
 def rewrite_card(text: str, repo_id: str, config: dict | None = None) -> str:
@@ -232,9 +260,17 @@ def check_repo_id(repo_id) -> str:
     return repo_id
 
 
-def push_to_hub(folder, repo_id: str, *, private: bool | None = None, revision: str | None = None,
-                commit_message: str | None = None, commit_description: str | None = None, token: str | None = None,
-                dry_run: bool = False) -> dict:
+def push_to_hub(
+    folder,
+    repo_id: str,
+    *,
+    private: bool | None = None,
+    revision: str | None = None,
+    commit_message: str | None = None,
+    commit_description: str | None = None,
+    token: str | None = None,
+    dry_run: bool = False,
+) -> dict:
     """Upload the checkpoint in ``folder`` to ``repo_id`` (created if needed; ``private`` applies to a new
     repository). ``revision``: a branch, created from main if absent. Returns what was sent and skipped,
     and the commit URL. Raises ValueError (before any network call) for an incomplete folder or a bad id."""
@@ -242,8 +278,12 @@ def push_to_hub(folder, repo_id: str, *, private: bool | None = None, revision: 
     check_repo_id(repo_id)
     if revision is not None and not revision.strip():
         raise ValueError(f"revision={revision!r} is not valid; give a branch name or leave it out for main")
-    result = {"repo_id": repo_id, "revision": revision or "main", "files": sorted([*plan.files, CARD]),
-              "skipped": plan.skipped}
+    result = {
+        "repo_id": repo_id,
+        "revision": revision or "main",
+        "files": sorted([*plan.files, CARD]),
+        "skipped": plan.skipped,
+    }
     if dry_run:
         result["card"] = card_for_push(plan, repo_id)
         return result
@@ -254,22 +294,39 @@ def push_to_hub(folder, repo_id: str, *, private: bool | None = None, revision: 
         raise ValueError("cannot push: HF_HUB_OFFLINE is set (offline mode); unset it to reach the Hub")
     endpoint = os.environ.get("HF_ENDPOINT", "").rstrip("/") or constants.ENDPOINT
     try:
-        return _push(plan, api=HfApi(endpoint=endpoint, token=token), repo_id=repo_id, result=result, private=private,
-                     revision=revision, commit_message=commit_message, commit_description=commit_description)
+        return _push(
+            plan,
+            api=HfApi(endpoint=endpoint, token=token),
+            repo_id=repo_id,
+            result=result,
+            private=private,
+            revision=revision,
+            commit_message=commit_message,
+            commit_description=commit_description,
+        )
     except Exception as err:
         if not _is_connection_error(err):
             raise
-        raise HubConnectionError(f"cannot reach the Hub at {endpoint} (HF_ENDPOINT): {type(err).__name__}: "
-                                 f"{str(err).splitlines()[0] if str(err) else 'no answer'}; the push did not complete: check "
-                                 "the address and the network, then push again") from err
+        raise HubConnectionError(
+            f"cannot reach the Hub at {endpoint} (HF_ENDPOINT): {type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else 'no answer'}; the push did not complete: check "
+            "the address and the network, then push again"
+        ) from err
 
 
 class HubConnectionError(ValueError):
     """The Hub endpoint could not be reached (refused, DNS, timeout): a user-facing error, not a bug."""
 
 
-_TRANSPORT_ERRORS = {"TransportError", "NetworkError", "TimeoutException", "ConnectError", "ConnectTimeout",
-                     "ProxyError", "SSLError"}
+_TRANSPORT_ERRORS = {
+    "TransportError",
+    "NetworkError",
+    "TimeoutException",
+    "ConnectError",
+    "ConnectTimeout",
+    "ProxyError",
+    "SSLError",
+}
 
 
 def _is_connection_error(err: BaseException) -> bool:
@@ -287,6 +344,7 @@ def _read_metrics(folder: Path) -> dict:
     except (FileNotFoundError, json.JSONDecodeError):
         return {}
 
+
 def _upload_content(plan: UploadPlan, name: str, path: Path):
     """What goes up for ``name``: the file, except tokenizer_config.json, sent with ``model_max_length`` and
     ``tokenizer_class`` settled (hf_relpos.tokenization), and config.json, sent with the ``custom_pipelines`` of
@@ -299,8 +357,11 @@ def _upload_content(plan: UploadPlan, name: str, path: Path):
     metrics = _read_metrics(plan.folder)
     trained = metrics.get("max_seq_length") if isinstance(metrics, dict) else None
     data = finalized_tokenizer_config(
-        json.loads(path.read_text()), plan.config, trained_length=trained if isinstance(trained, int) else None,
-        keep_set_length=True, has_tokenizer_json=(plan.folder / "tokenizer.json").is_file(),
+        json.loads(path.read_text()),
+        plan.config,
+        trained_length=trained if isinstance(trained, int) else None,
+        keep_set_length=True,
+        has_tokenizer_json=(plan.folder / "tokenizer.json").is_file(),
     )
     return (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
@@ -316,14 +377,18 @@ def _push(plan, *, api, repo_id, result, private, revision, commit_message, comm
     repo_id = getattr(repo_url, "repo_id", None) or repo_id
     if revision and revision != constants.DEFAULT_REVISION:
         api.create_branch(repo_id, branch=revision, exist_ok=True)
-    operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=_upload_content(plan, name, path))
-                  for name, path in sorted(plan.files.items())]
+    operations = [
+        CommitOperationAdd(path_in_repo=name, path_or_fileobj=_upload_content(plan, name, path))
+        for name, path in sorted(plan.files.items())
+    ]
     operations.append(CommitOperationAdd(path_in_repo=CARD, path_or_fileobj=card.encode("utf-8")))
     scheme = plan.config.get("relative_position", "?")
     info = api.create_commit(
-        repo_id, operations,
+        repo_id,
+        operations,
         commit_message=commit_message or f"Upload {plan.config.get('model_type', 'model')} ({scheme}) with hf-relpos",
-        commit_description=commit_description, revision=revision,
+        commit_description=commit_description,
+        revision=revision,
     )
     if plan.skipped:
         logger.info("not uploaded from %s: %s", plan.folder, ", ".join(plan.skipped))

@@ -32,9 +32,15 @@ def band_mask(q_len: int, k_len: int, window: int, dtype=torch.float32, device=N
     """Additive (1, 1, Lq, Lk) mask: 0 where |i − j| ≤ ``window``, the dtype's minimum elsewhere; queries
     are the last ``q_len`` of ``k_len`` positions."""
     return eager_mask(
-        batch_size=1, q_length=q_len, kv_length=k_len, q_offset=k_len - q_len,
-        mask_function=sliding_window_bidirectional_mask_function(window), attention_mask=None, dtype=dtype,
-        allow_is_bidirectional_skip=False, device=device if device is not None else "cpu",
+        batch_size=1,
+        q_length=q_len,
+        kv_length=k_len,
+        q_offset=k_len - q_len,
+        mask_function=sliding_window_bidirectional_mask_function(window),
+        attention_mask=None,
+        dtype=dtype,
+        allow_is_bidirectional_skip=False,
+        device=device if device is not None else "cpu",
     )
 
 
@@ -43,8 +49,9 @@ def with_band(attention_mask, q_len: int, k_len: int, window: int, dtype, device
     band is built once per forward when a memo is given (every local layer of the forward shares it)."""
     if torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing():
         memo = None  # symbolic lengths as dict keys would specialise the traced graph to one length
-    band = memoized(memo, ("band", q_len, k_len, window, dtype, str(device)),
-                    lambda: band_mask(q_len, k_len, window, dtype, device))
+    band = memoized(
+        memo, ("band", q_len, k_len, window, dtype, str(device)), lambda: band_mask(q_len, k_len, window, dtype, device)
+    )
     if attention_mask is None:
         return band
     # the minimum of two additive masks, not their sum: min + min overflows to −inf (NaN rows in softmax)
@@ -88,8 +95,19 @@ def _mask_windows(mask, window: int, block: int, n: int):
     return tiles.diagonal(dim1=1, dim2=3).permute(0, 3, 1, 2) > minimum / 2  # block k's rows, window k
 
 
-def banded_attention(query, key, value, attention_mask, scaling, scheme, window: int, *, dropout: float = 0.0,
-                     projections=None, block: int | None = None):
+def banded_attention(
+    query,
+    key,
+    value,
+    attention_mask,
+    scaling,
+    scheme,
+    window: int,
+    *,
+    dropout: float = 0.0,
+    projections=None,
+    block: int | None = None,
+):
     """Exact local attention in O(L·w). query, key, value (B, H, L, d), already rotated (RoPE) and with the
     scheme's scale in ``scaling``; ``attention_mask`` additive, broadcastable to (B, 1, L, L), or None.
     Returns (B, L, H, d), or None for a bias that is not a function of j − i (the caller runs the band mask)."""
@@ -140,5 +158,4 @@ def sliding_block_mask(q_len: int, k_len: int, window: int, device, block: int =
     def band(b, h, q_idx, kv_idx):
         return (q_idx + offset - kv_idx).abs() <= window
 
-    return create_block_mask(band, B=None, H=None, Q_LEN=q_len, KV_LEN=k_len, device=device,
-                             BLOCK_SIZE=block)
+    return create_block_mask(band, B=None, H=None, Q_LEN=q_len, KV_LEN=k_len, device=device, BLOCK_SIZE=block)

@@ -42,10 +42,10 @@ try:  # transformers >= 5.23
 except ImportError:  # older 5.x: the same hooks lived in check_model_inputs
     from transformers.utils.generic import check_model_inputs as capture_outputs
 
+from .attention_engine import ALL_ATTENTION_FUNCTIONS, build_attention_mask
 from .configuration_relpos_bert import RelPosBertConfig
 from .position_kernels import PositionMemo, sinusoid_table
 from .relative_positions import RelativePositionScheme, build_stack_schemes
-from .attention_engine import ALL_ATTENTION_FUNCTIONS, build_attention_mask
 
 logger = logging.get_logger(__name__)
 
@@ -54,7 +54,9 @@ def segment_match(input_ids, token_type_ids, attention_mask=None):
     """(B, L) long: 1 where the token's id also occurs in another segment (a different token type) among the
     unpadded tokens, else 0 — DrQA's exact-match feature (Chen et al., 2017). Compares all pairs, (B, L, L)
     booleans: no data-dependent shapes, so it traces and exports."""
-    pairs = (input_ids[:, :, None] == input_ids[:, None, :]) & (token_type_ids[:, :, None] != token_type_ids[:, None, :])
+    pairs = (input_ids[:, :, None] == input_ids[:, None, :]) & (
+        token_type_ids[:, :, None] != token_type_ids[:, None, :]
+    )
     if attention_mask is not None and attention_mask.dim() == 2:  # a 4-D mask says nothing about padding alone
         pairs = pairs & attention_mask[:, None, :].bool()
     return pairs.any(dim=-1).long()
@@ -92,7 +94,8 @@ class RelPosBertEmbeddings(nn.Module):
                 # token ids are what is matched; embeddings alone cannot say which tokens are equal
                 raise ValueError("segment_match_embedding=True needs input_ids, not inputs_embeds")
             embeddings = embeddings + self.segment_match_embeddings(
-                segment_match(input_ids, token_type_ids, attention_mask))
+                segment_match(input_ids, token_type_ids, attention_mask)
+            )
 
         if self.absolute_position != "none":
             given = position_ids is not None
@@ -106,8 +109,10 @@ class RelPosBertEmbeddings(nn.Module):
                         "absolute_position='none' or 'sinusoidal' with a relative scheme for longer inputs"
                     )
                 # value check in eager mode only: reading tensor values would break a compiled/exported graph
-                if given and not is_tracing(position_ids) and (
-                    int(position_ids.max()) >= self.max_position_embeddings or int(position_ids.min()) < 0
+                if (
+                    given
+                    and not is_tracing(position_ids)
+                    and (int(position_ids.max()) >= self.max_position_embeddings or int(position_ids.min()) < 0)
                 ):
                     raise ValueError(
                         f"position_ids must lie in [0, max_position_embeddings={self.max_position_embeddings}), got "
@@ -211,7 +216,9 @@ class RelPosBertIntermediate(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
-        self.intermediate_act_fn = ACT2FN[config.hidden_act] if isinstance(config.hidden_act, str) else config.hidden_act
+        self.intermediate_act_fn = (
+            ACT2FN[config.hidden_act] if isinstance(config.hidden_act, str) else config.hidden_act
+        )
 
     def forward(self, hidden_states):
         return self.intermediate_act_fn(self.dense(hidden_states))
@@ -245,11 +252,18 @@ class RelPosBertEncoder(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.config = config
+
         def stack(params):
             return build_stack_schemes(
-                config.relative_position, params, config.relative_position_per_layer, config.num_hidden_layers,
-                config.num_attention_heads, config.hidden_size // config.num_attention_heads, config.hidden_size,
-                causal=False, max_position_embeddings=config.max_position_embeddings,
+                config.relative_position,
+                params,
+                config.relative_position_per_layer,
+                config.num_hidden_layers,
+                config.num_attention_heads,
+                config.hidden_size // config.num_attention_heads,
+                config.hidden_size,
+                causal=False,
+                max_position_embeddings=config.max_position_embeddings,
                 absolute_position=config.absolute_position,
             )
 
@@ -273,8 +287,8 @@ class RelPosBertEncoder(nn.Module):
         # One memo per forward: a shared scheme computes its bias once for all layers. Under gradient
         # checkpointing each layer must rebuild what it uses inside its own checkpointed region (a value
         # made inside layer 0's region and reused by layer 1 cannot be replayed), so no memo then.
-        checkpointing = self.training and torch.is_grad_enabled() and any(
-            layer.gradient_checkpointing for layer in self.layer
+        checkpointing = (
+            self.training and torch.is_grad_enabled() and any(layer.gradient_checkpointing for layer in self.layer)
         )
         memo = None if checkpointing else PositionMemo()
         for layer, scheme in zip(self.layer, self._schemes):
@@ -385,7 +399,10 @@ class RelPosBertModel(RelPosBertPreTrainedModel):
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
         embedding_output = self.embeddings(
-            input_ids=input_ids, token_type_ids=token_type_ids, position_ids=position_ids, inputs_embeds=inputs_embeds,
+            input_ids=input_ids,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
         )
         batch, seq_length = embedding_output.shape[:2]
@@ -421,13 +438,24 @@ class RelPosBertModel(RelPosBertPreTrainedModel):
         - texts packed into rows, ``position_ids`` restarting at 0 for each (transformers'
           ``DataCollatorWithFlattening``; the mlm recipes' ``document_attention``): each text attends to itself
           only. Relative schemes need no position reset; absolute embeddings read the restarted ``position_ids``."""
-        if not getattr(self.config, "unpad_inputs", True) or torch.compiler.is_compiling() or is_tracing(
-                attention_mask if attention_mask is not None else position_ids):
+        if (
+            not getattr(self.config, "unpad_inputs", True)
+            or torch.compiler.is_compiling()
+            or is_tracing(attention_mask if attention_mask is not None else position_ids)
+        ):
             return None
-        if kwargs.get("output_attentions") or kwargs.get("output_hidden_states") or self.config.output_attentions \
-                or self.config.output_hidden_states:
+        if any(scheme.length_dependent for scheme in self.encoder._schemes):
+            return None  # FIRE: a text's outputs depend on the padded length; keep what the padded batch gives
+        if (
+            kwargs.get("output_attentions")
+            or kwargs.get("output_hidden_states")
+            or self.config.output_attentions
+            or self.config.output_hidden_states
+        ):
             return None
-        packed = position_ids is not None and position_ids.dim() == 2 and tuple(position_ids.shape) == (batch, seq_length)
+        packed = (
+            position_ids is not None and position_ids.dim() == 2 and tuple(position_ids.shape) == (batch, seq_length)
+        )
         if packed and bool((position_ids[:, 1:] == 0).any()):  # texts packed into rows (restarting position_ids)
             if attention_mask is not None and not bool(attention_mask.bool().all()):
                 return None  # packed and padded at once: the padded computation
@@ -438,7 +466,9 @@ class RelPosBertModel(RelPosBertPreTrainedModel):
         if attention_mask is not None and attention_mask.dim() == 2 and batch > 1:
             lengths = attention_mask.sum(-1)
             real = int(lengths.sum())
-            right_padded = bool((attention_mask == (torch.arange(seq_length, device=lengths.device) < lengths[:, None])).all())
+            right_padded = bool(
+                (attention_mask == (torch.arange(seq_length, device=lengths.device) < lengths[:, None])).all()
+            )
             if not right_padded or real > 0.9 * batch * seq_length or int(lengths.min()) == 0:
                 return None
             starts = torch.arange(batch, device=lengths.device)[:, None] * seq_length
@@ -587,7 +617,9 @@ class RelPosBertForMultipleChoice(RelPosBertPreTrainedModel):
             return x.view(-1, x.size(-1)) if x is not None else None
 
         inputs_embeds = (
-            inputs_embeds.view(-1, inputs_embeds.size(-2), inputs_embeds.size(-1)) if inputs_embeds is not None else None
+            inputs_embeds.view(-1, inputs_embeds.size(-2), inputs_embeds.size(-1))
+            if inputs_embeds is not None
+            else None
         )
         outputs = self.bert(
             flat(input_ids),

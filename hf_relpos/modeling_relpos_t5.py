@@ -16,14 +16,12 @@ This file travels as remote code: it imports only torch, transformers and the fl
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 from torch.nn import CrossEntropyLoss
 from transformers import initialization as init
 from transformers.activations import ACT2FN
-from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
+from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 from transformers.generation import GenerationMixin
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import (
@@ -40,10 +38,10 @@ except ImportError:  # older 5.x: the same hooks lived in check_model_inputs
     from transformers.utils.generic import OutputRecorder
     from transformers.utils.generic import check_model_inputs as capture_outputs
 
+from .attention_engine import ALL_ATTENTION_FUNCTIONS, NO_RELATIVE_POSITION, build_attention_mask
 from .configuration_relpos_t5 import RelPosT5Config
 from .position_kernels import PositionMemo, sinusoid_table
 from .relative_positions import RelativePositionScheme, build_stack_schemes
-from .attention_engine import ALL_ATTENTION_FUNCTIONS, NO_RELATIVE_POSITION, build_attention_mask
 
 # transformers 5.24 renamed the cache field of the output classes `past_key_values` -> `cache`
 _CACHE_FIELD = "cache" if "cache" in Seq2SeqLMOutput.__dataclass_fields__ else "past_key_values"
@@ -125,7 +123,9 @@ class RelPosT5DenseGatedActDense(nn.Module):
 class RelPosT5LayerFF(nn.Module):
     def __init__(self, config):
         super().__init__()
-        self.DenseReluDense = RelPosT5DenseGatedActDense(config) if config.is_gated_act else RelPosT5DenseActDense(config)
+        self.DenseReluDense = (
+            RelPosT5DenseGatedActDense(config) if config.is_gated_act else RelPosT5DenseActDense(config)
+        )
         self.layer_norm = RelPosT5LayerNorm(config.d_model, eps=config.layer_norm_epsilon)
         self.dropout = nn.Dropout(config.dropout_rate)
 
@@ -141,8 +141,15 @@ class RelPosT5Attention(nn.Module):
     (cross-attention: the null scheme). ``sliding_window``: a local encoder layer's half-width (keys
     |i − j| ≤ w), None for a full layer."""
 
-    def __init__(self, config, layer_idx=None, is_cross_attention=False, scheme=NO_RELATIVE_POSITION,
-                 owns_scheme=False, sliding_window=None):
+    def __init__(
+        self,
+        config,
+        layer_idx=None,
+        is_cross_attention=False,
+        scheme=NO_RELATIVE_POSITION,
+        owns_scheme=False,
+        sliding_window=None,
+    ):
         super().__init__()
         self.config = config
         self.layer_idx = layer_idx
@@ -161,8 +168,16 @@ class RelPosT5Attention(nn.Module):
         if owns_scheme:
             self.relative_position = scheme
 
-    def forward(self, hidden_states, mask=None, key_value_states=None, cache=None, scheme=NO_RELATIVE_POSITION,
-                memo=None, **kwargs):
+    def forward(
+        self,
+        hidden_states,
+        mask=None,
+        key_value_states=None,
+        cache=None,
+        scheme=NO_RELATIVE_POSITION,
+        memo=None,
+        **kwargs,
+    ):
         batch, q_len = hidden_states.shape[:2]
         query = self.q(hidden_states).view(batch, q_len, -1, self.key_value_proj_dim).transpose(1, 2)
 
@@ -210,13 +225,13 @@ class RelPosT5Attention(nn.Module):
 class RelPosT5LayerSelfAttention(nn.Module):
     def __init__(self, config, layer_idx=None, scheme=NO_RELATIVE_POSITION, owns_scheme=False, sliding_window=None):
         super().__init__()
-        self.SelfAttention = RelPosT5Attention(config, layer_idx=layer_idx, scheme=scheme, owns_scheme=owns_scheme,
-                                               sliding_window=sliding_window)
+        self.SelfAttention = RelPosT5Attention(
+            config, layer_idx=layer_idx, scheme=scheme, owns_scheme=owns_scheme, sliding_window=sliding_window
+        )
         self.layer_norm = RelPosT5LayerNorm(config.d_model, eps=config.layer_norm_epsilon)
         self.dropout = nn.Dropout(config.dropout_rate)
 
-    def forward(self, hidden_states, attention_mask=None, cache=None, scheme=NO_RELATIVE_POSITION, memo=None,
-                **kwargs):
+    def forward(self, hidden_states, attention_mask=None, cache=None, scheme=NO_RELATIVE_POSITION, memo=None, **kwargs):
         output, probs = self.SelfAttention(
             self.layer_norm(hidden_states), mask=attention_mask, cache=cache, scheme=scheme, memo=memo, **kwargs
         )
@@ -232,7 +247,10 @@ class RelPosT5LayerCrossAttention(nn.Module):
 
     def forward(self, hidden_states, key_value_states, attention_mask=None, cache=None, **kwargs):
         output, probs = self.EncDecAttention(
-            self.layer_norm(hidden_states), mask=attention_mask, key_value_states=key_value_states, cache=cache,
+            self.layer_norm(hidden_states),
+            mask=attention_mask,
+            key_value_states=key_value_states,
+            cache=cache,
             **kwargs,
         )
         return hidden_states + self.dropout(output), probs
@@ -255,10 +273,17 @@ class RelPosT5Block(GradientCheckpointingLayer):
         self.is_decoder = is_decoder
         # local encoder layers (config.encoder_layer_types); the decoder's self-attention stays full
         local = not is_decoder and config.encoder_layer_types[layer_idx] == "sliding_attention"
-        self.layer = nn.ModuleList([RelPosT5LayerSelfAttention(
-            config, layer_idx=layer_idx, scheme=scheme, owns_scheme=owns_scheme,
-            sliding_window=config.encoder_sliding_window if local else None,
-        )])
+        self.layer = nn.ModuleList(
+            [
+                RelPosT5LayerSelfAttention(
+                    config,
+                    layer_idx=layer_idx,
+                    scheme=scheme,
+                    owns_scheme=owns_scheme,
+                    sliding_window=config.encoder_sliding_window if local else None,
+                )
+            ]
+        )
         if is_decoder:
             self.layer.append(RelPosT5LayerCrossAttention(config, layer_idx=layer_idx))
         self.layer.append(RelPosT5LayerFF(config))
@@ -364,8 +389,15 @@ class RelPosT5Stack(RelPosT5PreTrainedModel):
 
         def stack(params):
             return build_stack_schemes(
-                name, params, config.relative_position_per_layer, num_layers, config.num_heads, config.d_kv,
-                config.d_model, causal=is_decoder, max_position_embeddings=config.max_position_embeddings,
+                name,
+                params,
+                config.relative_position_per_layer,
+                num_layers,
+                config.num_heads,
+                config.d_kv,
+                config.d_model,
+                causal=is_decoder,
+                max_position_embeddings=config.max_position_embeddings,
                 absolute_position=config.absolute_position,
             )
 
@@ -378,8 +410,10 @@ class RelPosT5Stack(RelPosT5PreTrainedModel):
         for scheme in set(schemes):
             _own_scheme(scheme)
         self.block = nn.ModuleList(
-            [RelPosT5Block(config, is_decoder, layer_idx=i, scheme=schemes[i], owns_scheme=not shared)
-             for i in range(num_layers)]
+            [
+                RelPosT5Block(config, is_decoder, layer_idx=i, scheme=schemes[i], owns_scheme=not shared)
+                for i in range(num_layers)
+            ]
         )
         if shared:
             if not all(local) or local_params is None:
@@ -467,7 +501,11 @@ class RelPosT5Stack(RelPosT5PreTrainedModel):
         cross_mask = None
         if self.is_decoder and encoder_hidden_states is not None:
             cross_mask = build_attention_mask(
-                encoder_attention_mask, seq_len, encoder_hidden_states.shape[1], causal=False, dtype=dtype,
+                encoder_attention_mask,
+                seq_len,
+                encoder_hidden_states.shape[1],
+                causal=False,
+                dtype=dtype,
                 device=inputs_embeds.device,
             )
 
@@ -477,7 +515,13 @@ class RelPosT5Stack(RelPosT5PreTrainedModel):
         hidden_states = self.dropout(self._absolute_positions(inputs_embeds, past_length))
         for block, scheme in zip(self.block, self._schemes):
             hidden_states = block(
-                hidden_states, self_mask, encoder_hidden_states, cross_mask, cache=cache, scheme=scheme, memo=memo,
+                hidden_states,
+                self_mask,
+                encoder_hidden_states,
+                cross_mask,
+                cache=cache,
+                scheme=scheme,
+                memo=memo,
                 **kwargs,
             )
         hidden_states = self.dropout(self.final_layer_norm(hidden_states))
@@ -524,8 +568,20 @@ class _RelPosT5EncoderDecoderBase(RelPosT5PreTrainedModel):
     def get_decoder(self):
         return self.decoder
 
-    def _run(self, input_ids, attention_mask, decoder_input_ids, decoder_attention_mask, encoder_outputs, cache,
-             inputs_embeds, decoder_inputs_embeds, use_cache, output_attentions, output_hidden_states):
+    def _run(
+        self,
+        input_ids,
+        attention_mask,
+        decoder_input_ids,
+        decoder_attention_mask,
+        encoder_outputs,
+        cache,
+        inputs_embeds,
+        decoder_inputs_embeds,
+        use_cache,
+        output_attentions,
+        output_hidden_states,
+    ):
         if encoder_outputs is None:
             encoder_outputs = self.encoder(
                 input_ids=input_ids,
@@ -576,8 +632,17 @@ class RelPosT5Model(_RelPosT5EncoderDecoderBase):
         cache = _pop_cache(kwargs, cache)
         return_dict = self.config.return_dict if return_dict is None else return_dict
         encoder_outputs, decoder_outputs = self._run(
-            input_ids, attention_mask, decoder_input_ids, decoder_attention_mask, encoder_outputs, cache,
-            inputs_embeds, decoder_inputs_embeds, use_cache, output_attentions, output_hidden_states,
+            input_ids,
+            attention_mask,
+            decoder_input_ids,
+            decoder_attention_mask,
+            encoder_outputs,
+            cache,
+            inputs_embeds,
+            decoder_inputs_embeds,
+            use_cache,
+            output_attentions,
+            output_hidden_states,
         )
         output = Seq2SeqModelOutput(
             last_hidden_state=decoder_outputs.last_hidden_state,
@@ -632,8 +697,17 @@ class RelPosT5ForConditionalGeneration(_RelPosT5EncoderDecoderBase, GenerationMi
         if labels is not None and decoder_input_ids is None and decoder_inputs_embeds is None:
             decoder_input_ids = self._shift_right(labels)
         encoder_outputs, decoder_outputs = self._run(
-            input_ids, attention_mask, decoder_input_ids, decoder_attention_mask, encoder_outputs, cache,
-            inputs_embeds, decoder_inputs_embeds, use_cache, output_attentions, output_hidden_states,
+            input_ids,
+            attention_mask,
+            decoder_input_ids,
+            decoder_attention_mask,
+            encoder_outputs,
+            cache,
+            inputs_embeds,
+            decoder_inputs_embeds,
+            use_cache,
+            output_attentions,
+            output_hidden_states,
         )
         sequence_output = decoder_outputs.last_hidden_state
         if self.config.tie_word_embeddings:

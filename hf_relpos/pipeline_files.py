@@ -20,8 +20,14 @@ from pathlib import Path
 PIPELINE_MODULE = "pipelines_relpos"
 PIPELINE_FILE = f"{PIPELINE_MODULE}.py"
 SOURCE = Path(__file__).with_name(PIPELINE_FILE)
-QA_PARAMETERS = ("max_seq_len", "doc_stride", "max_answer_len", "n_best_size", "handle_impossible_answer",
-                 "null_score_diff_threshold")
+QA_PARAMETERS = (
+    "max_seq_len",
+    "doc_stride",
+    "max_answer_len",
+    "n_best_size",
+    "handle_impossible_answer",
+    "null_score_diff_threshold",
+)
 SEQ2SEQ_PARAMETERS = ("source_prefix", "max_source_length")
 
 
@@ -42,10 +48,14 @@ def pipelines_for(config: dict, parameters: dict | None = None) -> dict:
 
     out = {}
     if any(a.endswith("ForQuestionAnswering") for a in architectures):
-        out["question-answering"] = entry("question-answering", "RelPosQuestionAnsweringPipeline",
-                                          "AutoModelForQuestionAnswering", QA_PARAMETERS)
+        out["question-answering"] = entry(
+            "question-answering", "RelPosQuestionAnsweringPipeline", "AutoModelForQuestionAnswering", QA_PARAMETERS
+        )
     if any(a.endswith("ForConditionalGeneration") for a in architectures):
-        for task, cls in (("summarization", "RelPosSummarizationPipeline"), ("text2text-generation", "RelPosText2TextPipeline")):
+        for task, cls in (
+            ("summarization", "RelPosSummarizationPipeline"),
+            ("text2text-generation", "RelPosText2TextPipeline"),
+        ):
             out[task] = entry(task, cls, "AutoModelForSeq2SeqLM", SEQ2SEQ_PARAMETERS)
     return out
 

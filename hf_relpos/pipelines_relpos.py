@@ -34,8 +34,16 @@ QA_DEFAULTS = {
 }
 
 
-def best_answers(context, windows, *, n_best_size=20, max_answer_length=30, version_2_with_negative=False,
-                 null_score_diff_threshold=0.0, top_k=1):
+def best_answers(
+    context,
+    windows,
+    *,
+    n_best_size=20,
+    max_answer_length=30,
+    version_2_with_negative=False,
+    null_score_diff_threshold=0.0,
+    top_k=1,
+):
     """The ``top_k`` best answers to one question about ``context`` (a list of dicts, best first).
 
     ``windows``: one ``(start_logits, end_logits, offsets)`` per window of the context; ``offsets[i]`` is the
@@ -56,7 +64,9 @@ def best_answers(context, windows, *, n_best_size=20, max_answer_length=30, vers
         null = float(starts[0] + ends[0])
         if min_null is None or null < min_null:
             min_null = null
-        context_tokens = np.array([i for i, o in enumerate(offsets) if o is not None and i < len(starts)], dtype=np.int64)
+        context_tokens = np.array(
+            [i for i, o in enumerate(offsets) if o is not None and i < len(starts)], dtype=np.int64
+        )
         if not len(context_tokens):
             continue
         top_starts = context_tokens[np.argsort(starts[context_tokens], kind="stable")[::-1][:n_best_size]]
@@ -80,7 +90,9 @@ def best_answers(context, windows, *, n_best_size=20, max_answer_length=30, vers
     def prob(x):
         return math.exp(x - top) / norm
 
-    answers = [{"answer": context[s:e], "start": int(s), "end": int(e), "score": prob(x), "logit": x} for x, s, e in kept]
+    answers = [
+        {"answer": context[s:e], "start": int(s), "end": int(e), "score": prob(x), "logit": x} for x, s, e in kept
+    ]
     if version_2_with_negative and min_null is not None:
         null_answer = {"answer": "", "start": 0, "end": 0, "score": prob(min_null), "logit": min_null}
         answers = [null_answer] + answers if no_answer else answers + [null_answer]
@@ -97,14 +109,21 @@ def qa_windows(tokenizer, questions, contexts, *, max_seq_len, doc_stride, paddi
     pad_right = tokenizer.padding_side == "right"
     questions = [q.lstrip() for q in questions]
     enc = tokenizer(
-        questions if pad_right else contexts, contexts if pad_right else questions,
-        truncation="only_second" if pad_right else "only_first", max_length=max_seq_len, stride=doc_stride,
-        return_overflowing_tokens=True, return_offsets_mapping=True, padding=padding,
+        questions if pad_right else contexts,
+        contexts if pad_right else questions,
+        truncation="only_second" if pad_right else "only_first",
+        max_length=max_seq_len,
+        stride=doc_stride,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+        padding=padding,
     )
     context_index = 1 if pad_right else 0
     for i in range(len(enc["input_ids"])):
         seq_ids = enc.sequence_ids(i)
-        enc["offset_mapping"][i] = [o if seq_ids[k] == context_index else None for k, o in enumerate(enc["offset_mapping"][i])]
+        enc["offset_mapping"][i] = [
+            o if seq_ids[k] == context_index else None for k, o in enumerate(enc["offset_mapping"][i])
+        ]
     return enc
 
 
@@ -158,15 +177,35 @@ class RelPosQuestionAnsweringPipeline(Pipeline):
         super().__init__(*args, **kwargs)
         self._batch_size = None
 
-    def _sanitize_parameters(self, top_k=None, max_seq_len=None, doc_stride=None, max_answer_len=None,
-                             handle_impossible_answer=None, null_score_diff_threshold=None, n_best_size=None, **kwargs):
-        params = qa_parameters(self.model.config, self.tokenizer, max_seq_len=max_seq_len, doc_stride=doc_stride,
-                               max_answer_len=max_answer_len, handle_impossible_answer=handle_impossible_answer,
-                               n_best_size=n_best_size, null_score_diff_threshold=null_score_diff_threshold)
+    def _sanitize_parameters(
+        self,
+        top_k=None,
+        max_seq_len=None,
+        doc_stride=None,
+        max_answer_len=None,
+        handle_impossible_answer=None,
+        null_score_diff_threshold=None,
+        n_best_size=None,
+        **kwargs,
+    ):
+        params = qa_parameters(
+            self.model.config,
+            self.tokenizer,
+            max_seq_len=max_seq_len,
+            doc_stride=doc_stride,
+            max_answer_len=max_answer_len,
+            handle_impossible_answer=handle_impossible_answer,
+            n_best_size=n_best_size,
+            null_score_diff_threshold=null_score_diff_threshold,
+        )
         pre = {"max_seq_len": params["max_seq_len"], "doc_stride": params["doc_stride"]}
-        post = {"top_k": top_k or 1, "max_answer_len": params["max_answer_len"], "n_best_size": params["n_best_size"],
-                "handle_impossible_answer": params["handle_impossible_answer"],
-                "null_score_diff_threshold": params["null_score_diff_threshold"]}
+        post = {
+            "top_k": top_k or 1,
+            "max_answer_len": params["max_answer_len"],
+            "n_best_size": params["n_best_size"],
+            "handle_impossible_answer": params["handle_impossible_answer"],
+            "null_score_diff_threshold": params["null_score_diff_threshold"],
+        }
         return pre, {}, post
 
     def __call__(self, *args, **kwargs):
@@ -182,24 +221,50 @@ class RelPosQuestionAnsweringPipeline(Pipeline):
     def preprocess(self, inputs, max_seq_len=384, doc_stride=128):
         if not isinstance(inputs, dict) or not {"question", "context"} <= set(inputs):
             raise ValueError("question-answering takes question=..., context=... (or dicts with those keys)")
-        enc = qa_windows(self.tokenizer, [inputs["question"]], [inputs["context"]], max_seq_len=max_seq_len,
-                         doc_stride=doc_stride, padding=True)
+        enc = qa_windows(
+            self.tokenizer,
+            [inputs["question"]],
+            [inputs["context"]],
+            max_seq_len=max_seq_len,
+            doc_stride=doc_stride,
+            padding=True,
+        )
         names = [n for n in self.tokenizer.model_input_names if n in enc]
-        return {"model_inputs": {n: torch.tensor(enc[n]) for n in names},
-                "offsets": enc["offset_mapping"], "context": inputs["context"]}
+        return {
+            "model_inputs": {n: torch.tensor(enc[n]) for n in names},
+            "offsets": enc["offset_mapping"],
+            "context": inputs["context"],
+        }
 
     def _forward(self, inputs):
         out = self.model(**{k: v.to(self.device) for k, v in inputs["model_inputs"].items()})
-        return {"start_logits": out.start_logits, "end_logits": out.end_logits, "offsets": inputs["offsets"],
-                "context": inputs["context"]}
+        return {
+            "start_logits": out.start_logits,
+            "end_logits": out.end_logits,
+            "offsets": inputs["offsets"],
+            "context": inputs["context"],
+        }
 
-    def postprocess(self, outputs, top_k=1, max_answer_len=30, n_best_size=20, handle_impossible_answer=False,
-                    null_score_diff_threshold=0.0):
+    def postprocess(
+        self,
+        outputs,
+        top_k=1,
+        max_answer_len=30,
+        n_best_size=20,
+        handle_impossible_answer=False,
+        null_score_diff_threshold=0.0,
+    ):
         starts = outputs["start_logits"].float().cpu().numpy()
         ends = outputs["end_logits"].float().cpu().numpy()
-        answers = best_answers(outputs["context"], list(zip(starts, ends, outputs["offsets"])), n_best_size=n_best_size,
-                               max_answer_length=max_answer_len, version_2_with_negative=handle_impossible_answer,
-                               null_score_diff_threshold=null_score_diff_threshold, top_k=top_k)
+        answers = best_answers(
+            outputs["context"],
+            list(zip(starts, ends, outputs["offsets"])),
+            n_best_size=n_best_size,
+            max_answer_length=max_answer_len,
+            version_2_with_negative=handle_impossible_answer,
+            null_score_diff_threshold=null_score_diff_threshold,
+            top_k=top_k,
+        )
         answers = [{k: a[k] for k in ("score", "start", "end", "answer")} for a in answers]
         return answers[0] if top_k == 1 else answers
 
@@ -214,24 +279,40 @@ class RelPosText2TextPipeline(Pipeline):
     return_name = "generated"
 
     def _sanitize_parameters(self, max_source_length=None, source_prefix=None, **generate_kwargs):
-        params = seq2seq_parameters(self.model.config, self.tokenizer, self.task or "text2text-generation",
-                                    max_source_length=max_source_length, source_prefix=source_prefix)
+        params = seq2seq_parameters(
+            self.model.config,
+            self.tokenizer,
+            self.task or "text2text-generation",
+            max_source_length=max_source_length,
+            source_prefix=source_prefix,
+        )
         return params, {"generate_kwargs": generate_kwargs}, {}
 
     def preprocess(self, text, max_source_length=None, source_prefix=""):
         if not isinstance(text, str):
-            raise ValueError(f"{self.task or 'text2text-generation'} takes a string (or a list of strings), got {type(text).__name__}")
-        return self.tokenizer(source_prefix + text, truncation=max_source_length is not None, max_length=max_source_length,
-                              return_tensors="pt")
+            raise ValueError(
+                f"{self.task or 'text2text-generation'} takes a string (or a list of strings), got {type(text).__name__}"
+            )
+        return self.tokenizer(
+            source_prefix + text,
+            truncation=max_source_length is not None,
+            max_length=max_source_length,
+            return_tensors="pt",
+        )
 
     def _forward(self, model_inputs, generate_kwargs=None):
         inputs = {k: v.to(self.device) for k, v in model_inputs.items() if k in ("input_ids", "attention_mask")}
         return {"output_ids": self.model.generate(**inputs, **(generate_kwargs or {}))}
 
     def postprocess(self, outputs):
-        return [{f"{self.return_name}_text": self.tokenizer.decode(ids, skip_special_tokens=True,
-                                                                     clean_up_tokenization_spaces=False)}
-                for ids in outputs["output_ids"]]
+        return [
+            {
+                f"{self.return_name}_text": self.tokenizer.decode(
+                    ids, skip_special_tokens=True, clean_up_tokenization_spaces=False
+                )
+            }
+            for ids in outputs["output_ids"]
+        ]
 
 
 class RelPosSummarizationPipeline(RelPosText2TextPipeline):

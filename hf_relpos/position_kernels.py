@@ -37,7 +37,6 @@ def relative_distance(q_len: int, k_len: int, device=None, q_start: int | None =
     return k_pos[None, :] - q_pos[:, None]
 
 
-
 RELATIVE_TILE = 64  # rows per tile in relative_dot: the table product costs (1 + tile / M) × the minimum
 
 

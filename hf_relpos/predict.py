@@ -42,13 +42,30 @@ import torch
 from .pipelines_relpos import best_answers, qa_parameters, qa_windows, seq2seq_parameters
 
 TASKS = ("qa", "classification", "token-classification", "summarization", "text2text", "fill-mask", "embeddings")
-RECIPE_TASKS = {"qa": "qa", "classification": "classification", "summarization": "summarization", "mlm": "fill-mask",
-                "span_corruption": "text2text"}
-_ARCHITECTURE_TASKS = (("ForQuestionAnswering", "qa"), ("ForSequenceClassification", "classification"),
-                       ("ForTokenClassification", "token-classification"), ("ForConditionalGeneration", "summarization"),
-                       ("ForMaskedLM", "fill-mask"), ("Model", "embeddings"))
-DTYPES = {"auto": "auto", "float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
-          "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+RECIPE_TASKS = {
+    "qa": "qa",
+    "classification": "classification",
+    "summarization": "summarization",
+    "mlm": "fill-mask",
+    "span_corruption": "text2text",
+}
+_ARCHITECTURE_TASKS = (
+    ("ForQuestionAnswering", "qa"),
+    ("ForSequenceClassification", "classification"),
+    ("ForTokenClassification", "token-classification"),
+    ("ForConditionalGeneration", "summarization"),
+    ("ForMaskedLM", "fill-mask"),
+    ("Model", "embeddings"),
+)
+DTYPES = {
+    "auto": "auto",
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
 SEQ2SEQ_COLUMNS = ("text", "document")
 
 
@@ -69,6 +86,7 @@ class Predictions(list):
 # --------------------------------------------------------------------------------------------------
 # the checkpoint
 # --------------------------------------------------------------------------------------------------
+
 
 def _read_json(path: Path) -> dict:
     try:
@@ -92,7 +110,9 @@ def resolve_checkpoint(checkpoint) -> Path:
         return Path(snapshot_download(name))
     except Exception as err:  # offline, unknown repository, no access: one line
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise ValueError(f"checkpoint={name!r} is not a folder, and downloading it from the Hub failed: {first}") from None
+        raise ValueError(
+            f"checkpoint={name!r} is not a folder, and downloading it from the Hub failed: {first}"
+        ) from None
 
 
 def task_of(checkpoint) -> str:
@@ -108,8 +128,10 @@ def task_of(checkpoint) -> str:
         for suffix, task in _ARCHITECTURE_TASKS:
             if architecture.endswith(suffix):
                 return task
-    raise ValueError(f"checkpoint={str(checkpoint)!r}: cannot tell its task from config.json's architectures "
-                     f"{config.get('architectures')!r}; pass task= (--task), one of: {', '.join(TASKS)}")
+    raise ValueError(
+        f"checkpoint={str(checkpoint)!r}: cannot tell its task from config.json's architectures "
+        f"{config.get('architectures')!r}; pass task= (--task), one of: {', '.join(TASKS)}"
+    )
 
 
 def _auto_class(task: str, config):
@@ -118,9 +140,14 @@ def _auto_class(task: str, config):
     if task == "embeddings":
         name = "AutoModelForTextEncoding" if getattr(config, "is_encoder_decoder", False) else "AutoModel"
     else:
-        name = {"qa": "AutoModelForQuestionAnswering", "classification": "AutoModelForSequenceClassification",
-                "token-classification": "AutoModelForTokenClassification", "summarization": "AutoModelForSeq2SeqLM",
-                "text2text": "AutoModelForSeq2SeqLM", "fill-mask": "AutoModelForMaskedLM"}[task]
+        name = {
+            "qa": "AutoModelForQuestionAnswering",
+            "classification": "AutoModelForSequenceClassification",
+            "token-classification": "AutoModelForTokenClassification",
+            "summarization": "AutoModelForSeq2SeqLM",
+            "text2text": "AutoModelForSeq2SeqLM",
+            "fill-mask": "AutoModelForMaskedLM",
+        }[task]
     return getattr(transformers, name)
 
 
@@ -149,7 +176,9 @@ def _load_model(checkpoint, task, device, dtype, trust_remote_code):
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # "Loading weights" is noise beside predict's own bar
     try:
-        model = _auto_class(task, config).from_pretrained(checkpoint, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code)
+        model = _auto_class(task, config).from_pretrained(
+            checkpoint, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code
+        )
     finally:
         if bars:
             hf_logging.enable_progress_bar()
@@ -164,6 +193,7 @@ def _model_limit(tokenizer, default=512) -> int:
 # --------------------------------------------------------------------------------------------------
 # inputs
 # --------------------------------------------------------------------------------------------------
+
 
 def _rows(inputs):
     """(where, row or error) for each input row; ``where`` is "FILE:LINE" (or "input[i]")."""
@@ -186,7 +216,9 @@ def _rows(inputs):
             elif suffix == ".json":
                 yield from _json_rows(handle.read(), name)
             else:
-                raise ValueError(f"input={name!r}: unknown format {suffix!r}; use .jsonl, .csv or .json (or - for jsonl on stdin)")
+                raise ValueError(
+                    f"input={name!r}: unknown format {suffix!r}; use .jsonl, .csv or .json (or - for jsonl on stdin)"
+                )
         return
     for i, row in enumerate(inputs):
         yield f"input[{i}]", row
@@ -210,7 +242,7 @@ def _json_rows(text, name):
     if isinstance(data, dict) and isinstance(data.get("data"), list):
         data = data["data"]
     if not isinstance(data, list):
-        raise ValueError(f"input={name!r}: a .json input is a list of objects, or {{\"data\": [...]}}")
+        raise ValueError(f'input={name!r}: a .json input is a list of objects, or {{"data": [...]}}')
     lines = _item_lines(text, len(data))
     for i, row in enumerate(data):
         yield f"{name}:{lines[i]}" if lines else f"{name}: item {i}", row
@@ -266,8 +298,10 @@ def _parse(task, where, row, options, tokenizer):
     if not isinstance(row, dict):
         raise BadRowError(f"{where}: a row is an object with the task's fields, got {type(row).__name__}")
     if task == "qa":
-        return {"question": _text(row, where, options["question_column"]),
-                "context": _text(row, where, options["context_column"])}
+        return {
+            "question": _text(row, where, options["question_column"]),
+            "context": _text(row, where, options["context_column"]),
+        }
     column = _text_column(task, options["text_column"], row)
     fields = {"text": _text(row, where, column)}
     if task == "classification" and options.get("text_pair_column"):
@@ -280,6 +314,7 @@ def _parse(task, where, row, options, tokenizer):
 # --------------------------------------------------------------------------------------------------
 # batching
 # --------------------------------------------------------------------------------------------------
+
 
 def _by_length(lengths, batch_size):
     """Batches of indices, longest first (padding is mostly wasted on short rows beside long ones)."""
@@ -320,12 +355,24 @@ def _progress(total, task, enabled):
 # the tasks
 # --------------------------------------------------------------------------------------------------
 
+
 def _run_qa(model, tokenizer, items, options, bar):
-    params = qa_parameters(model.config, tokenizer, max_seq_len=options["max_seq_length"], doc_stride=options["doc_stride"],
-                           max_answer_len=options["max_answer_length"], handle_impossible_answer=options["version_2"],
-                           null_score_diff_threshold=options["null_threshold"])
-    enc = qa_windows(tokenizer, [it["question"] for it in items], [it["context"] for it in items],
-                     max_seq_len=params["max_seq_len"], doc_stride=params["doc_stride"])
+    params = qa_parameters(
+        model.config,
+        tokenizer,
+        max_seq_len=options["max_seq_length"],
+        doc_stride=options["doc_stride"],
+        max_answer_len=options["max_answer_length"],
+        handle_impossible_answer=options["version_2"],
+        null_score_diff_threshold=options["null_threshold"],
+    )
+    enc = qa_windows(
+        tokenizer,
+        [it["question"] for it in items],
+        [it["context"] for it in items],
+        max_seq_len=params["max_seq_len"],
+        doc_stride=params["doc_stride"],
+    )
     names = _input_names(tokenizer, enc)
     lengths = [len(ids) for ids in enc["input_ids"]]
     windows = [[] for _ in items]
@@ -347,10 +394,15 @@ def _run_qa(model, tokenizer, items, options, bar):
     results = []
     for item, found in zip(items, windows):
         found.sort(key=lambda w: w[0])  # the windows in text order, as the evaluation sees them
-        answers = best_answers(item["context"], [w[1:] for w in found], n_best_size=params["n_best_size"],
-                               max_answer_length=params["max_answer_len"],
-                               version_2_with_negative=bool(params["handle_impossible_answer"]),
-                               null_score_diff_threshold=params["null_score_diff_threshold"], top_k=top_k)
+        answers = best_answers(
+            item["context"],
+            [w[1:] for w in found],
+            n_best_size=params["n_best_size"],
+            max_answer_length=params["max_answer_len"],
+            version_2_with_negative=bool(params["handle_impossible_answer"]),
+            null_score_diff_threshold=params["null_score_diff_threshold"],
+            top_k=top_k,
+        )
         answers = [{k: a[k] for k in ("answer", "score", "start", "end")} for a in answers]
         results.append({**answers[0], **({"n_best": answers} if top_k > 1 else {})})
     return results
@@ -393,8 +445,11 @@ def _run_classification(model, tokenizer, items, options, bar):
         probs = (logits.sigmoid() if sigmoid else logits.softmax(-1)).cpu().numpy()
         for row, i in enumerate(batch):
             best = int(probs[row].argmax())
-            results[i] = {"label": labels[best], "score": float(probs[row, best]),
-                          "probabilities": {labels[k]: float(p) for k, p in enumerate(probs[row])}}
+            results[i] = {
+                "label": labels[best],
+                "score": float(probs[row, best]),
+                "probabilities": {labels[k]: float(p) for k, p in enumerate(probs[row])},
+            }
 
     _forward_batches(model, tokenizer, enc, options, bar, step)
     return results
@@ -415,13 +470,26 @@ def _entities(text, labels, probs, offsets, special):
             entities.append(current)
         current["scores"].append(float(probs[k]))
         current["end"] = int(end)
-    return [{"entity_group": e["entity_group"], "score": sum(e["scores"]) / len(e["scores"]),
-             "word": text[e["start"] : e["end"]], "start": e["start"], "end": e["end"]} for e in entities]
+    return [
+        {
+            "entity_group": e["entity_group"],
+            "score": sum(e["scores"]) / len(e["scores"]),
+            "word": text[e["start"] : e["end"]],
+            "start": e["start"],
+            "end": e["end"],
+        }
+        for e in entities
+    ]
 
 
 def _run_token_classification(model, tokenizer, items, options, bar):
-    enc = tokenizer([it["text"] for it in items], truncation=True, max_length=options["max_seq_length"] or _model_limit(tokenizer),
-                    return_offsets_mapping=True, return_special_tokens_mask=True)
+    enc = tokenizer(
+        [it["text"] for it in items],
+        truncation=True,
+        max_length=options["max_seq_length"] or _model_limit(tokenizer),
+        return_offsets_mapping=True,
+        return_special_tokens_mask=True,
+    )
     labels = model.config.id2label
     results = [None] * len(items)
     names = [n for n in _input_names(tokenizer, enc) if n not in ("offset_mapping", "special_tokens_mask")]
@@ -431,9 +499,15 @@ def _run_token_classification(model, tokenizer, items, options, bar):
         for row, i in enumerate(batch):
             n = len(enc["input_ids"][i])
             best = probs[row, :n].argmax(-1)
-            results[i] = {"entities": _entities(items[i]["text"], [labels.get(int(b), str(int(b))) for b in best],
-                                                probs[row, np.arange(n), best], enc["offset_mapping"][i],
-                                                enc["special_tokens_mask"][i])}
+            results[i] = {
+                "entities": _entities(
+                    items[i]["text"],
+                    [labels.get(int(b), str(int(b))) for b in best],
+                    probs[row, np.arange(n), best],
+                    enc["offset_mapping"][i],
+                    enc["special_tokens_mask"][i],
+                )
+            }
 
     lengths = [len(ids) for ids in enc["input_ids"]]
     for batch in _by_length(lengths, options["batch_size"]):
@@ -443,7 +517,9 @@ def _run_token_classification(model, tokenizer, items, options, bar):
 
 
 def _run_fill_mask(model, tokenizer, items, options, bar):
-    enc = tokenizer([it["text"] for it in items], truncation=True, max_length=options["max_seq_length"] or _model_limit(tokenizer))
+    enc = tokenizer(
+        [it["text"] for it in items], truncation=True, max_length=options["max_seq_length"] or _model_limit(tokenizer)
+    )
     top_k = options.get("top_k") or 5
     results = [None] * len(items)
 
@@ -454,8 +530,12 @@ def _run_fill_mask(model, tokenizer, items, options, bar):
             for p in positions:
                 probs = out.logits[row, p].float().softmax(-1)
                 values, ids = probs.topk(min(top_k, probs.numel()))
-                predictions.append([{"token": int(t), "token_str": tokenizer.decode([int(t)]).strip(), "score": float(v)}
-                                    for v, t in zip(values.tolist(), ids.tolist())])
+                predictions.append(
+                    [
+                        {"token": int(t), "token_str": tokenizer.decode([int(t)]).strip(), "score": float(v)}
+                        for v, t in zip(values.tolist(), ids.tolist())
+                    ]
+                )
             results[i] = {"predictions": predictions}
 
     _forward_batches(model, tokenizer, enc, options, bar, step)
@@ -477,8 +557,12 @@ def pooling_of(checkpoint) -> dict:
             conf = _read_json(folder / module.get("path", "1_Pooling") / "config.json")
             for mode in ("cls_token", "mean_tokens", "max_tokens", "mean_sqrt_len_tokens"):
                 if conf.get(f"pooling_mode_{mode}"):
-                    pooling["mode"] = {"cls_token": "cls", "mean_tokens": "mean", "max_tokens": "max",
-                                       "mean_sqrt_len_tokens": "mean_sqrt_len"}[mode]
+                    pooling["mode"] = {
+                        "cls_token": "cls",
+                        "mean_tokens": "mean",
+                        "max_tokens": "max",
+                        "mean_sqrt_len_tokens": "mean_sqrt_len",
+                    }[mode]
                     break
             pooling["source"] = f"{module.get('path', '1_Pooling')}/config.json"
         elif kind.endswith("Normalize"):
@@ -500,7 +584,9 @@ def _pool(hidden, mask, pooling):
 
 
 def _run_embeddings(model, tokenizer, items, options, bar):
-    enc = tokenizer([it["text"] for it in items], truncation=True, max_length=options["max_seq_length"] or _model_limit(tokenizer))
+    enc = tokenizer(
+        [it["text"] for it in items], truncation=True, max_length=options["max_seq_length"] or _model_limit(tokenizer)
+    )
     pooling = options["pooling"]
     results = [None] * len(items)
 
@@ -514,10 +600,16 @@ def _run_embeddings(model, tokenizer, items, options, bar):
 
 
 def _run_seq2seq(model, tokenizer, items, options, bar):
-    params = seq2seq_parameters(model.config, tokenizer, "summarization" if options["task"] == "summarization"
-                                else "text2text-generation", max_source_length=options["max_seq_length"])
+    params = seq2seq_parameters(
+        model.config,
+        tokenizer,
+        "summarization" if options["task"] == "summarization" else "text2text-generation",
+        max_source_length=options["max_seq_length"],
+    )
     limit = params["max_source_length"]
-    enc = tokenizer([params["source_prefix"] + it["text"] for it in items], truncation=limit is not None, max_length=limit)
+    enc = tokenizer(
+        [params["source_prefix"] + it["text"] for it in items], truncation=limit is not None, max_length=limit
+    )
     key = "summary_text" if options["task"] == "summarization" else "generated_text"
     overrides = {k: options[k] for k in ("num_beams", "max_new_tokens") if options.get(k) is not None}
     results = [None] * len(items)
@@ -527,19 +619,28 @@ def _run_seq2seq(model, tokenizer, items, options, bar):
         inputs = _collate(enc, batch, names, tokenizer, model.device)
         output_ids = model.generate(**inputs, **overrides)
         for row, i in enumerate(batch):
-            results[i] = {key: tokenizer.decode(output_ids[row], skip_special_tokens=True, clean_up_tokenization_spaces=False)}
+            results[i] = {
+                key: tokenizer.decode(output_ids[row], skip_special_tokens=True, clean_up_tokenization_spaces=False)
+            }
         bar.update(len(batch))
     return results
 
 
-_RUNNERS = {"qa": _run_qa, "classification": _run_classification, "token-classification": _run_token_classification,
-            "summarization": _run_seq2seq, "text2text": _run_seq2seq, "fill-mask": _run_fill_mask,
-            "embeddings": _run_embeddings}
+_RUNNERS = {
+    "qa": _run_qa,
+    "classification": _run_classification,
+    "token-classification": _run_token_classification,
+    "summarization": _run_seq2seq,
+    "text2text": _run_seq2seq,
+    "fill-mask": _run_fill_mask,
+    "embeddings": _run_embeddings,
+}
 
 
 # --------------------------------------------------------------------------------------------------
 # output
 # --------------------------------------------------------------------------------------------------
+
 
 def check_output(output, overwrite: bool, task: str = "embeddings") -> None:
     """FileExistsError for an existing ``output`` without ``overwrite``, ValueError for a matrix file (.npy,
@@ -583,8 +684,11 @@ def _write(output, rows, task):
             from safetensors.numpy import save_file
 
             ids = [r.get("id") for r in rows]
-            save_file({"embeddings": np.ascontiguousarray(matrix, dtype=np.float32)}, str(tmp),
-                      metadata={"ids": json.dumps(ids, default=str)})
+            save_file(
+                {"embeddings": np.ascontiguousarray(matrix, dtype=np.float32)},
+                str(tmp),
+                metadata={"ids": json.dumps(ids, default=str)},
+            )
         else:
             with open(tmp, "w", encoding="utf-8") as handle:
                 for row in rows:
@@ -598,11 +702,35 @@ def _write(output, rows, task):
 # the API
 # --------------------------------------------------------------------------------------------------
 
-def predict(checkpoint, inputs, output=None, *, task=None, batch_size=32, device=None, dtype="auto",
-            id_column="id", text_column=None, text_pair_column=None, question_column="question",
-            context_column="context", n_best=1, max_seq_length=None, doc_stride=None, max_answer_length=None,
-            version_2=None, null_threshold=None, num_beams=None, max_new_tokens=None, top_k=5,
-            skip_bad_rows=False, overwrite=False, progress=None, trust_remote_code=False) -> Predictions:
+
+def predict(
+    checkpoint,
+    inputs,
+    output=None,
+    *,
+    task=None,
+    batch_size=32,
+    device=None,
+    dtype="auto",
+    id_column="id",
+    text_column=None,
+    text_pair_column=None,
+    question_column="question",
+    context_column="context",
+    n_best=1,
+    max_seq_length=None,
+    doc_stride=None,
+    max_answer_length=None,
+    version_2=None,
+    null_threshold=None,
+    num_beams=None,
+    max_new_tokens=None,
+    top_k=5,
+    skip_bad_rows=False,
+    overwrite=False,
+    progress=None,
+    trust_remote_code=False,
+) -> Predictions:
     """Predictions of ``checkpoint`` (a folder, or a Hub repository id) for ``inputs`` (a file path, "-" for stdin, or a list of
     dicts / strings); written to ``output`` (a path, or "-" for stdout) when given. See the module docstring.
 
@@ -627,12 +755,24 @@ def predict(checkpoint, inputs, output=None, *, task=None, batch_size=32, device
         raise ValueError(f"dtype={dtype!r} is not valid; choose one of: {', '.join(DTYPES)}")
     torch_device = _device(device)
     tokenizer = _load_tokenizer(checkpoint, trust_remote_code)
-    options = {"task": task, "batch_size": batch_size, "text_column": text_column, "text_pair_column": text_pair_column,
-               "question_column": question_column, "context_column": context_column, "n_best": n_best,
-               "max_seq_length": max_seq_length, "doc_stride": doc_stride, "max_answer_length": max_answer_length,
-               "version_2": version_2, "null_threshold": null_threshold, "num_beams": num_beams,
-               "max_new_tokens": max_new_tokens, "top_k": top_k,
-               "pooling": pooling_of(checkpoint) if task == "embeddings" else None}
+    options = {
+        "task": task,
+        "batch_size": batch_size,
+        "text_column": text_column,
+        "text_pair_column": text_pair_column,
+        "question_column": question_column,
+        "context_column": context_column,
+        "n_best": n_best,
+        "max_seq_length": max_seq_length,
+        "doc_stride": doc_stride,
+        "max_answer_length": max_answer_length,
+        "version_2": version_2,
+        "null_threshold": null_threshold,
+        "num_beams": num_beams,
+        "max_new_tokens": max_new_tokens,
+        "top_k": top_k,
+        "pooling": pooling_of(checkpoint) if task == "embeddings" else None,
+    }
 
     items, ids, skipped = [], [], []  # every row is read and checked before the model loads
     for where, row in _rows(inputs):
@@ -648,7 +788,10 @@ def predict(checkpoint, inputs, output=None, *, task=None, batch_size=32, device
     model = _load_model(checkpoint, task, torch_device, dtype, trust_remote_code)
 
     start = time.perf_counter()
-    with _progress(len(items), task, sys.stderr.isatty() if progress is None else progress) as bar, torch.inference_mode():
+    with (
+        _progress(len(items), task, sys.stderr.isatty() if progress is None else progress) as bar,
+        torch.inference_mode(),
+    ):
         results = _RUNNERS[task](model, tokenizer, items, options, bar) if items else []
     seconds = time.perf_counter() - start
 

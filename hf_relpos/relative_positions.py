@@ -52,9 +52,18 @@ from .position_kernels import (
 ABSOLUTE_POSITIONS = ("none", "learned", "sinusoidal")
 COSTS = ("none", "bias", "rotate", "content")
 # The flat scheme fields an hf_relpos 0.1 config saved (all of them, always): such a config has no parameter dict.
-V0_1_FLAT_FIELDS = ("relative_attention_num_buckets", "relative_attention_max_distance", "max_relative_position",
-                    "relative_value", "position_buckets", "max_relative_positions", "rope_theta", "fire_mlp_width",
-                    "fire_init_c", "fire_init_threshold")
+V0_1_FLAT_FIELDS = (
+    "relative_attention_num_buckets",
+    "relative_attention_max_distance",
+    "max_relative_position",
+    "relative_value",
+    "position_buckets",
+    "max_relative_positions",
+    "rope_theta",
+    "fire_mlp_width",
+    "fire_init_c",
+    "fire_init_threshold",
+)
 
 
 def choice_error(field, value, choices):
@@ -86,6 +95,9 @@ class RelativePositionScheme(nn.Module):
         exact_from_absolute: ``zero_init_`` makes it add nothing, so a converted absolute checkpoint
             starts exact; False when no such start exists (fixed terms, or none that keeps gradients).
         shift_invariant: outputs do not change when the whole sequence is shifted.
+        length_dependent: the bias depends on the input's length itself (FIRE normalises by it), so a padded
+            text's outputs depend on its padding; relpos_bert then keeps the padded computation (no unpadding),
+            so checkpoints give what they gave.
         scale_factor: the score scale becomes scale / √scale_factor (DeBERTa: 3).
 
     Instances: ``Scheme(params, num_heads, head_dim, hidden_size, causal=False,
@@ -102,6 +114,7 @@ class RelativePositionScheme(nn.Module):
     aliases: dict = {}
     cost = "none"
     distance_only = False
+    length_dependent = False
     shared_by_default = False
     exact_from_absolute = True
     shift_invariant = True
@@ -116,8 +129,15 @@ class RelativePositionScheme(nn.Module):
         cls.uses_bias = cls.cost == "bias"
         cls.uses_content = cls.cost == "content"
 
-    def __init__(self, params: dict | None = None, num_heads: int = 1, head_dim: int = 1, hidden_size: int = 1,
-                 causal: bool = False, max_position_embeddings: int = 512):
+    def __init__(
+        self,
+        params: dict | None = None,
+        num_heads: int = 1,
+        head_dim: int = 1,
+        hidden_size: int = 1,
+        causal: bool = False,
+        max_position_embeddings: int = 512,
+    ):
         super().__init__()
         self.params = {**self.defaults, **(params or {})}
         self.num_heads = num_heads
@@ -140,8 +160,10 @@ class RelativePositionScheme(nn.Module):
         scheme's forward cannot run with. ``params`` may omit keys (they take the defaults);
         ``causal``: checked for the decoder variant; ``head_dim``: checked when the size is known."""
         if not isinstance(params, dict):
-            raise ValueError(f"{prefix}relative_position_parameters={params!r} is not valid; choose a dict with keys "
-                             f"among: {', '.join(cls.defaults) or '(none)'}")
+            raise ValueError(
+                f"{prefix}relative_position_parameters={params!r} is not valid; choose a dict with keys "
+                f"among: {', '.join(cls.defaults) or '(none)'}"
+            )
         unknown = [k for k in params if k not in cls.defaults]
         if unknown:
             raise ValueError(
@@ -157,8 +179,9 @@ class RelativePositionScheme(nn.Module):
     @classmethod
     def _require(cls, ok: bool, p: dict, key: str, prefix: str, valid: str) -> None:
         if not ok:
-            raise ValueError(f"{cls.field(key, p[key], prefix)} is not valid for relative_position={cls.name!r}; "
-                             f"choose {valid}")
+            raise ValueError(
+                f"{cls.field(key, p[key], prefix)} is not valid for relative_position={cls.name!r}; choose {valid}"
+            )
 
     @classmethod
     def saved_before(cls, params: dict | None, flat: dict | None, saved: bool | None = None) -> bool:
@@ -190,8 +213,15 @@ class RelativePositionScheme(nn.Module):
         return cls.distance_only and not causal and params.get("directional", True) is False
 
     @classmethod
-    def resolve(cls, params: dict | None = None, flat: dict | None = None, prefix: str = "", *,
-                saved: bool | None = None, **context) -> dict:
+    def resolve(
+        cls,
+        params: dict | None = None,
+        flat: dict | None = None,
+        prefix: str = "",
+        *,
+        saved: bool | None = None,
+        **context,
+    ) -> dict:
         """The complete, validated parameter dict: the defaults (with the ``legacy`` values instead when
         ``saved_before(params, flat, saved)``), updated by 0.1 flat fields (``flat``, those this scheme has an
         alias for; None values ignored), then by ``params`` (whose keys may also be flat names)."""
@@ -259,8 +289,10 @@ class NoRelativePosition(RelativePositionScheme):
     wherever a layer has no relative term (never None)."""
 
     name = "none"
-    summary = ("No relative term is added to the attention scores. Position information comes only from the absolute "
-               "embeddings, if any, so this is the plain BERT/T5 baseline.")
+    summary = (
+        "No relative term is added to the attention scores. Position information comes only from the absolute "
+        "embeddings, if any, so this is the plain BERT/T5 baseline."
+    )
 
 
 class _DistanceBias(RelativePositionScheme):
@@ -299,9 +331,11 @@ class T5RelativePosition(_DistanceBias):
     name = "t5"
     paper = "Raffel et al. 2020, Exploring the Limits of Transfer Learning with a Unified Text-to-Text Transformer"
     paper_url = "https://arxiv.org/abs/1910.10683"
-    summary = ("Each head learns one scalar bias per bucket of the signed distance j − i, added to the attention scores. "
-               "Buckets are exact for short distances and log-spaced up to relative_attention_max_distance, and one table "
-               "is shared by all layers.")
+    summary = (
+        "Each head learns one scalar bias per bucket of the signed distance j − i, added to the attention scores. "
+        "Buckets are exact for short distances and log-spaced up to relative_attention_max_distance, and one table "
+        "is shared by all layers."
+    )
     defaults = {"num_buckets": 32, "max_distance": 128}
     aliases = {"relative_attention_num_buckets": "num_buckets", "relative_attention_max_distance": "max_distance"}
     shared_by_default = True
@@ -309,14 +343,24 @@ class T5RelativePosition(_DistanceBias):
     @classmethod
     def _check(cls, p, prefix, causal, head_dim):
         buckets = p["num_buckets"]
-        cls._require(is_int(buckets) and buckets >= 4 and buckets % 2 == 0, p, "num_buckets", prefix,
-                     "an even integer ≥ 4 (half the buckets per direction, each with ≥ 1 exact distance)")
+        cls._require(
+            is_int(buckets) and buckets >= 4 and buckets % 2 == 0,
+            p,
+            "num_buckets",
+            prefix,
+            "an even integer ≥ 4 (half the buckets per direction, each with ≥ 1 exact distance)",
+        )
         # distances below `exact` get one bucket each; the log-spaced rest must reach beyond them, or the
         # bucket formula divides by log(1) = 0 / goes negative (ZeroDivisionError, IndexError at forward)
         exact = buckets // 2 if causal else buckets // 4
-        cls._require(is_int(p["max_distance"]) and p["max_distance"] > exact, p, "max_distance", prefix,
-                     f"an integer > {exact} (num_buckets={buckets}: the exact range is num_buckets/"
-                     f"{'2 in a causal decoder' if causal else '4'}, and the log-spaced buckets must reach beyond it)")
+        cls._require(
+            is_int(p["max_distance"]) and p["max_distance"] > exact,
+            p,
+            "max_distance",
+            prefix,
+            f"an integer > {exact} (num_buckets={buckets}: the exact range is num_buckets/"
+            f"{'2 in a causal decoder' if causal else '4'}, and the log-spaced buckets must reach beyond it)",
+        )
 
     def __init__(self, params=None, num_heads=1, head_dim=1, hidden_size=1, causal=False, max_position_embeddings=512):
         super().__init__(params, num_heads, head_dim, hidden_size, causal)
@@ -372,9 +416,11 @@ class ALiBi(_DistanceBias):
     name = "alibi"
     paper = "Press et al. 2022, Train Short, Test Long: Attention with Linear Biases Enables Input Length Extrapolation"
     paper_url = "https://arxiv.org/abs/2108.12409"
-    summary = ("Attention scores get a fixed penalty −m·|i − j|, linear in the distance, with one geometric slope m per "
-               "head (optionally another slope for keys after the query). Nothing is learned, and the penalty extends "
-               "to any length, which helps extrapolation.")
+    summary = (
+        "Attention scores get a fixed penalty −m·|i − j|, linear in the distance, with one geometric slope m per "
+        "head (optionally another slope for keys after the query). Nothing is learned, and the penalty extends "
+        "to any length, which helps extrapolation."
+    )
     defaults = {"directional": False}
     legacy = {"directional": False}
     shared_by_default = True
@@ -422,9 +468,11 @@ class KERPLE(_DistanceBias):
     name = "kerple"
     paper = "Chi et al. 2022, KERPLE: Kernelized Relative Positional Embedding for Length Extrapolation"
     paper_url = "https://arxiv.org/abs/2205.09921"
-    summary = ("Attention scores get a learned logarithmic penalty −r1·log(1 + r2·distance) per head, with r1, r2 > 0 "
-               "(in an encoder, by default one pair for keys before and one for keys after the query). The kernel "
-               "decays smoothly with the distance and extends to any length.")
+    summary = (
+        "Attention scores get a learned logarithmic penalty −r1·log(1 + r2·distance) per head, with r1, r2 > 0 "
+        "(in an encoder, by default one pair for keys before and one for keys after the query). The kernel "
+        "decays smoothly with the distance and extends to any length."
+    )
     defaults = {"directional": True}
     legacy = {"directional": False}
     shared_by_default = True
@@ -482,13 +530,16 @@ class FIRE(RelativePositionScheme):
     name = "fire"
     paper = "Li et al. 2023, Functional Interpolation for Relative Positions Improves Long Context Transformers"
     paper_url = "https://arxiv.org/abs/2310.04418"
-    summary = ("A small learned MLP maps a log-transformed distance, normalised by the sequence length, to one bias per "
-               "head. The normalisation is meant to let the learned bias shape generalise to longer inputs.")
+    summary = (
+        "A small learned MLP maps a log-transformed distance, normalised by the sequence length, to one bias per "
+        "head. The normalisation is meant to let the learned bias shape generalise to longer inputs."
+    )
     defaults = {"mlp_width": 32, "init_c": 0.1, "init_threshold": 512.0, "directional": True}
     legacy = {"directional": False}
     aliases = {"fire_mlp_width": "mlp_width", "fire_init_c": "init_c", "fire_init_threshold": "init_threshold"}
     cost = "bias"
     distance_only = True  # bidirectional; the causal variant has no 1-D table (bias_1d is None)
+    length_dependent = True  # normalised by max(Lk, threshold)
     shared_by_default = True
     shift_invariant = False
 
@@ -562,8 +613,10 @@ class Rotary(RelativePositionScheme):
     name = "rotary"
     paper = "Su et al. 2021, RoFormer: Enhanced Transformer with Rotary Position Embedding"
     paper_url = "https://arxiv.org/abs/2104.09864"
-    summary = ("Queries and keys are rotated by angles proportional to their positions (RoPE), so their dot product "
-               "depends on the distance only. It adds no parameters and keeps the fused attention kernels.")
+    summary = (
+        "Queries and keys are rotated by angles proportional to their positions (RoPE), so their dot product "
+        "depends on the distance only. It adds no parameters and keeps the fused attention kernels."
+    )
     defaults = {"theta": 10000.0}
     aliases = {"rope_theta": "theta"}
     cost = "rotate"
@@ -573,8 +626,10 @@ class Rotary(RelativePositionScheme):
     def _check(cls, p, prefix, causal, head_dim):
         cls._require(is_number(p["theta"]) and p["theta"] > 0, p, "theta", prefix, "a positive number")
         if head_dim is not None and head_dim % 2:
-            raise ValueError(f"relative_position='rotary' needs an even head size, got head_dim={head_dim}; choose "
-                             "sizes giving an even head size")
+            raise ValueError(
+                f"relative_position='rotary' needs an even head size, got head_dim={head_dim}; choose "
+                "sizes giving an even head size"
+            )
 
     def __init__(self, params=None, num_heads=1, head_dim=2, hidden_size=2, causal=False, max_position_embeddings=512):
         super().__init__(params, num_heads, head_dim, hidden_size, causal)
@@ -583,7 +638,9 @@ class Rotary(RelativePositionScheme):
         self.theta = float(self.params["theta"])
 
     def cos_sin(self, positions: torch.Tensor, dtype):
-        inv_freq = 1.0 / (self.theta ** (torch.arange(0, self.head_dim, 2, device=positions.device).float() / self.head_dim))
+        inv_freq = 1.0 / (
+            self.theta ** (torch.arange(0, self.head_dim, 2, device=positions.device).float() / self.head_dim)
+        )
         freqs = positions.float()[:, None] * inv_freq[None, :]
         emb = torch.cat((freqs, freqs), dim=-1)
         return emb.cos().to(dtype), emb.sin().to(dtype)
@@ -609,8 +666,10 @@ class SinusoidalRelative(RelativePositionScheme):
     name = "sinusoidal"
     paper = "Vaswani et al. 2017, Attention Is All You Need"
     paper_url = "https://arxiv.org/abs/1706.03762"
-    summary = ("Each query is dotted with a fixed sinusoidal encoding of the clipped distance i − j, added to the "
-               "attention score next to q·k. Nothing is learned, and the clip (max_relative_position) lets any length run.")
+    summary = (
+        "Each query is dotted with a fixed sinusoidal encoding of the clipped distance i − j, added to the "
+        "attention score next to q·k. Nothing is learned, and the clip (max_relative_position) lets any length run."
+    )
     defaults = {"max_distance": 128}
     aliases = {"max_relative_position": "max_distance"}
     cost = "content"
@@ -618,8 +677,9 @@ class SinusoidalRelative(RelativePositionScheme):
 
     @classmethod
     def _check(cls, p, prefix, causal, head_dim):
-        cls._require(is_int(p["max_distance"]) and p["max_distance"] >= 1, p, "max_distance", prefix,
-                     "a positive integer (≥ 1)")
+        cls._require(
+            is_int(p["max_distance"]) and p["max_distance"] >= 1, p, "max_distance", prefix, "a positive integer (≥ 1)"
+        )
 
     def __init__(self, params=None, num_heads=1, head_dim=1, hidden_size=1, causal=False, max_position_embeddings=512):
         super().__init__(params, num_heads, head_dim, hidden_size, causal)
@@ -641,16 +701,19 @@ class Shaw(RelativePositionScheme):
     name = "shaw"
     paper = "Shaw et al. 2018, Self-Attention with Relative Position Representations"
     paper_url = "https://arxiv.org/abs/1803.02155"
-    summary = ("Every attention layer learns an embedding for each clipped distance j − i and dots it with the query "
-               "(optionally also adding one to the values). Distances beyond max_relative_position share the edge embedding.")
+    summary = (
+        "Every attention layer learns an embedding for each clipped distance j − i and dots it with the query "
+        "(optionally also adding one to the values). Distances beyond max_relative_position share the edge embedding."
+    )
     defaults = {"max_distance": 128, "value": False}
     aliases = {"max_relative_position": "max_distance", "relative_value": "value"}
     cost = "content"
 
     @classmethod
     def _check(cls, p, prefix, causal, head_dim):
-        cls._require(is_int(p["max_distance"]) and p["max_distance"] >= 1, p, "max_distance", prefix,
-                     "a positive integer (≥ 1)")
+        cls._require(
+            is_int(p["max_distance"]) and p["max_distance"] >= 1, p, "max_distance", prefix, "a positive integer (≥ 1)"
+        )
         cls._require(isinstance(p["value"], bool), p, "value", prefix, "one of: True, False")
 
     def __init__(self, params=None, num_heads=1, head_dim=1, hidden_size=1, causal=False, max_position_embeddings=512):
@@ -681,8 +744,14 @@ class Shaw(RelativePositionScheme):
     def content(self, q, k, projections=None, memo=None, q_start=None):
         q_len, k_len = q.shape[-2], k.shape[-2]
         table = self.relative_key.weight  # row r ↔ j − i = r − clip; relative_dot's δ is i − j
-        return relative_dot(q, lambda delta: table[(-delta).clamp(-self.clip, self.clip) + self.clip],
-                            query_start(q_len, k_len, q_start), 0, k_len, clip=(-self.clip, self.clip))
+        return relative_dot(
+            q,
+            lambda delta: table[(-delta).clamp(-self.clip, self.clip) + self.clip],
+            query_start(q_len, k_len, q_start),
+            0,
+            k_len,
+            clip=(-self.clip, self.clip),
+        )
 
     def values(self, probs, q_start=None):
         # Σ_j p_ij a^V[idx_ij] = Σ_r (Σ_{j: idx_ij = r} p_ij) a^V[r]: bucket the probabilities first
@@ -701,8 +770,10 @@ class ShawKeyQuery(RelativePositionScheme):
     name = "shaw_kq"
     paper = "Huang et al. 2020, Improve Transformer Models with Better Relative Position Embeddings"
     paper_url = "https://arxiv.org/abs/2009.13658"
-    summary = ("Learned distance embeddings interact with both the query and the key of every pair, as transformers "
-               "4.x `relative_key_query`. Distances are clipped to the position table, so longer inputs still run.")
+    summary = (
+        "Learned distance embeddings interact with both the query and the key of every pair, as transformers "
+        "4.x `relative_key_query`. Distances are clipped to the position table, so longer inputs still run."
+    )
     cost = "content"
 
     def __init__(self, params=None, num_heads=1, head_dim=1, hidden_size=1, causal=False, max_position_embeddings=512):
@@ -736,8 +807,10 @@ class TransformerXL(RelativePositionScheme):
     name = "xl"
     paper = "Dai et al. 2019, Transformer-XL: Attentive Language Models Beyond a Fixed-Length Context"
     paper_url = "https://arxiv.org/abs/1901.02860"
-    summary = ("Sinusoids of the distance i − j are projected per layer and scored against the query, with global content "
-               "and position biases u and v. This is the relative attention of Transformer-XL.")
+    summary = (
+        "Sinusoids of the distance i − j are projected per layer and scored against the query, with global content "
+        "and position biases u and v. This is the relative attention of Transformer-XL."
+    )
     cost = "content"
 
     def __init__(self, params=None, num_heads=1, head_dim=1, hidden_size=1, causal=False, max_position_embeddings=512):
@@ -770,8 +843,9 @@ class TransformerXL(RelativePositionScheme):
 
         r = memoized(memo if shared else None, (id(self), lo, hi, "r"), project)  # (H, K, d)
         # tiles padded past the last query ask for δ > hi: clamp (their rows are dropped)
-        position_term = relative_dot(q + self.v[:, None, :].to(q.dtype), lambda delta: r[:, delta.clamp(lo, hi) - lo],
-                                     start, 0, k_len)
+        position_term = relative_dot(
+            q + self.v[:, None, :].to(q.dtype), lambda delta: r[:, delta.clamp(lo, hi) - lo], start, 0, k_len
+        )
         content_bias = torch.matmul(k, self.u[:, :, None].to(k.dtype)).transpose(-1, -2)  # (B, H, 1, Lk)
         return position_term.add_(content_bias)
 
@@ -785,8 +859,10 @@ class DeBERTa(RelativePositionScheme):
     name = "deberta"
     paper = "He et al. 2021, DeBERTa: Decoding-enhanced BERT with Disentangled Attention"
     paper_url = "https://arxiv.org/abs/2006.03654"
-    summary = ("Attention adds disentangled content-to-position and position-to-content terms, computed from a shared "
-               "table of log-bucketed distances. It is DeBERTa-v2's attention, with scale 1/√(3d).")
+    summary = (
+        "Attention adds disentangled content-to-position and position-to-content terms, computed from a shared "
+        "table of log-bucketed distances. It is DeBERTa-v2's attention, with scale 1/√(3d)."
+    )
     defaults = {"position_buckets": 256, "max_relative_positions": 512}
     aliases = {"position_buckets": "position_buckets", "max_relative_positions": "max_relative_positions"}
     cost = "content"
@@ -797,10 +873,20 @@ class DeBERTa(RelativePositionScheme):
 
     @classmethod
     def _check(cls, p, prefix, causal, head_dim):
-        cls._require(is_int(p["position_buckets"]) and p["position_buckets"] >= 2, p, "position_buckets", prefix,
-                     "an integer ≥ 2")
-        cls._require(is_int(p["max_relative_positions"]) and p["max_relative_positions"] >= 1, p,
-                     "max_relative_positions", prefix, "a positive integer (≥ 1)")
+        cls._require(
+            is_int(p["position_buckets"]) and p["position_buckets"] >= 2,
+            p,
+            "position_buckets",
+            prefix,
+            "an integer ≥ 2",
+        )
+        cls._require(
+            is_int(p["max_relative_positions"]) and p["max_relative_positions"] >= 1,
+            p,
+            "max_relative_positions",
+            prefix,
+            "a positive integer (≥ 1)",
+        )
 
     def __init__(self, params=None, num_heads=1, head_dim=1, hidden_size=1, causal=False, max_position_embeddings=512):
         super().__init__(params, num_heads, head_dim, hidden_size, causal)
@@ -827,8 +913,9 @@ class DeBERTa(RelativePositionScheme):
         cache, tables = (memo if shared else None), (id(self), id(query_proj), lo, hi)
 
         def buckets():
-            bucket = (deberta_log_bucket(torch.arange(lo, hi + 1, device=q.device), b, self.max_relative_positions)
-                      + b).clamp(0, 2 * b - 1)
+            bucket = (
+                deberta_log_bucket(torch.arange(lo, hi + 1, device=q.device), b, self.max_relative_positions) + b
+            ).clamp(0, 2 * b - 1)
             if torch.compiler.is_compiling() or torch.jit.is_tracing():
                 # torch.unique has a data-dependent size (a graph break, no export): project the whole table
                 return torch.arange(2 * b, device=q.device), bucket
@@ -885,11 +972,13 @@ def is_shared(name: str, per_layer: bool | None) -> bool:
     return SCHEMES[name].shared_by_default if per_layer is None else not per_layer
 
 
-def build_scheme(name, params, num_heads, head_dim, hidden_size, causal=False,
-                 max_position_embeddings=512) -> RelativePositionScheme:
+def build_scheme(
+    name, params, num_heads, head_dim, hidden_size, causal=False, max_position_embeddings=512
+) -> RelativePositionScheme:
     """One instance of scheme ``name`` with the (resolved) hyper-parameters ``params``."""
-    return scheme_class(name)(params, num_heads, head_dim, hidden_size, causal=causal,
-                              max_position_embeddings=max_position_embeddings)
+    return scheme_class(name)(
+        params, num_heads, head_dim, hidden_size, causal=causal, max_position_embeddings=max_position_embeddings
+    )
 
 
 def warn_if_direction_blind(name, params, causal: bool, absolute_position: str | None) -> None:
@@ -901,25 +990,33 @@ def warn_if_direction_blind(name, params, causal: bool, absolute_position: str |
         logging.get_logger(__name__).warning_once(
             f"relative_position={name!r} with directional=False and absolute_position='none': this bidirectional "
             f"encoder's bias depends on |i − j| only, so it cannot tell a token before another from one after it "
-            f"(it sees no word-order direction). Set relative_position_parameters={{\"directional\": True}} to fix "
+            f'(it sees no word-order direction). Set relative_position_parameters={{"directional": True}} to fix '
             f"it (or use absolute positions); keep directional=False only for a checkpoint trained symmetric."
         )
 
 
-def build_stack_schemes(name, params, per_layer, num_layers, num_heads, head_dim, hidden_size, causal=False,
-                        max_position_embeddings=512, absolute_position: str | None = None,
-                        ) -> tuple[list[RelativePositionScheme], bool]:
+def build_stack_schemes(
+    name,
+    params,
+    per_layer,
+    num_layers,
+    num_heads,
+    head_dim,
+    hidden_size,
+    causal=False,
+    max_position_embeddings=512,
+    absolute_position: str | None = None,
+) -> tuple[list[RelativePositionScheme], bool]:
     """The schemes of a stack's ``num_layers`` self-attention layers, for both model families:
     ``(schemes, shared)``, with the same instance repeated when ``shared`` (the stack registers it as
     ``relative_position``; else each layer registers its own under that name). ``absolute_position``
     (the config's, when the caller passes it): warns when the stack cannot see direction
     (``warn_if_direction_blind``)."""
     warn_if_direction_blind(name, params, causal, absolute_position)
-    make = functools.partial(build_scheme, name, params, num_heads, head_dim, hidden_size, causal,
-                             max_position_embeddings)
+    make = functools.partial(
+        build_scheme, name, params, num_heads, head_dim, hidden_size, causal, max_position_embeddings
+    )
     shared = is_shared(name, per_layer)
     if shared:
         return [make()] * num_layers, True
     return [make() for _ in range(num_layers)], False
-
-

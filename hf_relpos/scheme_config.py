@@ -27,14 +27,23 @@ SCHEME_DEFAULTS = {
     "relative_position_per_layer": None,  # None: the scheme's own default (see `shared_by_default`)
     **{flat: cls.defaults[key] for cls in SCHEMES.values() for flat, key in cls.aliases.items()},
 }
-FLAT_SCHEME_FIELDS = tuple(k for k in SCHEME_DEFAULTS if k not in ("relative_position", "absolute_position",
-                                                                   "relative_position_per_layer"))
+FLAT_SCHEME_FIELDS = tuple(
+    k for k in SCHEME_DEFAULTS if k not in ("relative_position", "absolute_position", "relative_position_per_layer")
+)
 # Flat fields that switch a feature on: True must reach a scheme that has it (else a ValueError).
 _FLAT_SWITCHES = tuple(f for f in FLAT_SCHEME_FIELDS if isinstance(SCHEME_DEFAULTS[f], bool))
 
 
-def resolve_scheme_parameters(name, params=None, flat=None, prefix: str = "", *, causal: bool = False,
-                              head_dim: int | None = None, saved: bool | None = None) -> dict:
+def resolve_scheme_parameters(
+    name,
+    params=None,
+    flat=None,
+    prefix: str = "",
+    *,
+    causal: bool = False,
+    head_dim: int | None = None,
+    saved: bool | None = None,
+) -> dict:
     """The complete, validated hyper-parameters of scheme ``name``: its defaults, then the 0.1 flat
     fields in ``flat`` that it has aliases for, then ``params``. ``saved``: whether they come from a
     saved config (``"transformers_version" in kwargs`` in a config's ``__init__``); a saved config that
@@ -46,8 +55,10 @@ def resolve_scheme_parameters(name, params=None, flat=None, prefix: str = "", *,
             raise choice_error(switch, value, (True, False))
         if value and switch not in cls.aliases:
             users = [n for n, c in SCHEMES.items() if switch in c.aliases]
-            raise ValueError(f"{switch}=True is only valid with relative_position in ({', '.join(users)}), not "
-                             f"{name!r}; choose one of those or set it False")
+            raise ValueError(
+                f"{switch}=True is only valid with relative_position in ({', '.join(users)}), not "
+                f"{name!r}; choose one of those or set it False"
+            )
     return cls.resolve(params, flat, prefix, causal=causal, head_dim=head_dim, saved=saved)
 
 
@@ -75,7 +86,7 @@ def validate_scheme_config(config, prefix: str = "", *, causal: bool = False, he
     """Validate the scheme fields of ``config`` (a config, or any object with ``relative_position`` and
     either ``relative_position_parameters`` or 0.1 flat fields) and return the resolved parameters.
     ValueError names the field, the value and the valid choices."""
-    name = getattr(config, "relative_position")
+    name = config.relative_position
     scheme_class(name, prefix + "relative_position")
     if hasattr(config, "absolute_position"):
         validate_absolute_position(config.absolute_position, prefix)
@@ -87,8 +98,15 @@ def validate_scheme_config(config, prefix: str = "", *, causal: bool = False, he
 def build_relative_position(config, num_heads, head_dim, hidden_size, causal=False) -> RelativePositionScheme:
     """Instantiate the scheme named by ``config.relative_position`` (see ``validate_scheme_config``)."""
     params = validate_scheme_config(config, causal=causal, head_dim=head_dim)
-    return build_scheme(config.relative_position, params, num_heads, head_dim, hidden_size, causal,
-                        getattr(config, "max_position_embeddings", 512))
+    return build_scheme(
+        config.relative_position,
+        params,
+        num_heads,
+        head_dim,
+        hidden_size,
+        causal,
+        getattr(config, "max_position_embeddings", 512),
+    )
 
 
 class SchemeFields:
@@ -211,8 +229,10 @@ def resolve_layer_types(layer_types, num_layers: int, field: str = "layer_types"
     if layer_types is None:
         return ["full_attention"] * num_layers
     if not isinstance(layer_types, (list, tuple)) or len(layer_types) != num_layers:
-        raise ValueError(f"{field}={layer_types!r} is not valid; give a list of {num_layers} entries (one per layer), "
-                         f"each one of: {', '.join(LAYER_TYPES)}")
+        raise ValueError(
+            f"{field}={layer_types!r} is not valid; give a list of {num_layers} entries (one per layer), "
+            f"each one of: {', '.join(LAYER_TYPES)}"
+        )
     for i, kind in enumerate(layer_types):
         if kind not in LAYER_TYPES:
             raise choice_error(f"{field}[{i}]", kind, LAYER_TYPES)
@@ -221,22 +241,29 @@ def resolve_layer_types(layer_types, num_layers: int, field: str = "layer_types"
 
 def check_sliding_window(value, field: str = "sliding_window") -> None:
     if not is_int(value) or value < 1:
-        raise ValueError(f"{field}={value!r} is not valid; choose a positive integer: the half-width w of the "
-                         "window, a token seeing the keys at |i − j| ≤ w (ModernBERT's local_attention = 2w)")
+        raise ValueError(
+            f"{field}={value!r} is not valid; choose a positive integer: the half-width w of the "
+            "window, a token seeing the keys at |i − j| ≤ w (ModernBERT's local_attention = 2w)"
+        )
 
 
-def resolve_local_parameters(name, params: dict, local, field: str, *, causal: bool = False,
-                             head_dim: int | None = None) -> dict | None:
+def resolve_local_parameters(
+    name, params: dict, local, field: str, *, causal: bool = False, head_dim: int | None = None
+) -> dict | None:
     """The complete hyper-parameters of the local layers' scheme: ``params`` updated with ``local`` (e.g.
     ``{"theta": 10000.0}`` beside a global rotary theta of 160,000, as ModernBERT), or None when ``local``
     is None (local layers use the global layers' scheme, the same instance where it is shared)."""
     if local is None:
         return None
     if not isinstance(local, dict):
-        raise ValueError(f"{field}={local!r} is not valid; choose None or a dict of {name!r}'s parameters "
-                         f"({', '.join(SCHEMES[name].defaults) or 'it has none'})")
+        raise ValueError(
+            f"{field}={local!r} is not valid; choose None or a dict of {name!r}'s parameters "
+            f"({', '.join(SCHEMES[name].defaults) or 'it has none'})"
+        )
     unknown = sorted(set(local) - set(SCHEMES[name].defaults))
     if unknown:
-        raise ValueError(f"{field} has {unknown[0]!r}, not a parameter of relative_position={name!r}; choose from: "
-                         f"{', '.join(SCHEMES[name].defaults) or 'none (the scheme has no parameters)'}")
+        raise ValueError(
+            f"{field} has {unknown[0]!r}, not a parameter of relative_position={name!r}; choose from: "
+            f"{', '.join(SCHEMES[name].defaults) or 'none (the scheme has no parameters)'}"
+        )
     return resolve_scheme_parameters(name, {**params, **local}, causal=causal, head_dim=head_dim)

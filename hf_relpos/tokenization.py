@@ -48,9 +48,15 @@ def model_max_length_for(config, trained_length: int | None = None) -> int | Non
     return table
 
 
-def finalized_tokenizer_config(tokenizer_config: dict, config, *, model_max_length: int | None = None,
-                               trained_length: int | None = None, keep_set_length: bool = False,
-                               has_tokenizer_json: bool = True) -> dict:
+def finalized_tokenizer_config(
+    tokenizer_config: dict,
+    config,
+    *,
+    model_max_length: int | None = None,
+    trained_length: int | None = None,
+    keep_set_length: bool = False,
+    has_tokenizer_json: bool = True,
+) -> dict:
     """``tokenizer_config`` with ``model_max_length`` and ``tokenizer_class`` settled (a new dict).
 
     ``model_max_length``: use it (a learned table still caps it). ``keep_set_length``: a finite value already
@@ -73,8 +79,9 @@ def finalized_tokenizer_config(tokenizer_config: dict, config, *, model_max_leng
     return out
 
 
-def finalize_tokenizer_files(folder, model_max_length: int | None = None, *, trained_length: int | None = None,
-                             config=None) -> dict | None:
+def finalize_tokenizer_files(
+    folder, model_max_length: int | None = None, *, trained_length: int | None = None, config=None
+) -> dict | None:
     """Rewrite ``folder``/tokenizer_config.json (see the module docstring). ``config`` defaults to the folder's
     config.json. Returns the written dict, or None when the folder has no tokenizer_config.json."""
     folder = Path(folder)
@@ -84,7 +91,10 @@ def finalize_tokenizer_files(folder, model_max_length: int | None = None, *, tra
     if config is None:
         config = json.loads((folder / "config.json").read_text()) if (folder / "config.json").is_file() else {}
     data = finalized_tokenizer_config(
-        json.loads(path.read_text()), config, model_max_length=model_max_length, trained_length=trained_length,
+        json.loads(path.read_text()),
+        config,
+        model_max_length=model_max_length,
+        trained_length=trained_length,
         has_tokenizer_json=(folder / "tokenizer.json").is_file(),
     )
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")

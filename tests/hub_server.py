@@ -53,8 +53,9 @@ def git_blob_sha1(data: bytes) -> str:
 
 
 class HubError(Exception):
-    def __init__(self, status: int, message: str, code: str | None = None, headers: dict | None = None,
-                 body: dict | None = None):
+    def __init__(
+        self, status: int, message: str, code: str | None = None, headers: dict | None = None, body: dict | None = None
+    ):
         super().__init__(message)
         self.status, self.message, self.code, self.headers = status, message, code, headers or {}
         self.body = body or {}
@@ -92,8 +93,13 @@ class HubState:
         self._counter += 1
         seed = json.dumps([parent, sorted(files.items()), summary, description, self._counter, time.time()])
         oid = hashlib.sha1(seed.encode()).hexdigest()
-        self.commits[oid] = {"parent": parent, "files": dict(files), "summary": summary, "description": description,
-                             "date": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())}
+        self.commits[oid] = {
+            "parent": parent,
+            "files": dict(files),
+            "summary": summary,
+            "description": description,
+            "date": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+        }
         return oid
 
     # --- lookups ---
@@ -120,8 +126,15 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format, *args):  # noqa: A002 - keep pytest output clean
         pass
 
-    def _send(self, status: int, body: bytes = b"", headers: dict | None = None, content_type="application/json",
-              head=False, length=None):
+    def _send(
+        self,
+        status: int,
+        body: bytes = b"",
+        headers: dict | None = None,
+        content_type="application/json",
+        head=False,
+        length=None,
+    ):
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body) if length is None else length))
@@ -160,8 +173,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _require_write(self):
         if not self._authorized():
-            raise HubError(401, "Invalid credentials in Authorization header", headers={
-                "X-Error-Message": "Invalid credentials in Authorization header"})
+            raise HubError(
+                401,
+                "Invalid credentials in Authorization header",
+                headers={"X-Error-Message": "Invalid credentials in Authorization header"},
+            )
 
     def _dispatch(self, method: str):
         url = urlsplit(self.path)
@@ -170,7 +186,11 @@ class _Handler(BaseHTTPRequestHandler):
         entry = {"method": method, "path": unquote(url.path), "query": query, "status": None, "json": None}
         try:
             body = self._body() if method == "POST" else b""
-            if body and "json" in self.headers.get("Content-Type", "") and "ndjson" not in self.headers.get("Content-Type", ""):
+            if (
+                body
+                and "json" in self.headers.get("Content-Type", "")
+                and "ndjson" not in self.headers.get("Content-Type", "")
+            ):
                 entry["json"] = json.loads(body)
             status = self._route(method, parts, query, body, entry)
         except HubError as err:
@@ -207,8 +227,16 @@ class _Handler(BaseHTTPRequestHandler):
         if method == "GET" and path == "api/whoami-v2":
             if hub.token is None or not self._authorized():
                 raise HubError(401, "Invalid credentials in Authorization header")
-            self._json(200, {"type": "user", "name": hub.user, "fullname": hub.user, "orgs": [],
-                             "auth": {"type": "access_token", "accessToken": {"displayName": "loopback", "role": "write"}}})
+            self._json(
+                200,
+                {
+                    "type": "user",
+                    "name": hub.user,
+                    "fullname": hub.user,
+                    "orgs": [],
+                    "auth": {"type": "access_token", "accessToken": {"displayName": "loopback", "role": "write"}},
+                },
+            )
             return 200
         if len(parts) >= 4 and parts[0] == "api" and parts[1] in REPO_TYPES:
             repo_type, repo_id, rest = REPO_TYPES[parts[1]], f"{parts[2]}/{parts[3]}", parts[4:]
@@ -240,8 +268,12 @@ class _Handler(BaseHTTPRequestHandler):
                 raise HubError(403, f"repository limit of {state.max_repos} reached")
             oid = state.new_commit(None, {}, "initial commit")
             state.repos[(repo_type, repo_id)] = {
-                "id": repo_id, "type": repo_type, "private": payload.get("visibility") == "private" or bool(payload.get("private")),
-                "branches": {"main": oid}, "commits": {oid}, "created": state.commits[oid]["date"],
+                "id": repo_id,
+                "type": repo_type,
+                "private": payload.get("visibility") == "private" or bool(payload.get("private")),
+                "branches": {"main": oid},
+                "commits": {oid},
+                "created": state.commits[oid]["date"],
             }
         self._json(200, {"url": url, "name": repo_id, "id": repo_id})
         return 200
@@ -276,9 +308,15 @@ class _Handler(BaseHTTPRequestHandler):
             payload = json.loads(body or b"{}")
             with state.lock:
                 files = state.commits[state.resolve(repo, rest[1])]["files"]
-                answer = [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False,
-                           "oid": state.blobs[files[f["path"]]]["git_sha1"] if f["path"] in files else None}
-                          for f in payload.get("files", [])]
+                answer = [
+                    {
+                        "path": f["path"],
+                        "uploadMode": "regular",
+                        "shouldIgnore": False,
+                        "oid": state.blobs[files[f["path"]]]["git_sha1"] if f["path"] in files else None,
+                    }
+                    for f in payload.get("files", [])
+                ]
             self._json(200, {"files": answer})
             return 200
         if method == "POST" and len(rest) == 2 and rest[0] == "commit":
@@ -296,11 +334,15 @@ class _Handler(BaseHTTPRequestHandler):
             return 200
         if method == "GET" and rest == ["refs"]:
             with state.lock:
-                branches = [{"name": n, "ref": f"refs/heads/{n}", "targetCommit": oid} for n, oid in repo["branches"].items()]
+                branches = [
+                    {"name": n, "ref": f"refs/heads/{n}", "targetCommit": oid} for n, oid in repo["branches"].items()
+                ]
             self._json(200, {"branches": branches, "tags": [], "converts": []})
             return 200
         if method == "GET" and len(rest) >= 2 and rest[0] == "tree":
-            return self._tree(repo, rest[1], "/".join(rest[2:]).strip("/"), query.get("recursive") in ("1", "true", "True"))
+            return self._tree(
+                repo, rest[1], "/".join(rest[2:]).strip("/"), query.get("recursive") in ("1", "true", "True")
+            )
         if method == "GET" and (not rest or (len(rest) == 2 and rest[0] == "revision")):
             return self._info(repo, rest[1] if rest else "main")
         raise HubError(404, f"no such endpoint: {method} /api/{repo_type}s/{repo_id}/{'/'.join(rest)}")
@@ -347,8 +389,15 @@ class _Handler(BaseHTTPRequestHandler):
             repo["commits"].add(oid)
             repo["branches"][revision] = oid
         prefix = "" if repo["type"] == "model" else f"{repo['type']}s/"
-        self._json(200, {"success": True, "commitOid": oid, "commitUrl": f"{self.hub.endpoint}/{prefix}{repo['id']}/commit/{oid}",
-                         "pullRequestUrl": None})
+        self._json(
+            200,
+            {
+                "success": True,
+                "commitOid": oid,
+                "commitUrl": f"{self.hub.endpoint}/{prefix}{repo['id']}/commit/{oid}",
+                "pullRequestUrl": None,
+            },
+        )
         return 200
 
     def _tree(self, repo, revision, prefix, recursive) -> int:
@@ -359,7 +408,7 @@ class _Handler(BaseHTTPRequestHandler):
             for path, key in sorted(files.items()):
                 if prefix and not path.startswith(prefix + "/"):
                     continue
-                rel = path[len(prefix) + 1:] if prefix else path
+                rel = path[len(prefix) + 1 :] if prefix else path
                 if "/" in rel and not recursive:
                     folders.add((prefix + "/" if prefix else "") + rel.split("/")[0])
                     continue
@@ -367,12 +416,20 @@ class _Handler(BaseHTTPRequestHandler):
                     pieces = rel.split("/")[:-1]
                     for i in range(1, len(pieces) + 1):
                         folders.add((prefix + "/" if prefix else "") + "/".join(pieces[:i]))
-                entries.append({"type": "file", "path": path, "size": state.blobs[key]["size"],
-                                "oid": state.blobs[key]["git_sha1"]})
+                entries.append(
+                    {
+                        "type": "file",
+                        "path": path,
+                        "size": state.blobs[key]["size"],
+                        "oid": state.blobs[key]["git_sha1"],
+                    }
+                )
             if prefix and not entries and not folders:
                 raise HubError(404, f"{prefix} does not exist on {revision}", "EntryNotFound")
-            entries += [{"type": "directory", "path": f, "size": 0, "oid": hashlib.sha1(f.encode()).hexdigest()}
-                        for f in sorted(folders)]
+            entries += [
+                {"type": "directory", "path": f, "size": 0, "oid": hashlib.sha1(f.encode()).hexdigest()}
+                for f in sorted(folders)
+            ]
         self._json(200, entries)
         return 200
 
@@ -390,14 +447,28 @@ class _Handler(BaseHTTPRequestHandler):
                 card_data = yaml.safe_load(match.group(1)) or {}
             except yaml.YAMLError:
                 card_data = {}
-        self._json(200, {
-            "_id": hashlib.sha1(repo["id"].encode()).hexdigest()[:24], "id": repo["id"], "modelId": repo["id"],
-            "author": repo["id"].split("/")[0], "sha": oid, "private": repo["private"], "gated": False, "disabled": False,
-            "lastModified": commit_date, "createdAt": repo["created"], "downloads": 0, "likes": 0,
-            "tags": list(card_data.get("tags") or []), "pipeline_tag": card_data.get("pipeline_tag"),
-            "library_name": card_data.get("library_name"), "cardData": card_data or None,
-            "siblings": [{"rfilename": p} for p in sorted(files)],
-        })
+        self._json(
+            200,
+            {
+                "_id": hashlib.sha1(repo["id"].encode()).hexdigest()[:24],
+                "id": repo["id"],
+                "modelId": repo["id"],
+                "author": repo["id"].split("/")[0],
+                "sha": oid,
+                "private": repo["private"],
+                "gated": False,
+                "disabled": False,
+                "lastModified": commit_date,
+                "createdAt": repo["created"],
+                "downloads": 0,
+                "likes": 0,
+                "tags": list(card_data.get("tags") or []),
+                "pipeline_tag": card_data.get("pipeline_tag"),
+                "library_name": card_data.get("library_name"),
+                "cardData": card_data or None,
+                "siblings": [{"rfilename": p} for p in sorted(files)],
+            },
+        )
         return 200
 
     def _resolve(self, method, repo_type, repo_id, revision, filename) -> int:
@@ -420,7 +491,7 @@ class _Handler(BaseHTTPRequestHandler):
             end = int(match.group(2)) if match.group(2) else len(data) - 1
             if start >= len(data) and len(data):
                 raise HubError(416, "range not satisfiable", headers={"Content-Range": f"bytes */{len(data)}"})
-            part = data[start:end + 1]
+            part = data[start : end + 1]
             headers["Content-Range"] = f"bytes {start}-{start + len(part) - 1}/{len(data)}"
             self._send(206, part, headers, "application/octet-stream")
             return 206
@@ -432,9 +503,17 @@ class LoopbackHub:
     """Start with ``LoopbackHub(...).start()`` (or ``with LoopbackHub() as hub``); ``hub.endpoint`` is the
     HF_ENDPOINT; ``hub.requests`` logs every call; ``stop()`` shuts it down and deletes its files."""
 
-    def __init__(self, token: str | None = None, user: str = "test-user", max_request_bytes: int = 64 << 20,
-                 max_total_bytes: int = 256 << 20, max_repos: int = 100, max_files: int = 1000,
-                 max_log: int = 10_000, lifetime_s: float = 1800):
+    def __init__(
+        self,
+        token: str | None = None,
+        user: str = "test-user",
+        max_request_bytes: int = 64 << 20,
+        max_total_bytes: int = 256 << 20,
+        max_repos: int = 100,
+        max_files: int = 1000,
+        max_log: int = 10_000,
+        lifetime_s: float = 1800,
+    ):
         self.token, self.user = token, user
         self.max_request_bytes, self.lifetime_s = max_request_bytes, lifetime_s
         self._root = Path(tempfile.mkdtemp(prefix="loopback-hub-"))
@@ -450,8 +529,9 @@ class LoopbackHub:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
         self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
-                                        name="loopback-hub", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.2}, name="loopback-hub", daemon=True
+        )
         self._thread.start()
         self._timer = threading.Timer(self.lifetime_s, self.stop)  # never outlive a stuck test session
         self._timer.daemon = True

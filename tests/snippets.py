@@ -35,7 +35,7 @@ def python_snippets(text: str, skip_marked: bool = True) -> list[str]:
     return found
 
 
-_RUNNER = r'''
+_RUNNER = r"""
 import contextlib, io, json, logging, os, sys, traceback, warnings
 
 class _Collect(logging.Handler):
@@ -68,11 +68,12 @@ for item in job:
     results.append({"name": item["name"], "error": error, "warnings": problems + list(collect.records),
                     "stdout": out.getvalue()[-2000:]})
 print(json.dumps(results))
-'''
+"""
 
 
-def run_snippets(snippets: list[tuple[str, str]], workdir: Path, without_hf_relpos: bool = False,
-                 timeout: int = 300) -> list[dict]:
+def run_snippets(
+    snippets: list[tuple[str, str]], workdir: Path, without_hf_relpos: bool = False, timeout: int = 300
+) -> list[dict]:
     """Run (name, code) pairs; returns one dict per snippet: name, error (a traceback or None), warnings."""
     workdir = Path(workdir)
     job = [{"name": name, "code": code, "cwd": str(workdir / f"snippet{i}")} for i, (name, code) in enumerate(snippets)]
@@ -81,15 +82,24 @@ def run_snippets(snippets: list[tuple[str, str]], workdir: Path, without_hf_relp
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONWARNINGS": ""}
     if without_hf_relpos:
         env["PYTHONPATH"] = ""
-    proc = subprocess.run([sys.executable, "-c", script, str(workdir / "job.json")], cwd=str(workdir), env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(workdir / "job.json")],
+        cwd=str(workdir),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("[")]
     if proc.returncode != 0 or not lines:
-        raise AssertionError(f"snippet runner failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+        raise AssertionError(
+            f"snippet runner failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+        )
     return json.loads(lines[-1])
 
 
 def assert_clean(results: list[dict]) -> None:
     bad = [r for r in results if r["error"] or r["warnings"]]
     assert not bad, "\n\n".join(
-        f"{r['name']}:\n" + (r["error"] or "") + "".join(f"\n  warning: {w}" for w in r["warnings"]) for r in bad)
+        f"{r['name']}:\n" + (r["error"] or "") + "".join(f"\n  warning: {w}" for w in r["warnings"]) for r in bad
+    )

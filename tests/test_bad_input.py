@@ -7,20 +7,35 @@ import re
 from pathlib import Path
 
 import pytest
-import yaml
+from helpers import PROJECT_ROOT
 
 from hf_relpos.cli import main as cli_main
 from hf_relpos.hub import INCOMPLETE_MARKER, push_to_hub
 from hf_relpos.training import train
 from hf_relpos.training.run import FINAL_TMP
 
-from helpers import PROJECT_ROOT
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 RECIPE = str(PROJECT_ROOT / "recipes" / "classification_demo.yaml")
-FAST = ["--max_steps", "4", "--per_device_train_batch_size", "8", "--logging_steps", "1", "--save_strategy", "no",
-        "--eval_strategy", "no", "--synthetic_train_size", "32", "--synthetic_eval_size", "8", "--disable_tqdm", "true",
-        "--max_seq_length", "32"]
+FAST = [
+    "--max_steps",
+    "4",
+    "--per_device_train_batch_size",
+    "8",
+    "--logging_steps",
+    "1",
+    "--save_strategy",
+    "no",
+    "--eval_strategy",
+    "no",
+    "--synthetic_train_size",
+    "32",
+    "--synthetic_eval_size",
+    "8",
+    "--disable_tqdm",
+    "true",
+    "--max_seq_length",
+    "32",
+]
 
 
 def _cli_error(capsys, argv) -> str:
@@ -45,16 +60,43 @@ def _rows(n=8):
 
 def _files_run(tmp_path, capsys, train_file, valid_file=None, recipe=RECIPE, extra=()):
     valid_file = valid_file or _jsonl(tmp_path / "valid.jsonl", _rows(4))
-    return _cli_error(capsys, ["train", recipe, *FAST, "--dataset_name", "none", "--train_file", train_file,
-                               "--validation_file", valid_file, "--output_dir", str(tmp_path / "out"), *extra])
+    return _cli_error(
+        capsys,
+        [
+            "train",
+            recipe,
+            *FAST,
+            "--dataset_name",
+            "none",
+            "--train_file",
+            train_file,
+            "--validation_file",
+            valid_file,
+            "--output_dir",
+            str(tmp_path / "out"),
+            *extra,
+        ],
+    )
 
 
 # ---- 1. non-empty output_dir ---------------------------------------------------------------------------------
 
+
 def test_nonempty_output_dir_is_refused_then_overwritten_or_resumed(tmp_path, capsys):
     out = tmp_path / "run"
-    args = ["train", RECIPE, *FAST, "--save_strategy", "steps", "--save_steps", "2", "--save_total_limit", "1",
-            "--output_dir", str(out)]
+    args = [
+        "train",
+        RECIPE,
+        *FAST,
+        "--save_strategy",
+        "steps",
+        "--save_steps",
+        "2",
+        "--save_total_limit",
+        "1",
+        "--output_dir",
+        str(out),
+    ]
     assert cli_main(args) == 0
     capsys.readouterr()
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
@@ -79,6 +121,7 @@ def test_nonempty_output_dir_is_refused_then_overwritten_or_resumed(tmp_path, ca
 
 
 # ---- 3. complete or visibly incomplete -----------------------------------------------------------------------
+
 
 def test_finished_folder_is_complete_and_marker_free(tmp_path):
     out = tmp_path / "done"
@@ -113,6 +156,7 @@ def test_failed_final_step_leaves_a_visibly_incomplete_folder(tmp_path, monkeypa
 
 
 # ---- 5. CLI errors: one line, exit 2 -------------------------------------------------------------------------
+
 
 def test_push_to_unreachable_hub_is_one_line(tmp_path, capsys, monkeypatch):
     out = tmp_path / "model"
@@ -174,12 +218,25 @@ def test_float_labels_are_refused_whole_floats_are_classes(tmp_path, capsys):
     assert "label_column='label'" in err and "label 0.5 (row 3)" in err and "Regression" in err
     whole = [{**r, "label": float(r["label"])} for r in _rows(8)]
     out = tmp_path / "whole"
-    train(RECIPE, [*FAST, "--dataset_name", "none", "--train_file", _jsonl(tmp_path / "w.jsonl", whole),
-                   "--validation_file", _jsonl(tmp_path / "wv.jsonl", whole[:4]), "--output_dir", str(out)])
+    train(
+        RECIPE,
+        [
+            *FAST,
+            "--dataset_name",
+            "none",
+            "--train_file",
+            _jsonl(tmp_path / "w.jsonl", whole),
+            "--validation_file",
+            _jsonl(tmp_path / "wv.jsonl", whole[:4]),
+            "--output_dir",
+            str(out),
+        ],
+    )
     assert json.loads((out / "config.json").read_text())["id2label"] == {"0": "0", "1": "1"}
 
 
 # ---- 6. trust_remote_code ------------------------------------------------------------------------------------
+
 
 def test_trust_remote_code_is_off_by_default_and_named_when_needed(tmp_path, capsys):
     from hf_relpos import RelPosBertConfig, RelPosBertForSequenceClassification
@@ -188,9 +245,16 @@ def test_trust_remote_code_is_off_by_default_and_named_when_needed(tmp_path, cap
     model_args, _, _ = parse_recipe(RECIPE, [])
     assert model_args.trust_remote_code is False
     own = tmp_path / "own"
-    RelPosBertForSequenceClassification(RelPosBertConfig(
-        hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, vocab_size=200,
-        relative_position="alibi")).save_pretrained(own)
+    RelPosBertForSequenceClassification(
+        RelPosBertConfig(
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            vocab_size=200,
+            relative_position="alibi",
+        )
+    ).save_pretrained(own)
     from hf_relpos.training.modeling import train_wordpiece_tokenizer
 
     train_wordpiece_tokenizer([r["text"] for r in _rows(20)], vocab_size=200).save_pretrained(own)
@@ -202,13 +266,26 @@ def test_trust_remote_code_is_off_by_default_and_named_when_needed(tmp_path, cap
     config = json.loads((own / "config.json").read_text())
     config["model_type"] = "someone_elses_model"
     (foreign / "config.json").write_text(json.dumps(config))
-    err = _cli_error(capsys, ["train", RECIPE, *FAST, "--model_name_or_path", str(foreign),
-                              "--tokenizer_name", str(own), "--output_dir", str(tmp_path / "f")])
+    err = _cli_error(
+        capsys,
+        [
+            "train",
+            RECIPE,
+            *FAST,
+            "--model_name_or_path",
+            str(foreign),
+            "--tokenizer_name",
+            str(own),
+            "--output_dir",
+            str(tmp_path / "f"),
+        ],
+    )
     assert f"model_name_or_path={str(foreign)!r} carries its own modeling code" in err
     assert "`trust_remote_code: true`" in err
 
 
 # ---- 8. resumed runs report the whole run ---------------------------------------------------------------------
+
 
 def test_resumed_train_metrics_cover_the_whole_run(tmp_path):
     straight = train(RECIPE, [*FAST, "--max_steps", "6", "--output_dir", str(tmp_path / "a")])["train"]
@@ -234,11 +311,16 @@ def test_missing_checkpoint_folders_and_unreachable_hub_ids_are_one_line(tmp_pat
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
     out = str(tmp_path / "out")
-    for field, value in (("model_name_or_path", str(tmp_path / "missing")), ("tokenizer_name", "./missing-tok"),
-                         ("teacher_model_name_or_path", "runs/missing-teacher")):
+    for field, value in (
+        ("model_name_or_path", str(tmp_path / "missing")),
+        ("tokenizer_name", "./missing-tok"),
+        ("teacher_model_name_or_path", "runs/missing-teacher"),
+    ):
         task = ["--task", "mlm"] if field == "teacher_model_name_or_path" else []
         line = _cli_error(capsys, ["train", RECIPE, *FAST, *task, f"--{field}", value, "--output_dir", "runs/x"])
         assert f"{field}={value!r} is not a folder" in line
-    line = _cli_error(capsys, ["train", RECIPE, *FAST, "--model_name_or_path", "no-such-org/no-such-model", "--output_dir", out])
+    line = _cli_error(
+        capsys, ["train", RECIPE, *FAST, "--model_name_or_path", "no-such-org/no-such-model", "--output_dir", out]
+    )
     assert "model_name_or_path='no-such-org/no-such-model' could not be loaded" in line
     assert not Path("runs/x").exists()

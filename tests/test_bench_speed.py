@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from hf_relpos import RelPosBertConfig, RelPosBertModel
-from hf_relpos.bench import speed
 from hf_relpos.attention_engine import flex_compiled
+from hf_relpos.bench import speed
 
 TINY = ["--threads", "1", "--hidden", "32", "--heads", "4", "--intermediate", "64", "--layers", "2", "--repeats", "2"]
 
@@ -20,11 +20,49 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def test_speed_suite_reports_every_part(tmp_path, capsys):
     out = tmp_path / "speed.json"
-    speed.main([*TINY, "--lengths", "32", "--batch", "2", "--schemes", "t5", "shaw_kq", "--memory-length", "64",
-                "--v4-python", str(tmp_path / "missing" / "python"), "--gen-batch", "2", "--gen-input-length", "8",
-                "--gen-new-tokens", "5", "--t5-d-model", "32", "--t5-layers", "1", "--t5-heads", "4",
-                "--flex-schemes", "alibi", "--flex-lengths", "32", "64", "--flex-sdpa-max-length", "32",
-                "--compiled-length", "24", "--compiled-batch", "2", "--compiled-backend", "aot_eager", "--out", str(out)])
+    speed.main(
+        [
+            *TINY,
+            "--lengths",
+            "32",
+            "--batch",
+            "2",
+            "--schemes",
+            "t5",
+            "shaw_kq",
+            "--memory-length",
+            "64",
+            "--v4-python",
+            str(tmp_path / "missing" / "python"),
+            "--gen-batch",
+            "2",
+            "--gen-input-length",
+            "8",
+            "--gen-new-tokens",
+            "5",
+            "--t5-d-model",
+            "32",
+            "--t5-layers",
+            "1",
+            "--t5-heads",
+            "4",
+            "--flex-schemes",
+            "alibi",
+            "--flex-lengths",
+            "32",
+            "64",
+            "--flex-sdpa-max-length",
+            "32",
+            "--compiled-length",
+            "24",
+            "--compiled-batch",
+            "2",
+            "--compiled-backend",
+            "aot_eager",
+            "--out",
+            str(out),
+        ]
+    )
     printed = capsys.readouterr().out
     report = json.loads(out.read_text())
     rows = report["results"]
@@ -66,8 +104,14 @@ def test_v4_worker_refuses_transformers_5(tmp_path, capsys):
 def test_compiled_cpu_flex_equals_sdpa(name, monkeypatch):
     """Inference on CPU compiles flex (score_mod over the (H, 2L − 1) table): same outputs as sdpa."""
     monkeypatch.setenv("HF_RELPOS_FLEX_COMPILE", "always")
-    cfg = dict(hidden_size=32, num_attention_heads=4, intermediate_size=64, num_hidden_layers=2,
-               relative_position=name, absolute_position="none")
+    cfg = dict(
+        hidden_size=32,
+        num_attention_heads=4,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        relative_position=name,
+        absolute_position="none",
+    )
     torch.manual_seed(0)
     flex = RelPosBertModel(RelPosBertConfig(**cfg, attn_implementation="flex_attention")).eval()
     sdpa = RelPosBertModel(RelPosBertConfig(**cfg, attn_implementation="sdpa")).eval()
@@ -106,8 +150,29 @@ def test_bench_suites_run_from_the_cli(tmp_path, capsys):
 
     schemes = [n for n in SCHEMES if n != "none"][:2]
     out = tmp_path / "attention.json"
-    assert cli_main(["bench", "attention", "--lengths", "16", "--schemes", *schemes, "--hidden", "16", "--heads", "2",
-                     "--repeats", "1", "--threads", "1", "--out", str(out)]) == 0
+    assert (
+        cli_main(
+            [
+                "bench",
+                "attention",
+                "--lengths",
+                "16",
+                "--schemes",
+                *schemes,
+                "--hidden",
+                "16",
+                "--heads",
+                "2",
+                "--repeats",
+                "1",
+                "--threads",
+                "1",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     rows = json.loads(out.read_text())["results"]
     assert [r["scheme"] for r in rows] == ["baseline_sdpa", *schemes]
     with pytest.raises(SystemExit) as done:
@@ -122,14 +187,41 @@ def test_long_part_patterns_modernbert_and_unpadded(tmp_path, capsys):
     """`--parts long` at toy sizes: every (scheme, pattern) and ModernBertModel per mode and length, paired ratios,
     memory where asked, the unpadded rows equal per text, the targets summary and the plot."""
     out = tmp_path / "long.json"
-    speed.main([*TINY, "--parts", "long", "--long-lengths", "64", "128", "--long-schemes", "t5", "rotary",
-                "--long-layers", "3", "--long-window", "8", "--long-memory-lengths", "128", "--out", str(out)])
+    speed.main(
+        [
+            *TINY,
+            "--parts",
+            "long",
+            "--long-lengths",
+            "64",
+            "128",
+            "--long-schemes",
+            "t5",
+            "rotary",
+            "--long-layers",
+            "3",
+            "--long-window",
+            "8",
+            "--long-memory-lengths",
+            "128",
+            "--out",
+            str(out),
+        ]
+    )
     printed = capsys.readouterr().out
     rows = json.loads(out.read_text())["results"]
     long = [r for r in rows if r["part"] == "long"]
     models = {(r["model"], r["pattern"]) for r in long}
-    assert models == {("t5", "global"), ("t5", "1:2"), ("t5", "local"), ("rotary", "global"), ("rotary", "1:2"),
-                      ("rotary", "local"), ("modernbert", "global"), ("modernbert", "1:2")}
+    assert models == {
+        ("t5", "global"),
+        ("t5", "1:2"),
+        ("t5", "local"),
+        ("rotary", "global"),
+        ("rotary", "1:2"),
+        ("rotary", "local"),
+        ("modernbert", "global"),
+        ("modernbert", "1:2"),
+    }
     assert len(long) == len(models) * 2 * 2  # two modes, two lengths
     for r in long:
         assert r["ratio"] == pytest.approx(statistics.median(t / a for t, a in zip(r["times_s"], r["anchor_times_s"])))

@@ -4,7 +4,7 @@ hf_relpos is not installed, against a tiny checkpoint of the card's kind."""
 
 import pytest
 import yaml
-from huggingface_hub import ModelCard
+from snippets import assert_clean, python_snippets, run_snippets
 
 from hf_relpos import (
     RelPosBertConfig,
@@ -21,12 +21,14 @@ from hf_relpos.tokenization import finalize_tokenizer_files
 from hf_relpos.training.modeling import train_sentencepiece_tokenizer, train_wordpiece_tokenizer
 from hf_relpos.training.pretraining import add_sentinels
 
-from snippets import assert_clean, python_snippets, run_snippets
-
 QA_FILES = {"train": "../shared/data/qa/pydoc_train.jsonl", "validation": "../shared/data/qa/pydoc_validation.jsonl"}
 QA_LABEL = "qa/pydoc_train.jsonl, qa/pydoc_validation.jsonl"  # what metrics.json's "dataset" says
-BERT_QA = {"model_type": "relpos_bert", "relative_position": "t5", "absolute_position": "none",
-           "architectures": ["RelPosBertForQuestionAnswering"]}
+BERT_QA = {
+    "model_type": "relpos_bert",
+    "relative_position": "t5",
+    "absolute_position": "none",
+    "architectures": ["RelPosBertForQuestionAnswering"],
+}
 
 
 def metadata(card):
@@ -34,16 +36,22 @@ def metadata(card):
 
 
 def test_local_files_train_and_evaluation_apart_and_not_in_metadata():
-    card = build_model_card("qa", BERT_QA, {"eval_exact_match": 85.1, "eval_f1": 92.8}, {}, QA_LABEL,
-                            repo_id="me/qa", data_files=QA_FILES)
+    card = build_model_card(
+        "qa", BERT_QA, {"eval_exact_match": 85.1, "eval_f1": 92.8}, {}, QA_LABEL, repo_id="me/qa", data_files=QA_FILES
+    )
     text = card.text
     assert "- Training data: local file `qa/pydoc_train.jsonl`" in text
     assert "- Evaluation data: local file `qa/pydoc_validation.jsonl`" in text
-    assert "fine-tuned with [hf_relpos](https://pypi.org/project/hf-relpos/)\non local file `qa/pydoc_train.jsonl`." in text
+    assert (
+        "fine-tuned with [hf_relpos](https://pypi.org/project/hf-relpos/)\non local file `qa/pydoc_train.jsonl`."
+        in text
+    )
     assert "Evaluated on local file `qa/pydoc_validation.jsonl`" in text
     # the limitation names what it was trained on, and the evaluation file only as evaluated on
-    assert ("Trained on local file `qa/pydoc_train.jsonl` only (evaluated on local file `qa/pydoc_validation.jsonl`)"
-            in text)
+    assert (
+        "Trained on local file `qa/pydoc_train.jsonl` only (evaluated on local file `qa/pydoc_validation.jsonl`)"
+        in text
+    )
     assert QA_LABEL not in text and "Fine-tuned on" not in text
     meta = metadata(card)
     assert "datasets" not in meta  # a local file path is not a Hub dataset id
@@ -52,14 +60,24 @@ def test_local_files_train_and_evaluation_apart_and_not_in_metadata():
 
 def test_several_training_files_are_listed():
     sources = data_sources(data_files={"train": "a/x.jsonl,b/y.jsonl", "validation": "a/v.jsonl"})
-    assert sources == {"training": "local files `a/x.jsonl`, `b/y.jsonl`",
-                       "evaluation": "local file `a/v.jsonl`", "hub_ids": []}
+    assert sources == {
+        "training": "local files `a/x.jsonl`, `b/y.jsonl`",
+        "evaluation": "local file `a/v.jsonl`",
+        "hub_ids": [],
+    }
 
 
 def test_hub_dataset_id_is_the_only_metadata():
     config = {**BERT_QA, "architectures": ["RelPosBertForSequenceClassification"]}
-    card = build_model_card("classification", config, {"eval_accuracy": 0.9}, {}, "glue/sst2", repo_id="me/sst2",
-                            hub_dataset=["glue", "sst2"])
+    card = build_model_card(
+        "classification",
+        config,
+        {"eval_accuracy": 0.9},
+        {},
+        "glue/sst2",
+        repo_id="me/sst2",
+        hub_dataset=["glue", "sst2"],
+    )
     meta = metadata(card)
     assert meta["datasets"] == ["glue"]
     dataset = meta["model-index"][0]["results"][0]["dataset"]
@@ -90,28 +108,54 @@ def test_card_from_metrics_keeps_the_split_and_reads_old_metrics():
 def test_base_card_metadata_and_data_section():
     config = {**BERT_QA, "architectures": ["RelPosBertModel"]}
     assert "datasets" not in metadata(build_base_card(config, repo_id="me/base"))
-    card = build_base_card(config, repo_id="me/base", dataset="longtext/train.jsonl",
-                           data_files={"train": "../shared/data/longtext/train.jsonl"})
+    card = build_base_card(
+        config,
+        repo_id="me/base",
+        dataset="longtext/train.jsonl",
+        data_files={"train": "../shared/data/longtext/train.jsonl"},
+    )
     assert "datasets" not in metadata(card) and "- Training data: local file `longtext/train.jsonl`" in card.text
 
 
 # ----------------------------------------------------------------------- every card's snippets run, warning-free
 
-TEXTS = ["relative positions help models read word order", "the north wind comes before the south wind",
-         "what does fork do? it creates a new process", "summaries copy the first words of a document"] * 4
+TEXTS = [
+    "relative positions help models read word order",
+    "the north wind comes before the south wind",
+    "what does fork do? it creates a new process",
+    "summaries copy the first words of a document",
+] * 4
 
 
 def _bert(cls, folder, tokenizer, **extra):
-    config = RelPosBertConfig(relative_position="t5", absolute_position="none", vocab_size=len(tokenizer),
-                              hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                              pad_token_id=tokenizer.pad_token_id, **extra)
+    config = RelPosBertConfig(
+        relative_position="t5",
+        absolute_position="none",
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        pad_token_id=tokenizer.pad_token_id,
+        **extra,
+    )
     return _save(cls(config), folder, tokenizer)
 
 
 def _t5(folder, tokenizer):
-    config = RelPosT5Config(relative_position="t5", vocab_size=len(tokenizer), d_model=32, d_kv=16, d_ff=64,
-                            num_layers=2, num_decoder_layers=2, num_heads=2, pad_token_id=tokenizer.pad_token_id,
-                            eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=tokenizer.pad_token_id)
+    config = RelPosT5Config(
+        relative_position="t5",
+        vocab_size=len(tokenizer),
+        d_model=32,
+        d_kv=16,
+        d_ff=64,
+        num_layers=2,
+        num_decoder_layers=2,
+        num_heads=2,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id,
+    )
     return _save(RelPosT5ForConditionalGeneration(config), folder, tokenizer)
 
 
@@ -142,9 +186,16 @@ def cards(tmp_path_factory):
     }.items():
         folder = root / task
         config = build(folder)
-        made[task] = build_model_card(task, config, {"eval_loss": 1.0}, {"learning_rate": 1e-3}, "synthetic",
-                                      repo_id=str(folder), example_input=example,
-                                      example_question="what comes before the south wind?")
+        made[task] = build_model_card(
+            task,
+            config,
+            {"eval_loss": 1.0},
+            {"learning_rate": 1e-3},
+            "synthetic",
+            repo_id=str(folder),
+            example_input=example,
+            example_question="what comes before the south wind?",
+        )
     folder = root / "base"
     made["base"] = build_base_card(_bert(RelPosBertModel, folder, wordpiece), repo_id=str(folder))
     return made
@@ -157,7 +208,10 @@ def test_every_template_has_a_card_here(cards):
 
 
 def test_card_snippets_run_warning_free_without_hf_relpos(cards, tmp_path):
-    snippets = [(f"model_cards/{task}.md snippet {i + 1}", code)
-                for task, card in cards.items() for i, code in enumerate(python_snippets(card.text, skip_marked=False))]
+    snippets = [
+        (f"model_cards/{task}.md snippet {i + 1}", code)
+        for task, card in cards.items()
+        for i, code in enumerate(python_snippets(card.text, skip_marked=False))
+    ]
     assert len(snippets) >= len(cards)
     assert_clean(run_snippets(snippets, tmp_path, without_hf_relpos=True))

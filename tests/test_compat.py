@@ -8,10 +8,10 @@ import warnings
 
 import pytest
 import torch
+from helpers import PROJECT_ROOT
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from hf_relpos import compat
-from helpers import PROJECT_ROOT
 
 engine = sys.modules["hf_relpos.attention_engine"]
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -58,8 +58,12 @@ def test_checks_find_the_private_ops_and_trainer_hook_on_this_install(monkeypatc
     assert not compat._op_ok("no_such_op_here", ("query",), 2)
     assert not compat._op_ok(FORWARD_OP, ("query", "key", "value", "attn_mask", "scale"), 3)  # wrong arity
     assert not compat.trainer_has_save_checkpoint(object)  # a Trainer without the method
-    for value, forced in (("1", {"flash_forward", "flash_backward", "trainer"}), ("flash_backward", {"flash_backward"}),
-                          ("trainer,flash_forward", {"trainer", "flash_forward"}), ("0", set())):
+    for value, forced in (
+        ("1", {"flash_forward", "flash_backward", "trainer"}),
+        ("flash_backward", {"flash_backward"}),
+        ("trainer,flash_forward", {"trainer", "flash_forward"}),
+        ("0", set()),
+    ):
         monkeypatch.setenv(FORCE, value)
         assert {f for f in compat.FEATURES if compat.forced(f)} == forced
     monkeypatch.delenv(FORCE)
@@ -111,8 +115,9 @@ def test_fused_distance_bias_attention_under_fallbacks(monkeypatch, forced, lear
     def run():
         leaves = [t.clone().requires_grad_(True) for t in (q, k, v)] + [table.clone().requires_grad_(learned)]
         out = engine.FusedDistanceBiasAttention.apply(*leaves, mask, 0.3, 3)
-        grads = torch.autograd.grad((out * torch.linspace(-1, 1, out.shape[-1])).sum(),
-                                    [t for t in leaves if t.requires_grad])
+        grads = torch.autograd.grad(
+            (out * torch.linspace(-1, 1, out.shape[-1])).sum(), [t for t in leaves if t.requires_grad]
+        )
         return [out, *grads]
 
     want = run()
@@ -124,7 +129,9 @@ def test_fused_distance_bias_attention_under_fallbacks(monkeypatch, forced, lear
         if name in forced:
             assert op not in log.ops
             # the backward's fallback warns only where the kernel backward would have run (a frozen table)
-            assert len(_fallback_warnings(caught, f"aten.{op} with")) == (0 if name == "flash_backward" and learned else 1)
+            assert len(_fallback_warnings(caught, f"aten.{op} with")) == (
+                0 if name == "flash_backward" and learned else 1
+            )
     for result in got:
         for a, b in zip(result, want):
             assert (a - b).abs().max().item() <= 1e-5
@@ -198,9 +205,28 @@ def test_checkpoint_totals_through_the_public_callback_equal_the_fast_path(tmp_p
     from hf_relpos.training import train
     from hf_relpos.training.trainer import TOTALS_KEY
 
-    args = ["--max_steps", "4", "--per_device_train_batch_size", "8", "--logging_steps", "1", "--save_strategy",
-            "steps", "--save_steps", "2", "--eval_strategy", "no", "--synthetic_train_size", "32",
-            "--synthetic_eval_size", "8", "--disable_tqdm", "true", "--max_seq_length", "32"]
+    args = [
+        "--max_steps",
+        "4",
+        "--per_device_train_batch_size",
+        "8",
+        "--logging_steps",
+        "1",
+        "--save_strategy",
+        "steps",
+        "--save_steps",
+        "2",
+        "--eval_strategy",
+        "no",
+        "--synthetic_train_size",
+        "32",
+        "--synthetic_eval_size",
+        "8",
+        "--disable_tqdm",
+        "true",
+        "--max_seq_length",
+        "32",
+    ]
     recipe = str(PROJECT_ROOT / "recipes" / "classification_demo.yaml")
 
     def totals(out):

@@ -17,27 +17,51 @@ from hf_relpos import (
     RelPosT5Config,
     RelPosT5ForConditionalGeneration,
 )
-from hf_relpos.relative_positions import SCHEMES
 from hf_relpos.attention_engine import build_attention_mask
+from hf_relpos.relative_positions import SCHEMES
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 ALL = sorted(SCHEMES)
-BERT_HEADS = [RelPosBertForSequenceClassification, RelPosBertForQuestionAnswering, RelPosBertForTokenClassification,
-              RelPosBertForMaskedLM, RelPosBertModel, RelPosBertForMultipleChoice]
+BERT_HEADS = [
+    RelPosBertForSequenceClassification,
+    RelPosBertForQuestionAnswering,
+    RelPosBertForTokenClassification,
+    RelPosBertForMaskedLM,
+    RelPosBertModel,
+    RelPosBertForMultipleChoice,
+]
 
 
 def _bert(name, impl="sdpa", head=RelPosBertForSequenceClassification, **extra):
-    config = RelPosBertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                              intermediate_size=37, max_position_embeddings=64, relative_position=name,
-                              absolute_position="learned" if name == "none" else "none", **extra)
+    config = RelPosBertConfig(
+        vocab_size=99,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        max_position_embeddings=64,
+        relative_position=name,
+        absolute_position="learned" if name == "none" else "none",
+        **extra,
+    )
     config._attn_implementation = impl
     torch.manual_seed(0)
     return head(config).eval()
 
 
 def _t5(name, impl="sdpa"):
-    config = RelPosT5Config(vocab_size=99, d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4,
-                            relative_position=name, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+    config = RelPosT5Config(
+        vocab_size=99,
+        d_model=32,
+        d_kv=8,
+        d_ff=37,
+        num_layers=2,
+        num_heads=4,
+        relative_position=name,
+        decoder_start_token_id=0,
+        pad_token_id=0,
+        eos_token_id=1,
+    )
     config._attn_implementation = impl
     torch.manual_seed(0)
     return RelPosT5ForConditionalGeneration(config).eval()
@@ -126,7 +150,10 @@ def test_bert_inductor_matches_eager_across_lengths():
     for batch, length in [(2, 9), (3, 13)]:
         ids, mask = _batch(batch, length)
         with torch.no_grad():
-            got, ref = compiled(input_ids=ids, attention_mask=mask).logits, model(input_ids=ids, attention_mask=mask).logits
+            got, ref = (
+                compiled(input_ids=ids, attention_mask=mask).logits,
+                model(input_ids=ids, attention_mask=mask).logits,
+            )
         torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
     assert counters["stats"]["unique_graphs"] == 1
 

@@ -5,8 +5,7 @@ import json
 import pytest
 from transformers.utils import logging
 
-from hf_relpos import RelPosBertConfig, RelPosT5Config
-from hf_relpos import scheme_config
+from hf_relpos import RelPosBertConfig, RelPosT5Config, scheme_config
 
 
 @pytest.fixture
@@ -18,13 +17,16 @@ def warnings_seen(monkeypatch):
     return seen
 
 
-@pytest.mark.parametrize("cls,typo,field", [
-    (RelPosBertConfig, "relative_positon", "relative_position"),
-    (RelPosBertConfig, "absolute_postion", "absolute_position"),
-    (RelPosBertConfig, "max_relative_postion", "max_relative_position"),
-    (RelPosT5Config, "decoder_relative_positon", "decoder_relative_position"),
-    (RelPosT5Config, "num_decoder_layer", "num_decoder_layers"),
-])
+@pytest.mark.parametrize(
+    "cls,typo,field",
+    [
+        (RelPosBertConfig, "relative_positon", "relative_position"),
+        (RelPosBertConfig, "absolute_postion", "absolute_position"),
+        (RelPosBertConfig, "max_relative_postion", "max_relative_position"),
+        (RelPosT5Config, "decoder_relative_positon", "decoder_relative_position"),
+        (RelPosT5Config, "num_decoder_layer", "num_decoder_layers"),
+    ],
+)
 def test_near_miss_warns_once_naming_the_field(warnings_seen, cls, typo, field):
     config = cls(**{typo: "alibi" if "position" in field and "max" not in field else 3})
     assert len(warnings_seen) == 1 and f"did you mean {field!r}" in warnings_seen[0] and typo in warnings_seen[0]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import run_without_hf_relpos
 from transformers import (
     BertConfig,
     BertForMaskedLM,
@@ -35,17 +36,26 @@ from transformers import (
     T5ForConditionalGeneration,
 )
 
-from helpers import run_without_hf_relpos
 from hf_relpos import SCHEMES, RelPosBertConfig, RelPosBertForSequenceClassification, RelPosBertModel
 from hf_relpos.cli import main as cli_main
 from hf_relpos.convert import EXACT_FROM_ABSOLUTE, _convert_bert, convert_bert_to_relpos, convert_checkpoint
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 LEGACY = ["legacy_relative_key", "legacy_relative_key_query", "legacy_relative_key_query_cls"]
-LEGACY_SCHEME = {"legacy_relative_key": "shaw", "legacy_relative_key_query": "shaw_kq",
-                 "legacy_relative_key_query_cls": "shaw_kq"}
-TINY = dict(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-            max_position_embeddings=40, initializer_range=0.2)
+LEGACY_SCHEME = {
+    "legacy_relative_key": "shaw",
+    "legacy_relative_key_query": "shaw_kq",
+    "legacy_relative_key_query_cls": "shaw_kq",
+}
+TINY = dict(
+    vocab_size=100,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=64,
+    max_position_embeddings=40,
+    initializer_range=0.2,
+)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -57,8 +67,8 @@ def batch(length=12, vocab=100, pad=0, seed=0):
     ids = torch.randint(3, vocab, (2, length), generator=generator)
     ids[ids == pad] = 3
     mask = torch.ones_like(ids)
-    mask[1, length // 2:] = 0
-    ids[1, length // 2:] = pad
+    mask[1, length // 2 :] = 0
+    ids[1, length // 2 :] = pad
     return ids, mask
 
 
@@ -266,8 +276,19 @@ def test_folders_load_without_hf_relpos(tmp_path):
     convert_checkpoint(FIXTURES / "legacy_relative_key", tmp_path / "key", no_tokenizer=True)
     convert_checkpoint(FIXTURES / "legacy_relative_key_query_cls", tmp_path / "cls", no_tokenizer=True)
     torch.manual_seed(0)
-    t5 = T5ForConditionalGeneration(T5Config(vocab_size=100, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
-                                             decoder_start_token_id=0, eos_token_id=1, pad_token_id=0)).eval()
+    t5 = T5ForConditionalGeneration(
+        T5Config(
+            vocab_size=100,
+            d_model=32,
+            d_kv=8,
+            d_ff=64,
+            num_layers=2,
+            num_heads=4,
+            decoder_start_token_id=0,
+            eos_token_id=1,
+            pad_token_id=0,
+        )
+    ).eval()
     t5.save_pretrained(tmp_path / "t5_src")
     info = convert_checkpoint(tmp_path / "t5_src", tmp_path / "t5", no_tokenizer=True)
     assert info["relative_position"] == "t5" and info["exact"]
@@ -309,12 +330,21 @@ def test_wrong_inputs_leave_no_output(tmp_path, monkeypatch):
     out = tmp_path / "out"
     cases = [
         (dict(src=gpt2, scheme="t5"), r"model_type='gpt2'.*choose a checkpoint of one of: bert, camembert, electra"),
-        (dict(src=bert, scheme="alibi", exact=True), r"scheme='alibi'.*choose one of: " + ", ".join(EXACT_FROM_ABSOLUTE)),
+        (
+            dict(src=bert, scheme="alibi", exact=True),
+            r"scheme='alibi'.*choose one of: " + ", ".join(EXACT_FROM_ABSOLUTE),
+        ),
         (dict(src=bert, scheme="t5", keep_absolute=False, exact=True), r"keep_absolute=False"),
         (dict(src=bert, scheme="t5"), r"tokenizer=None.*no tokenizer files.*--no-tokenizer"),
-        (dict(src=bert, scheme="relative_key", no_tokenizer=True), r"scheme='relative_key' is not valid; choose one of: none"),
+        (
+            dict(src=bert, scheme="relative_key", no_tokenizer=True),
+            r"scheme='relative_key' is not valid; choose one of: none",
+        ),
         (dict(src=bert, scheme=None, no_tokenizer=True), r"scheme=None.*choose one of"),
-        (dict(src=bert, scheme="t5", head="mlm", no_tokenizer=True), r"head='mlm' is not valid; choose one of: auto, base"),
+        (
+            dict(src=bert, scheme="t5", head="mlm", no_tokenizer=True),
+            r"head='mlm' is not valid; choose one of: auto, base",
+        ),
         (dict(src=bert, scheme="t5", init="zeros", no_tokenizer=True), r"init='zeros' is not valid"),
         (dict(src=bert, scheme="t5", hidden_size=64, no_tokenizer=True), r"hidden_size cannot be overridden"),
         (dict(src=bert, scheme="t5", max_position_embeddings=0, no_tokenizer=True), r"max_position_embeddings=0"),
@@ -325,8 +355,9 @@ def test_wrong_inputs_leave_no_output(tmp_path, monkeypatch):
             convert_checkpoint(out=out, **kwargs)
         assert not out.exists()
     t5 = tmp_path / "t5"
-    T5ForConditionalGeneration(T5Config(vocab_size=50, d_model=16, d_kv=4, d_ff=32, num_layers=1, num_heads=4,
-                                        decoder_start_token_id=0)).save_pretrained(t5)
+    T5ForConditionalGeneration(
+        T5Config(vocab_size=50, d_model=16, d_kv=4, d_ff=32, num_layers=1, num_heads=4, decoder_start_token_id=0)
+    ).save_pretrained(t5)
     with pytest.raises(ValueError, match=r"scheme='alibi' is not valid for a t5 source; choose: t5"):
         convert_checkpoint(t5, out, "alibi", no_tokenizer=True)
     with pytest.raises(ValueError, match="max_position_embeddings=1024 does not apply to a T5 source"):
@@ -336,6 +367,7 @@ def test_wrong_inputs_leave_no_output(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="already exists and is not an empty folder"):
         convert_checkpoint(bert, out, "t5", no_tokenizer=True)
     (out / "x").rmdir()
+
     # a failure while writing leaves neither OUT nor the temporary folder
     def broken_save(self, folder, **kwargs):
         (Path(folder) / "config.json").write_text("{}")
@@ -366,8 +398,22 @@ def test_cli(tmp_path, capsys):
     assert cli_main(["convert", str(bert), str(tmp_path / "a"), "--scheme", "alibi", "--exact", "--no-tokenizer"]) == 2
     err = capsys.readouterr().err
     assert "hf-relpos convert: error: scheme='alibi'" in err and not (tmp_path / "a").exists()
-    assert cli_main(["convert", str(bert), str(tmp_path / "b"), "--scheme", "rotary", "--drop-absolute",
-                     "--no-tokenizer", "--config-overrides", '{"rope_theta": 500.0}']) == 0
+    assert (
+        cli_main(
+            [
+                "convert",
+                str(bert),
+                str(tmp_path / "b"),
+                "--scheme",
+                "rotary",
+                "--drop-absolute",
+                "--no-tokenizer",
+                "--config-overrides",
+                '{"rope_theta": 500.0}',
+            ]
+        )
+        == 0
+    )
     report = json.loads((tmp_path / "b" / "conversion.json").read_text())
     assert report["absolute_position"] == "none" and report["check"]["max_abs_diff"] > 0
     saved = json.loads((tmp_path / "b" / "config.json").read_text())  # the flat 0.1 name lands in the scheme's dict
@@ -394,8 +440,10 @@ def test_real_minilm(tmp_path):
 
     src = Path(minilm.get_model_path())
     tokenizer = AutoTokenizer.from_pretrained(src)
-    texts = ["The film is a charming, funny and surprisingly moving look at growing up.",
-             "A dull, lifeless script that wastes a talented cast."]
+    texts = [
+        "The film is a charming, funny and surprisingly moving look at growing up.",
+        "A dull, lifeless script that wastes a talented cast.",
+    ]
     enc = tokenizer(texts, padding=True, return_tensors="pt")
     original = BertModel.from_pretrained(src, dtype=torch.float32).eval()
     expected = outputs(original, enc["input_ids"], enc["attention_mask"])

@@ -22,8 +22,14 @@ from hf_relpos.convert import ConvertOptions, convert_bert_to_relpos, convert_ch
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-TINY = dict(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-            max_position_embeddings=40)
+TINY = dict(
+    vocab_size=100,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=64,
+    max_position_embeddings=40,
+)
 
 
 def tiny_bert(folder=None):
@@ -36,9 +42,20 @@ def tiny_bert(folder=None):
 
 def tiny_t5(folder=None, tied=True):
     torch.manual_seed(0)
-    model = T5ForConditionalGeneration(T5Config(vocab_size=60, d_model=16, d_kv=4, d_ff=32, num_layers=2, num_heads=4,
-                                                decoder_start_token_id=0, eos_token_id=1, pad_token_id=0,
-                                                tie_word_embeddings=tied)).eval()
+    model = T5ForConditionalGeneration(
+        T5Config(
+            vocab_size=60,
+            d_model=16,
+            d_kv=4,
+            d_ff=32,
+            num_layers=2,
+            num_heads=4,
+            decoder_start_token_id=0,
+            eos_token_id=1,
+            pad_token_id=0,
+            tie_word_embeddings=tied,
+        )
+    ).eval()
     if folder is not None:
         model.save_pretrained(folder)
     return model
@@ -65,7 +82,9 @@ def test_damaged_weights_name_the_file(tmp_path, capsys, family):
     assert len(err.splitlines()) == 1 and "Traceback" not in err
     weights.write_bytes(b"not a safetensors file at all")
     with pytest.raises(ValueError, match="model.safetensors"):
-        (convert_bert_to_relpos if family == "bert" else convert_t5_to_relpos)(src, **({"scheme": "t5"} if family == "bert" else {}))
+        (convert_bert_to_relpos if family == "bert" else convert_t5_to_relpos)(
+            src, **({"scheme": "t5"} if family == "bert" else {})
+        )
 
 
 def test_damaged_shard_index(tmp_path):
@@ -75,7 +94,9 @@ def test_damaged_shard_index(tmp_path):
     (src / "model.safetensors.index.json").write_text("{not json")
     with pytest.raises(ValueError, match=r"model\.safetensors\.index\.json: not a valid weight index"):
         convert_bert_to_relpos(src, "t5")
-    (src / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"x": "model-00002-of-00002.safetensors"}}))
+    (src / "model.safetensors.index.json").write_text(
+        json.dumps({"weight_map": {"x": "model-00002-of-00002.safetensors"}})
+    )
     with pytest.raises(ValueError, match=r"model-00002-of-00002\.safetensors: missing"):
         convert_bert_to_relpos(src, "t5")
 
@@ -104,9 +125,13 @@ def test_killed_convert_leaves_no_output_and_rerun_succeeds(tmp_path, out_exists
     tiny_bert(src)
     if out_exists:
         out.mkdir()
-    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(_KILLED_CONVERT), str(src), str(out), str(marker)],
-                            cwd=PROJECT_ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(_KILLED_CONVERT), str(src), str(out), str(marker)],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 240
         while not marker.exists():
@@ -176,8 +201,12 @@ def test_t5_head_init_and_probe(tmp_path):
         expected = hf(input_ids=ids, decoder_input_ids=dec, output_hidden_states=True)
         assert (lm(input_ids=ids, decoder_input_ids=dec).logits - expected.logits).abs().max() <= 1e-5
         got = base(input_ids=ids, decoder_input_ids=dec).last_hidden_state
-        assert (got - hf.get_decoder()(input_ids=dec, encoder_hidden_states=expected.encoder_last_hidden_state)
-                .last_hidden_state).abs().max() <= 1e-5
+        assert (
+            got
+            - hf.get_decoder()(
+                input_ids=dec, encoder_hidden_states=expected.encoder_last_hidden_state
+            ).last_hidden_state
+        ).abs().max() <= 1e-5
     with pytest.raises(ValueError, match=r"init='random' does not apply to a T5 source.*choose: preserve"):
         convert_checkpoint(src, tmp_path / "x", init="random", no_tokenizer=True)
     with pytest.raises(ValueError, match=r"relative_position_per_layer cannot be overridden when converting a T5"):

@@ -23,8 +23,14 @@ DIRECTIONAL = [n for n, c in SCHEMES.items() if "directional" in c.defaults]
 # where it helps the position task and costs ≤ 0.02 anywhere; alibi's reversed slopes cost 0.04 at 8×
 NEW_DEFAULT = {"alibi": False, "kerple": True, "fire": True}
 H = 4
-TINY_BERT = dict(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=H, intermediate_size=48,
-                 max_position_embeddings=32)
+TINY_BERT = dict(
+    vocab_size=50,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=H,
+    intermediate_size=48,
+    max_position_embeddings=32,
+)
 TINY_T5 = dict(vocab_size=50, d_model=32, d_kv=8, d_ff=48, num_layers=1, num_heads=H)
 
 
@@ -61,7 +67,9 @@ def test_alibi_by_hand():
     sym = scheme("alibi", False).bias(5, 5)
     assert torch.allclose(sym[:, 1, 4], -m * 3) and torch.allclose(sym, sym.transpose(1, 2))
     # causal: unchanged whatever the option (only keys before the query count)
-    assert torch.equal(scheme("alibi", True, causal=True).bias(5, 5).tril(), scheme("alibi", False, causal=True).bias(5, 5).tril())
+    assert torch.equal(
+        scheme("alibi", True, causal=True).bias(5, 5).tril(), scheme("alibi", False, causal=True).bias(5, 5).tril()
+    )
 
 
 @pytest.mark.parametrize("name", DIRECTIONAL)
@@ -85,12 +93,18 @@ def test_causal_variant_is_unchanged_and_has_no_extra_parameters(name):
 
 def test_kerple_directional_adds_one_pair_per_head_and_starts_as_directional_alibi_shape():
     k = scheme("kerple", True)
-    assert {n: tuple(p.shape) for n, p in k.named_parameters()} == {n: (H,) for n in ("r1", "r2", "r1_after", "r2_after")}
-    assert sum(p.numel() for p in scheme("fire", True).parameters()) == sum(p.numel() for p in scheme("fire", False).parameters())
+    assert {n: tuple(p.shape) for n, p in k.named_parameters()} == {
+        n: (H,) for n in ("r1", "r2", "r1_after", "r2_after")
+    }
+    assert sum(p.numel() for p in scheme("fire", True).parameters()) == sum(
+        p.numel() for p in scheme("fire", False).parameters()
+    )
     # at init r1 = 1, r2 = ALiBi slopes before, reversed after
     b = k.bias_1d(4, 4)  # j − i from −3 to 3
     m = alibi_slopes(H)
-    assert torch.allclose(b[:, 0], -torch.log1p(3 * m), atol=1e-6) and torch.allclose(b[:, -1], -torch.log1p(3 * m.flip(0)), atol=1e-6)
+    assert torch.allclose(b[:, 0], -torch.log1p(3 * m), atol=1e-6) and torch.allclose(
+        b[:, -1], -torch.log1p(3 * m.flip(0)), atol=1e-6
+    )
 
 
 def test_fire_directional_starts_exact_after_zero_init():
@@ -107,7 +121,10 @@ def test_fire_directional_starts_exact_after_zero_init():
 def test_configs_saved_without_the_key_load_symmetric(tmp_path, name):
     """A config built in code gets the default; a saved config that does not name the key (0.1 flat
     fields, or a complete 0.2 dict) keeps the symmetric behaviour it was trained with."""
-    assert RelPosBertConfig(relative_position=name, **TINY_BERT).relative_position_parameters["directional"] is NEW_DEFAULT[name]
+    assert (
+        RelPosBertConfig(relative_position=name, **TINY_BERT).relative_position_parameters["directional"]
+        is NEW_DEFAULT[name]
+    )
     config = RelPosBertConfig(relative_position=name, relative_position_parameters={"directional": True}, **TINY_BERT)
     config.save_pretrained(tmp_path)
     saved = json.loads((tmp_path / "config.json").read_text())
@@ -122,7 +139,9 @@ def test_saved_flag_and_shape_guess():
     cls = SCHEMES["fire"]
     complete_old = {"mlp_width": 32, "init_c": 0.1, "init_threshold": 512.0}
     assert cls.saved_before(complete_old, None) and not cls.saved_before({"mlp_width": 16}, None)
-    assert cls.saved_before({"mlp_width": 16}, None, saved=True) and not cls.saved_before(complete_old, None, saved=False)
+    assert cls.saved_before({"mlp_width": 16}, None, saved=True) and not cls.saved_before(
+        complete_old, None, saved=False
+    )
     assert not cls.saved_before({**complete_old, "directional": True}, None, saved=True)
     v01 = {"fire_mlp_width": 32, "fire_init_c": 0.1, "fire_init_threshold": 5.0}  # 0.1 saved every flat field
     assert cls.saved_before(None, v01) and not cls.saved_before(None, {"fire_mlp_width": 32})
@@ -157,14 +176,17 @@ def test_warning_names_the_fix_for_a_direction_blind_encoder(name, warnings_seen
     assert 'relative_position_parameters={"directional": True}' in messages[0]
 
 
-@pytest.mark.parametrize("name,params,causal,absolute", [
-    ("alibi", {"directional": True}, False, "none"),  # sees direction
-    ("alibi", {"directional": False}, True, "none"),  # a decoder: causal attention has one direction
-    ("alibi", {"directional": False}, False, "learned"),  # absolute positions carry the order
-    ("kerple", {"directional": False}, False, "sinusoidal"),
-    ("t5", {}, False, "none"),  # signed buckets
-    ("rotary", {}, False, "none"),
-])
+@pytest.mark.parametrize(
+    "name,params,causal,absolute",
+    [
+        ("alibi", {"directional": True}, False, "none"),  # sees direction
+        ("alibi", {"directional": False}, True, "none"),  # a decoder: causal attention has one direction
+        ("alibi", {"directional": False}, False, "learned"),  # absolute positions carry the order
+        ("kerple", {"directional": False}, False, "sinusoidal"),
+        ("t5", {}, False, "none"),  # signed buckets
+        ("rotary", {}, False, "none"),
+    ],
+)
 def test_no_warning_where_direction_is_seen(name, params, causal, absolute, warnings_seen):
     params = resolve_scheme_parameters(name, params, causal=causal)
     build_stack_schemes(name, params, None, 2, H, 8, 32, causal=causal, absolute_position=absolute)
@@ -176,17 +198,32 @@ def _models_pass_absolute_position():
 
     from hf_relpos import modeling_relpos_bert, modeling_relpos_t5
 
-    return all("absolute_position=config.absolute_position" in inspect.getsource(m)
-               for m in (modeling_relpos_bert, modeling_relpos_t5))
+    return all(
+        "absolute_position=config.absolute_position" in inspect.getsource(m)
+        for m in (modeling_relpos_bert, modeling_relpos_t5)
+    )
 
 
-@pytest.mark.skipif(not _models_pass_absolute_position(),
-                    reason="the models do not pass absolute_position to build_stack_schemes yet")
+@pytest.mark.skipif(
+    not _models_pass_absolute_position(), reason="the models do not pass absolute_position to build_stack_schemes yet"
+)
 def test_models_warn_once_when_built_direction_blind(warnings_seen):
-    RelPosBertForMaskedLM(RelPosBertConfig(relative_position="alibi", relative_position_parameters={"directional": False},
-                                           absolute_position="none", **TINY_BERT))
-    RelPosT5ForConditionalGeneration(RelPosT5Config(relative_position="kerple", absolute_position="none",
-                                                    relative_position_parameters={"directional": False}, **TINY_T5))
+    RelPosBertForMaskedLM(
+        RelPosBertConfig(
+            relative_position="alibi",
+            relative_position_parameters={"directional": False},
+            absolute_position="none",
+            **TINY_BERT,
+        )
+    )
+    RelPosT5ForConditionalGeneration(
+        RelPosT5Config(
+            relative_position="kerple",
+            absolute_position="none",
+            relative_position_parameters={"directional": False},
+            **TINY_T5,
+        )
+    )
     assert len(warnings_seen()) == 2
     RelPosBertForMaskedLM(RelPosBertConfig(relative_position="fire", absolute_position="none", **TINY_BERT))
     assert len(warnings_seen()) == 2  # directional by default: silent
@@ -200,8 +237,12 @@ def test_bert_model_backends_agree_and_reload_through_remote_code(tmp_path, name
     from helpers import run_without_hf_relpos
 
     torch.manual_seed(0)
-    config = RelPosBertConfig(relative_position=name, absolute_position="none",
-                              relative_position_parameters={"directional": True}, **TINY_BERT)
+    config = RelPosBertConfig(
+        relative_position=name,
+        absolute_position="none",
+        relative_position_parameters={"directional": True},
+        **TINY_BERT,
+    )
     model = large_scheme_weights(RelPosBertForMaskedLM(config).eval())
     ids = torch.randint(1, 50, (2, 11))
     outs = {}
@@ -239,8 +280,12 @@ def test_symmetric_encoder_is_reversal_equivariant(name):
     """What the warning is about: with directional=False and no absolute positions, reversing the input
     reverses the output (fire's bias too depends on |j − i| and the length only)."""
     torch.manual_seed(0)
-    config = RelPosBertConfig(relative_position=name, absolute_position="none",
-                              relative_position_parameters={"directional": False}, **TINY_BERT)
+    config = RelPosBertConfig(
+        relative_position=name,
+        absolute_position="none",
+        relative_position_parameters={"directional": False},
+        **TINY_BERT,
+    )
     model = large_scheme_weights(RelPosBertForMaskedLM(config).eval())
     ids = torch.randint(1, 50, (2, 11))
     with torch.no_grad():

@@ -10,19 +10,38 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import PROJECT_ROOT
 
 from hf_relpos.training import train
 from hf_relpos.training.pretraining import synthetic_pretraining
-
-from helpers import PROJECT_ROOT
 
 RECIPES = PROJECT_ROOT / "recipes"
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 # the recipe unchanged except for data files and sizes; epochs (not max_steps) decide the step count
-TINY = ["--num_train_epochs", "1", "--max_steps", "-1", "--max_seq_length", "32", "--eval_lengths", "32", "64",
-        "--tokenizer_vocab_size", "300", "--per_device_eval_batch_size", "8", "--save_strategy", "no",
-        "--logging_steps", "5", "--disable_tqdm", "true", "--dataloader_num_workers", "0"]
+TINY = [
+    "--num_train_epochs",
+    "1",
+    "--max_steps",
+    "-1",
+    "--max_seq_length",
+    "32",
+    "--eval_lengths",
+    "32",
+    "64",
+    "--tokenizer_vocab_size",
+    "300",
+    "--per_device_eval_batch_size",
+    "8",
+    "--save_strategy",
+    "no",
+    "--logging_steps",
+    "5",
+    "--disable_tqdm",
+    "true",
+    "--dataloader_num_workers",
+    "0",
+]
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +77,21 @@ def launcher_cmd(name: str) -> list[str]:
         return [str(BIN / "torchrun"), "--nproc_per_node", "2", "--master_port", free_port()]
     # accelerate's --cpu flag runs ONE process; --multi_gpu goes through torch.distributed.run, and with the
     # recipe's use_cpu Trainer sets up gloo on the CPU
-    return [str(BIN / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", free_port()]
+    return [
+        str(BIN / "accelerate"),
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        free_port(),
+    ]
 
 
 @pytest.mark.parametrize("recipe,launcher", [("mlm_longtext", "torchrun"), ("span_corruption_longtext", "accelerate")])
@@ -67,11 +99,17 @@ def test_two_processes_match_one_process(tmp_path, files, recipe, launcher):
     if not (BIN / launcher).exists():
         pytest.skip(f"{launcher} is not installed beside {sys.executable}")
     two = tmp_path / "two"
-    proc = launch(launcher_cmd(launcher), recipe,
-                  [*TINY, *files, "--per_device_train_batch_size", "4", "--output_dir", str(two)], tmp_path)
+    proc = launch(
+        launcher_cmd(launcher),
+        recipe,
+        [*TINY, *files, "--per_device_train_batch_size", "4", "--output_dir", str(two)],
+        tmp_path,
+    )
     try:  # the one-process reference runs meanwhile, in this process: global batch 8 = 2 × 4
-        one = train(RECIPES / f"{recipe}.yaml", [*TINY, *files, "--per_device_train_batch_size", "8",
-                                                  "--output_dir", str(tmp_path / "one")])
+        one = train(
+            RECIPES / f"{recipe}.yaml",
+            [*TINY, *files, "--per_device_train_batch_size", "8", "--output_dir", str(tmp_path / "one")],
+        )
     finally:
         out = finish(proc)
     assert "processes: 2, total train batch size: 8" in out
@@ -91,10 +129,28 @@ def test_fsdp_on_cpu_is_reported_as_ddp(tmp_path, files):
     docs/pretraining.md."""
     if not (BIN / "torchrun").exists():
         pytest.skip("torchrun is not installed")
-    out = finish(launch(launcher_cmd("torchrun"), "mlm_longtext", [
-        *TINY, *files, "--max_steps", "2", "--eval_lengths", "32", "--per_device_train_batch_size", "4",
-        "--fsdp", "--fsdp_config", json.dumps({"version": 2, "transformer_layer_cls_to_wrap": ["RelPosBertLayer"]}),
-        "--output_dir", str(tmp_path / "fsdp")], tmp_path))
+    out = finish(
+        launch(
+            launcher_cmd("torchrun"),
+            "mlm_longtext",
+            [
+                *TINY,
+                *files,
+                "--max_steps",
+                "2",
+                "--eval_lengths",
+                "32",
+                "--per_device_train_batch_size",
+                "4",
+                "--fsdp",
+                "--fsdp_config",
+                json.dumps({"version": 2, "transformer_layer_cls_to_wrap": ["RelPosBertLayer"]}),
+                "--output_dir",
+                str(tmp_path / "fsdp"),
+            ],
+            tmp_path,
+        )
+    )
     assert "fsdp was requested but accelerate runs this as MULTI_CPU" in out
     assert "model wrapped in torch.nn.parallel.distributed.DistributedDataParallel" in out
     assert json.loads((tmp_path / "fsdp" / "trainer_state.json").read_text())["global_step"] == 2

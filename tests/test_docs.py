@@ -8,7 +8,6 @@ excluded by the line ``<!-- no-test -->`` right before its fence."""
 import re
 
 import pytest
-
 from helpers import PROJECT_ROOT
 from snippets import NO_TEST, assert_clean, python_snippets, run_snippets
 
@@ -29,8 +28,9 @@ def test_readme_is_short_and_starts_with_the_two_commands():
     first = [line.split("#")[0].strip() for line in fences[0].splitlines() if line.split("#")[0].strip()]
     assert first == ["make demo", "make test"], first
     before = text[: text.index("```")]
-    assert [line for line in before.splitlines() if line.strip() and not line.startswith("# ")] == [], \
+    assert [line for line in before.splitlines() if line.strip() and not line.startswith("# ")] == [], (
         "the two commands come first, right after the title"
+    )
 
 
 def relative_links(page):
@@ -57,8 +57,11 @@ def test_every_doc_page_is_linked_from_readme():
 
 
 def test_python_snippets_run_warning_free(tmp_path):
-    snippets = [(f"{page.relative_to(PROJECT_ROOT)} snippet {i + 1}", code)
-                for page in [README, *DOCS] for i, code in enumerate(python_snippets(page.read_text()))]
+    snippets = [
+        (f"{page.relative_to(PROJECT_ROOT)} snippet {i + 1}", code)
+        for page in [README, *DOCS]
+        for i, code in enumerate(python_snippets(page.read_text()))
+    ]
     assert any(name.startswith("README.md") for name, _ in snippets), "README's first example must run"
     assert_clean(run_snippets(snippets, tmp_path))
 
@@ -70,10 +73,19 @@ def test_no_test_marker_skips_only_the_next_fence():
 
 def test_doc_pages_named_in_code_exist():
     """Docstrings, comments and recipes that point at a page of docs/ point at one that exists."""
-    sources = [*(PROJECT_ROOT / "hf_relpos").rglob("*.py"), *(PROJECT_ROOT / "tests").glob("*.py"),
-               *(PROJECT_ROOT / "recipes").glob("*.yaml"), PROJECT_ROOT / "Makefile", PROJECT_ROOT / "pyproject.toml"]
-    named = {(path.name, ref) for path in sources if path.is_file()
-             for ref in re.findall(r"\bdocs/[\w.-]+\.md\b", path.read_text(errors="replace"))}
+    sources = [
+        *(PROJECT_ROOT / "hf_relpos").rglob("*.py"),
+        *(PROJECT_ROOT / "tests").glob("*.py"),
+        *(PROJECT_ROOT / "recipes").glob("*.yaml"),
+        PROJECT_ROOT / "Makefile",
+        PROJECT_ROOT / "pyproject.toml",
+    ]
+    named = {
+        (path.name, ref)
+        for path in sources
+        if path.is_file()
+        for ref in re.findall(r"\bdocs/[\w.-]+\.md\b", path.read_text(errors="replace"))
+    }
     assert named, "no source names a docs page (the check would prove nothing)"
     assert not [(name, ref) for name, ref in named if not (PROJECT_ROOT / ref).is_file()]
     assert not [p.name for p in sources if p.is_file() and re.search(r"\bSCHEMES\.md\b", p.read_text(errors="replace"))]

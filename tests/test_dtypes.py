@@ -20,8 +20,15 @@ from hf_relpos.relative_positions import RelativePositionScheme
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-SMALL = dict(max_relative_position=3, relative_attention_num_buckets=8, relative_attention_max_distance=12,
-             position_buckets=6, max_relative_positions=20, fire_init_threshold=5.0, rope_theta=100.0)
+SMALL = dict(
+    max_relative_position=3,
+    relative_attention_num_buckets=8,
+    relative_attention_max_distance=12,
+    position_buckets=6,
+    max_relative_positions=20,
+    fire_init_threshold=5.0,
+    rope_theta=100.0,
+)
 BACKENDS = ("eager", "sdpa", "flex_attention")
 # max |out − out_fp32| / max |out_fp32|: rounding of the dtype through 2 layers (measured max: fp16 1.6e-3,
 # bf16 1.1e-2, fp64 3.3e-7 — fp64 is off fp32 by the fp32 reference’s own rounding)
@@ -29,17 +36,38 @@ TOLERANCE = {torch.float16: 1e-2, torch.bfloat16: 6e-2, torch.float64: 1e-5}
 
 
 def bert(name):
-    config = RelPosBertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                              intermediate_size=37, max_position_embeddings=16, hidden_dropout_prob=0.0,
-                              attention_probs_dropout_prob=0.0, relative_position=name, **SMALL)
+    config = RelPosBertConfig(
+        vocab_size=50,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        max_position_embeddings=16,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        relative_position=name,
+        **SMALL,
+    )
     return RelPosBertModel(config).eval(), lambda model, ids, mask: model(ids, attention_mask=mask).last_hidden_state
 
 
 def t5(name):
-    config = RelPosT5Config(vocab_size=50, d_model=32, d_kv=8, d_ff=48, num_layers=2, num_heads=4, dropout_rate=0.0,
-                            relative_position=name, **SMALL)
+    config = RelPosT5Config(
+        vocab_size=50,
+        d_model=32,
+        d_kv=8,
+        d_ff=48,
+        num_layers=2,
+        num_heads=4,
+        dropout_rate=0.0,
+        relative_position=name,
+        **SMALL,
+    )
     model = RelPosT5ForConditionalGeneration(config).eval()
-    return model, lambda model, ids, mask: model(input_ids=ids, attention_mask=mask, decoder_input_ids=ids[:, :6]).logits
+    return (
+        model,
+        lambda model, ids, mask: model(input_ids=ids, attention_mask=mask, decoder_input_ids=ids[:, :6]).logits,
+    )
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -12,10 +12,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from hf_relpos.attention_engine import build_attention_mask, relpos_attention
 from hf_relpos.position_kernels import alibi_slopes
 from hf_relpos.relative_positions import SCHEMES, NoRelativePosition, build_scheme, is_shared
 from hf_relpos.scheme_config import SchemeFields, build_relative_position, resolve_scheme_parameters
-from hf_relpos.attention_engine import build_attention_mask, relpos_attention
 
 H, D = 4, 8
 HIDDEN = H * D
@@ -138,7 +138,11 @@ def ref_sinusoidal(scheme, p, projections, q, k, q_pos, causal):
 
 @reference("shaw")
 def ref_shaw(scheme, p, projections, q, k, q_pos, causal):
-    c, u, kclip = torch.zeros(q.shape[0], H, len(q_pos), k.shape[2]), torch.zeros(len(q_pos), k.shape[2], D), p["max_distance"]
+    c, u, kclip = (
+        torch.zeros(q.shape[0], H, len(q_pos), k.shape[2]),
+        torch.zeros(len(q_pos), k.shape[2], D),
+        p["max_distance"],
+    )
     for i, I, j in pairs(q, k, q_pos):
         r = min(max(j - I, -kclip), kclip) + kclip
         c[:, :, i, j] = q[:, :, i] @ scheme.relative_key.weight[r]
@@ -160,7 +164,9 @@ def ref_shaw_kq(scheme, p, projections, q, k, q_pos, causal):
 def ref_t5(scheme, p, projections, q, k, q_pos, causal):
     b = torch.zeros(H, len(q_pos), k.shape[2])
     for i, I, j in pairs(q, k, q_pos):
-        b[:, i, j] = scheme.relative_attention_bias.weight[hf_t5_bucket(j - I, not causal, p["num_buckets"], p["max_distance"])]
+        b[:, i, j] = scheme.relative_attention_bias.weight[
+            hf_t5_bucket(j - I, not causal, p["num_buckets"], p["max_distance"])
+        ]
     return {"b": b}
 
 
@@ -222,7 +228,9 @@ def ref_xl(scheme, p, projections, q, k, q_pos, causal):
 @reference("deberta", uses_projections=True)
 def ref_deberta(scheme, p, projections, q, k, q_pos, causal):
     c, bsz = torch.zeros(q.shape[0], H, len(q_pos), k.shape[2]), p["position_buckets"]
-    rel_table = F.layer_norm(scheme.rel_embeddings.weight, (HIDDEN,), scheme.LayerNorm.weight, scheme.LayerNorm.bias, 1e-7)
+    rel_table = F.layer_norm(
+        scheme.rel_embeddings.weight, (HIDDEN,), scheme.LayerNorm.weight, scheme.LayerNorm.bias, 1e-7
+    )
     for i, I, j in pairs(q, k, q_pos):
         delta = min(max(hf_deberta_bucket(I - j, bsz, p["max_relative_positions"]) + bsz, 0), 2 * bsz - 1)
         kr = projections[1](rel_table[delta]).view(H, D)
@@ -265,8 +273,16 @@ def test_every_registered_scheme_has_a_reference_and_describes_itself():
 def run(scheme, projections, q, k, v, padding, causal, impl, scale, memo=None):
     mask = build_attention_mask(padding, q.shape[2], k.shape[2], causal=causal, dtype=q.dtype)
     out, _ = relpos_attention(
-        nn.Module(), q, k, v, mask, scheme=scheme, scaling=scale, memo={} if memo is None else memo,
-        projections=projections, implementation=impl,
+        nn.Module(),
+        q,
+        k,
+        v,
+        mask,
+        scheme=scheme,
+        scaling=scale,
+        memo={} if memo is None else memo,
+        projections=projections,
+        implementation=impl,
     )
     return out
 
@@ -303,7 +319,10 @@ def test_backends_agree(name, value, causal):
     for Lq, Lk, scale in [(11, 11, D**-0.5), (4, 10, 1.0)]:
         q, k, v, padding = inputs(Lq, Lk, seed=3)
         with torch.no_grad():
-            outs = {impl: run(scheme, projections, q, k, v, padding, causal, impl, scale) for impl in ("eager", "sdpa", "flex_attention")}
+            outs = {
+                impl: run(scheme, projections, q, k, v, padding, causal, impl, scale)
+                for impl in ("eager", "sdpa", "flex_attention")
+            }
         assert (outs["eager"] - outs["sdpa"]).abs().max().item() <= TOL
         assert (outs["eager"] - outs["flex_attention"]).abs().max().item() <= TOL
 
@@ -374,8 +393,12 @@ def test_flex_score_mod_tables_receive_the_eager_gradients(causal, Lq, Lk):
             out = run(scheme, projections, q, k, v, padding, causal, backend, D**-0.5)
             weight = torch.randn(out.shape, generator=torch.Generator().manual_seed(9))
             (out * weight).sum().backward()
-            grads[backend] = {**{n: p.grad.clone() for n, p in scheme.named_parameters() if p.grad is not None},
-                              "q": q.grad, "k": k.grad, "v": v.grad}
+            grads[backend] = {
+                **{n: p.grad.clone() for n, p in scheme.named_parameters() if p.grad is not None},
+                "q": q.grad,
+                "k": k.grad,
+                "v": v.grad,
+            }
         assert grads["flex_attention"].keys() == grads["eager"].keys(), name
         assert any(g.abs().sum() > 0 for n, g in grads["eager"].items() if n not in "qkv"), name
         for key, want in grads["eager"].items():
@@ -384,7 +407,9 @@ def test_flex_score_mod_tables_receive_the_eager_gradients(causal, Lq, Lk):
 
 
 @pytest.mark.parametrize("per_head", [False, True])
-@pytest.mark.parametrize("N,M,x_start,other_start,tile", [(13, 13, 0, 0, 4), (5, 17, 12, 0, 3), (17, 5, 0, 12, 64), (9, 9, 0, 0, 1)])
+@pytest.mark.parametrize(
+    "N,M,x_start,other_start,tile", [(13, 13, 0, 0, 4), (5, 17, 12, 0, 3), (17, 5, 0, 12, 64), (9, 9, 0, 0, 1)]
+)
 def test_relative_dot_tiled_and_clipped_paths_equal_naive(per_head, N, M, x_start, other_start, tile):
     """out[n, m] = x_n · T(p_n − o_m), through tiles (any tile size, ragged last tile) and through the
     clipped path (one product with the K clamped rows), against a per-pair loop."""
@@ -394,7 +419,11 @@ def test_relative_dot_tiled_and_clipped_paths_equal_naive(per_head, N, M, x_star
     x = torch.randn(2, H, N, D, generator=g)
     lo, hi = -6, 4
     table = torch.randn(H, hi - lo + 1, D, generator=g) if per_head else torch.randn(hi - lo + 1, D, generator=g)
-    lookup = (lambda delta: table[:, delta.clamp(lo, hi) - lo]) if per_head else (lambda delta: table[delta.clamp(lo, hi) - lo])
+    lookup = (
+        (lambda delta: table[:, delta.clamp(lo, hi) - lo])
+        if per_head
+        else (lambda delta: table[delta.clamp(lo, hi) - lo])
+    )
     want = torch.zeros(2, H, N, M)
     for n in range(N):
         for m in range(M):
@@ -411,8 +440,10 @@ def test_relative_dot_tiled_and_clipped_paths_equal_naive(per_head, N, M, x_star
     reference = (x[:, :, :, None] * (table[:, row] if per_head else table[row])).sum(-1)
     weight = torch.randn(want.shape, generator=g)
     expected = torch.autograd.grad((reference * weight).sum(), (x, table))
-    for out in (relative_dot(x, lookup, x_start, other_start, M, tile=tile),
-                relative_dot(x, lookup, x_start, other_start, M, tile=max(tile, 64), clip=(lo, hi))):
+    for out in (
+        relative_dot(x, lookup, x_start, other_start, M, tile=tile),
+        relative_dot(x, lookup, x_start, other_start, M, tile=max(tile, 64), clip=(lo, hi)),
+    ):
         for a, b in zip(torch.autograd.grad((out * weight).sum(), (x, table)), expected):
             assert (a - b).abs().max() <= 10 * TOL  # sums of up to N·M products
 
@@ -444,7 +475,9 @@ def test_blocked_sdpa_path_equals_reference_with_gradients(name, causal, monkeyp
             want = naive_attention(name, cfg, scheme, projections, q, k, v, padding, causal, D**-0.5)
         grads = {}
         calls = []
-        monkeypatch.setattr(engine, "checkpoint", lambda *a, **kw: calls.append("checkpoint") or real_checkpoint(*a, **kw))
+        monkeypatch.setattr(
+            engine, "checkpoint", lambda *a, **kw: calls.append("checkpoint") or real_checkpoint(*a, **kw)
+        )
         monkeypatch.setattr(engine.FusedContentAttention, "apply", lambda *a: calls.append("fused") or real_fused(*a))
         for impl in ("eager", "sdpa"):  # sdpa takes the blocked path, eager never does
             scheme.zero_grad(set_to_none=True)
@@ -607,10 +640,16 @@ def test_value_side_under_sdpa_falls_back_to_eager_with_same_numbers():
     "flat,causal,needle",
     [  # each crashed at the first forward before (ZeroDivisionError, IndexError), naming no field
         (dict(relative_attention_num_buckets=2), False, "relative_attention_num_buckets=2"),
-        (dict(relative_attention_num_buckets=8, relative_attention_max_distance=2), False,
-         "relative_attention_max_distance=2"),
-        (dict(relative_attention_num_buckets=8, relative_attention_max_distance=4), True,
-         "relative_attention_max_distance=4"),
+        (
+            dict(relative_attention_num_buckets=8, relative_attention_max_distance=2),
+            False,
+            "relative_attention_max_distance=2",
+        ),
+        (
+            dict(relative_attention_num_buckets=8, relative_attention_max_distance=4),
+            True,
+            "relative_attention_max_distance=4",
+        ),
     ],
 )
 def test_t5_buckets_that_crashed_the_forward_are_rejected_when_configured(flat, causal, needle):

@@ -31,8 +31,13 @@ from hf_relpos.relative_positions import SCHEMES  # noqa: E402
 pytestmark = pytest.mark.usefixtures("one_thread")
 TOL = 1e-4
 VOCAB = 99
-HEADS = [RelPosBertForSequenceClassification, RelPosBertForQuestionAnswering, RelPosBertForTokenClassification,
-         RelPosBertForMaskedLM, RelPosBertModel]
+HEADS = [
+    RelPosBertForSequenceClassification,
+    RelPosBertForQuestionAnswering,
+    RelPosBertForTokenClassification,
+    RelPosBertForMaskedLM,
+    RelPosBertModel,
+]
 # (batch, length, padded): none of them the example's (2, 16)
 CASES = [(1, 5, False), (3, 23, True), (4, 70, True), (2, 130, False)]
 BERT_SCHEMES = sorted(SCHEMES)
@@ -46,7 +51,7 @@ def _inputs(batch, length, padded, seed=0, choices=None):
     ids = torch.randint(3, VOCAB, shape, generator=g)
     mask = torch.ones_like(ids)
     if padded:
-        mask[0, ..., -(length // 3):] = 0
+        mask[0, ..., -(length // 3) :] = 0
         mask[-1, ..., -1:] = 0
     return ids, mask
 
@@ -56,11 +61,19 @@ def _session(path):
 
 
 def _bert(name, head, **extra):
-    config = RelPosBertConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                              intermediate_size=37, max_position_embeddings=160, relative_position=name,
-                              absolute_position="learned" if name == "none" else "none",
-                              num_labels=2 if head is RelPosBertForQuestionAnswering else 3,
-                              unpad_inputs=False, **extra)  # the padded computation, as the graph: every position compares
+    config = RelPosBertConfig(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        max_position_embeddings=160,
+        relative_position=name,
+        absolute_position="learned" if name == "none" else "none",
+        num_labels=2 if head is RelPosBertForQuestionAnswering else 3,
+        unpad_inputs=False,
+        **extra,
+    )  # the padded computation, as the graph: every position compares
     torch.manual_seed(0)
     return head(config).eval()
 
@@ -76,8 +89,9 @@ def test_bert_onnx_matches_pytorch(name, tmp_path):
     for batch, length, padded in CASES:
         ids, mask = _inputs(batch, length, padded)
         types = torch.zeros_like(ids)
-        got = session.run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy(),
-                                 "token_type_ids": types.numpy()})
+        got = session.run(
+            None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy(), "token_type_ids": types.numpy()}
+        )
         with torch.no_grad():
             ref = model(input_ids=ids, attention_mask=mask, token_type_ids=types, return_dict=True)
         for out_name, value in zip(outputs, got):
@@ -88,14 +102,15 @@ def test_bert_onnx_matches_pytorch(name, tmp_path):
 
 def test_bert_multiple_choice_and_shaw_value_side(tmp_path):
     """Multiple choice has (batch, choices, sequence) inputs; Shaw's value side runs the eager backend."""
-    model = _bert("shaw", RelPosBertForMultipleChoice,
-                  relative_position_parameters={"max_distance": 8, "value": True})
+    model = _bert("shaw", RelPosBertForMultipleChoice, relative_position_parameters={"max_distance": 8, "value": True})
     export_model(model, tmp_path, check=False)
     session = _session(tmp_path / "model.onnx")
     for batch, length, padded in CASES[:3]:
         ids, mask = _inputs(batch, length, padded, choices=3)
-        got = session.run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy(),
-                                 "token_type_ids": torch.zeros_like(ids).numpy()})[0]
+        got = session.run(
+            None,
+            {"input_ids": ids.numpy(), "attention_mask": mask.numpy(), "token_type_ids": torch.zeros_like(ids).numpy()},
+        )[0]
         with torch.no_grad():
             ref = model(input_ids=ids, attention_mask=mask).logits.numpy()
         assert np.abs(got - ref).max() <= TOL
@@ -110,9 +125,10 @@ def test_bert_segment_match_embedding(tmp_path):
         ids, mask = _inputs(batch, length, padded)
         ids = ids % 9 + 3  # few distinct ids: many matches across the segments
         types = torch.zeros_like(ids)
-        types[:, length // 3:] = 1
-        got = session.run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy(),
-                                 "token_type_ids": types.numpy()})
+        types[:, length // 3 :] = 1
+        got = session.run(
+            None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy(), "token_type_ids": types.numpy()}
+        )
         with torch.no_grad():
             ref = model(input_ids=ids, attention_mask=mask, token_type_ids=types)
         assert np.abs(got[0] - ref.start_logits.numpy()).max() <= TOL
@@ -120,8 +136,18 @@ def test_bert_segment_match_embedding(tmp_path):
 
 
 def _t5(name):
-    config = RelPosT5Config(vocab_size=VOCAB, d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4,
-                            relative_position=name, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+    config = RelPosT5Config(
+        vocab_size=VOCAB,
+        d_model=32,
+        d_kv=8,
+        d_ff=37,
+        num_layers=2,
+        num_heads=4,
+        relative_position=name,
+        decoder_start_token_id=0,
+        pad_token_id=0,
+        eos_token_id=1,
+    )
     torch.manual_seed(0)
     return RelPosT5ForConditionalGeneration(config).eval()
 
@@ -140,8 +166,14 @@ def test_t5_encoder_decoder_onnx_match_pytorch(name, tmp_path):
         worst = max(worst, float(np.abs(hidden - ref_hidden.numpy()).max()))
         for dec_len in (report["decoder_min_length"], 6):
             dec = torch.randint(3, VOCAB, (batch, dec_len), generator=torch.Generator().manual_seed(dec_len))
-            logits = decoder.run(None, {"decoder_input_ids": dec.numpy(), "encoder_hidden_states": hidden,
-                                        "encoder_attention_mask": mask.numpy()})[0]
+            logits = decoder.run(
+                None,
+                {
+                    "decoder_input_ids": dec.numpy(),
+                    "encoder_hidden_states": hidden,
+                    "encoder_attention_mask": mask.numpy(),
+                },
+            )[0]
             with torch.no_grad():
                 ref = model(input_ids=ids, attention_mask=mask, decoder_input_ids=dec, use_cache=False).logits
             worst = max(worst, float(np.abs(logits - ref.numpy()).max()))
@@ -154,8 +186,12 @@ def test_cli_export_folder(tmp_path):
     model = _bert("alibi", RelPosBertForSequenceClassification)
     model.save_pretrained(tmp_path / "ckpt")
     out = tmp_path / "onnx"
-    proc = subprocess.run([sys.executable, "-m", "hf_relpos.cli", "export", str(tmp_path / "ckpt"), str(out),
-                           "--format", "onnx"], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "hf_relpos.cli", "export", str(tmp_path / "ckpt"), str(out), "--format", "onnx"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads((out / "export_report.json").read_text())
     assert report["max_abs_diff"]["model.onnx"] <= TOL
@@ -170,14 +206,17 @@ def test_cli_export_folder(tmp_path):
 @pytest.mark.parametrize("name", ["t5", "rotary", "deberta"])
 def test_bert_local_layers_onnx_matches_pytorch(name, tmp_path):
     """Local layers (layer_types, ±3) export through the band mask and match PyTorch, padded inputs included."""
-    model = _bert(name, RelPosBertForTokenClassification,
-                  layer_types=["full_attention", "sliding_attention"], sliding_window=3)
+    model = _bert(
+        name, RelPosBertForTokenClassification, layer_types=["full_attention", "sliding_attention"], sliding_window=3
+    )
     export_model(model, tmp_path, check=False)
     session = _session(tmp_path / "model.onnx")
     for batch, length, padded in CASES:
         ids, mask = _inputs(batch, length, padded)
-        got = session.run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy(),
-                                 "token_type_ids": torch.zeros_like(ids).numpy()})[0]
+        got = session.run(
+            None,
+            {"input_ids": ids.numpy(), "attention_mask": mask.numpy(), "token_type_ids": torch.zeros_like(ids).numpy()},
+        )[0]
         with torch.no_grad():
             ref = model(input_ids=ids, attention_mask=mask).logits.numpy()
         real = mask.bool().numpy()  # a padded query far from real tokens sees no key at all: its output is undefined

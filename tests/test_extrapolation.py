@@ -4,15 +4,30 @@ import json
 
 import pytest
 import torch
+from helpers import PROJECT_ROOT
 
 from hf_relpos.bench import extrapolation as ex
 
-from helpers import PROJECT_ROOT
-
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 TRAIN_LENGTH = 8
-MICRO = ["--train-length", str(TRAIN_LENGTH), "--steps", "4", "--batch-size", "4", "--hidden", "16", "--layers", "1",
-         "--heads", "2", "--eval-examples", "2", "--threads", "1"]
+MICRO = [
+    "--train-length",
+    str(TRAIN_LENGTH),
+    "--steps",
+    "4",
+    "--batch-size",
+    "4",
+    "--hidden",
+    "16",
+    "--layers",
+    "1",
+    "--heads",
+    "2",
+    "--eval-examples",
+    "2",
+    "--threads",
+    "1",
+]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -32,7 +47,7 @@ def test_shifted_copy_labels_by_hand():
     task = ex.PositionTask(None)
     stream = torch.arange(1, 33)
     inputs, labels = task.windows(stream, None, 16)
-    assert inputs.shape == (2, 16) and labels[1, ex.OFFSET:].tolist() == list(range(17, 33 - ex.OFFSET))
+    assert inputs.shape == (2, 16) and labels[1, ex.OFFSET :].tolist() == list(range(17, 33 - ex.OFFSET))
 
 
 def test_micro_run_report_and_plot(tmp_path, monkeypatch):
@@ -45,8 +60,12 @@ def test_micro_run_report_and_plot(tmp_path, monkeypatch):
             table = model.bert.embeddings.position_embeddings
             assert table.num_embeddings == TRAIN_LENGTH * 8  # covers the longest evaluation
             table.register_forward_hook(
-                lambda m, inp, out: None if m.training else seen.__setitem__(
-                    inp[0].shape[-1], max(seen.get(inp[0].shape[-1], -1), int(inp[0].max()))))
+                lambda m, inp, out: (
+                    None
+                    if m.training
+                    else seen.__setitem__(inp[0].shape[-1], max(seen.get(inp[0].shape[-1], -1), int(inp[0].max())))
+                )
+            )
         return model
 
     monkeypatch.setattr(ex, "build_model", build_and_watch)
@@ -102,25 +121,52 @@ def test_bad_scheme_names_the_field():
 def test_mlm_micro_run(tmp_path):
     if not (SHARED_DATA / "sentiment" / "train.jsonl").is_file():
         pytest.skip(f"{SHARED_DATA} is absent (../shared/data is only on the project's machines)")
-    report, _ = run(tmp_path, "--schemes", "t5", "--tasks", "mlm", "--factors", "1", "4", "--mlm-vocab", "300",
-                    "--data-dir", str(SHARED_DATA))
+    report, _ = run(
+        tmp_path,
+        "--schemes",
+        "t5",
+        "--tasks",
+        "mlm",
+        "--factors",
+        "1",
+        "4",
+        "--mlm-vocab",
+        "300",
+        "--data-dir",
+        str(SHARED_DATA),
+    )
     rows = report["results"]
-    assert [(r["task"], r["factor"], r["length"]) for r in rows] == [("mlm", 1, TRAIN_LENGTH), ("mlm", 4, 4 * TRAIN_LENGTH)]
+    assert [(r["task"], r["factor"], r["length"]) for r in rows] == [
+        ("mlm", 1, TRAIN_LENGTH),
+        ("mlm", 4, 4 * TRAIN_LENGTH),
+    ]
     for r in rows:
         assert 0.0 <= r["quality"] <= 1.0 and r["perplexity"] == pytest.approx(2.718281828 ** r["loss"], rel=1e-6)
     assert 0 < report["settings"]["chance"]["mlm"] < 1
 
 
 def test_mlm_skipped_without_data(tmp_path, capsys):
-    report, _ = run(tmp_path, "--schemes", "t5", "--tasks", "position,mlm", "--factors", "1", "--data-dir",
-                    str(tmp_path / "missing"))
+    report, _ = run(
+        tmp_path,
+        "--schemes",
+        "t5",
+        "--tasks",
+        "position,mlm",
+        "--factors",
+        "1",
+        "--data-dir",
+        str(tmp_path / "missing"),
+    )
     assert "mlm: skipped" in capsys.readouterr().out
     assert {r["task"] for r in report["results"]} == {"position"}
 
 
 def test_scheme_variants_set_hyper_parameters():
     assert ex.position_fields("alibi:directional") == {
-        "relative_position": "alibi", "absolute_position": "none", "relative_position_parameters": {"directional": True}}
+        "relative_position": "alibi",
+        "absolute_position": "none",
+        "relative_position_parameters": {"directional": True},
+    }
     assert ex.position_fields("kerple:symmetric")["relative_position_parameters"] == {"directional": False}
     assert ex.position_fields("fire:mlp_width=16")["relative_position_parameters"] == {"mlp_width": 16}
     with pytest.raises(ValueError, match="scheme='alibi:sideways'.*directional, symmetric"):
@@ -132,7 +178,9 @@ def test_scheme_variants_set_hyper_parameters():
 
 
 def test_variants_in_one_run_differ_and_plot(tmp_path):
-    report, out = run(tmp_path, "--schemes", "alibi:symmetric,alibi:directional", "--tasks", "position", "--factors", "1", "2")
+    report, out = run(
+        tmp_path, "--schemes", "alibi:symmetric,alibi:directional", "--tasks", "position", "--factors", "1", "2"
+    )
     by = {(r["scheme"], r["factor"]): r["loss"] for r in report["results"]}
     assert set(by) == {(s, f) for s in ("alibi:symmetric", "alibi:directional") for f in (1, 2)}
     assert by[("alibi:symmetric", 1)] != by[("alibi:directional", 1)]
@@ -144,7 +192,21 @@ def test_mlm_on_longtext_micro_run(tmp_path):
         pytest.skip(f"{SHARED_DATA / 'longtext'} is absent (../shared/data is only on the project's machines)")
     texts = ex.read_texts(SHARED_DATA, "validation", "longtext")
     assert len(texts) == 26 and all(isinstance(t, str) for t in texts)
-    report, _ = run(tmp_path, "--schemes", "kerple:directional", "--tasks", "mlm", "--factors", "1", "2",
-                    "--mlm-data", "longtext", "--mlm-vocab", "300", "--data-dir", str(SHARED_DATA))
+    report, _ = run(
+        tmp_path,
+        "--schemes",
+        "kerple:directional",
+        "--tasks",
+        "mlm",
+        "--factors",
+        "1",
+        "2",
+        "--mlm-data",
+        "longtext",
+        "--mlm-vocab",
+        "300",
+        "--data-dir",
+        str(SHARED_DATA),
+    )
     assert report["settings"]["mlm_data"] == "longtext"
     assert [r["factor"] for r in report["results"]] == [1, 2]

@@ -8,10 +8,10 @@ import sys
 
 import pytest
 import torch
+from test_engine import CASES, D, H, inputs, make_scheme, naive_attention, run
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from hf_relpos.relative_positions import SCHEMES
-from test_engine import CASES, D, H, inputs, make_scheme, naive_attention, run
 
 engine = sys.modules["hf_relpos.attention_engine"]
 DISTANCE = [c for c in CASES if SCHEMES[c[0]].distance_only]
@@ -78,7 +78,9 @@ def test_table_gradient_float64(Lq, Lk, block, masked):
     got = engine.FusedDistanceBiasAttention.apply(q, k, v, table, mask, 0.3, block)
     assert (got - want).abs().max().item() <= 1e-12
     grad = torch.randn(want.shape, generator=g, dtype=torch.float64)
-    for a, b in zip(torch.autograd.grad(got, (q, k, v, table), grad), torch.autograd.grad(want, (q, k, v, table), grad)):
+    for a, b in zip(
+        torch.autograd.grad(got, (q, k, v, table), grad), torch.autograd.grad(want, (q, k, v, table), grad)
+    ):
         assert (a - b).abs().max().item() <= 1e-11
 
 
@@ -169,6 +171,7 @@ def test_frozen_table_backward_chosen_by_measurement(masked, monkeypatch):
 def test_subnormal_probabilities_are_flushed_and_the_state_restored():
     """ALiBi-like biases push many probabilities below finfo.tiny (issue 29: subnormal arithmetic made the
     backward 3× slower): the fused function runs with flush-to-zero on its thread and restores it after."""
+
     def ftz_on():
         return bool(torch.tensor(2.0**-140, dtype=torch.float32).mul(1.0) == 0)
 

@@ -13,6 +13,8 @@ import shutil
 import huggingface_hub
 import pytest
 import torch
+from helpers import PROJECT_ROOT, run_without_hf_relpos
+from hub_server import LoopbackHub
 from huggingface_hub import HfApi, ModelCard
 from huggingface_hub.errors import RepositoryNotFoundError
 from safetensors.torch import load_file, save_file
@@ -23,18 +25,47 @@ from hf_relpos.hub import plan_upload, push_to_hub
 from hf_relpos.training import train
 from hf_relpos.training.data import synthetic_classification
 
-from helpers import PROJECT_ROOT, run_without_hf_relpos
-from hub_server import LoopbackHub
-
 RECIPES = PROJECT_ROOT / "recipes"
 TOKEN = "hf_loopback_write_token"
 USER = "test-user"
-FAST = ["--max_steps", "6", "--synthetic_train_size", "64", "--synthetic_eval_size", "24", "--save_strategy", "no",
-        "--eval_strategy", "no", "--per_device_train_batch_size", "8", "--disable_tqdm", "true"]
-CODE_FILES = {"configuration_relpos_bert.py", "modeling_relpos_bert.py", "relative_positions.py", "attention_engine.py",
-              "position_kernels.py", "scheme_config.py", "local_attention.py", "compat.py"}
-EXPECTED = {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "README.md", "metrics.json",
-            "all_results.json", "eval_results.json", "train_results.json", *CODE_FILES}
+FAST = [
+    "--max_steps",
+    "6",
+    "--synthetic_train_size",
+    "64",
+    "--synthetic_eval_size",
+    "24",
+    "--save_strategy",
+    "no",
+    "--eval_strategy",
+    "no",
+    "--per_device_train_batch_size",
+    "8",
+    "--disable_tqdm",
+    "true",
+]
+CODE_FILES = {
+    "configuration_relpos_bert.py",
+    "modeling_relpos_bert.py",
+    "relative_positions.py",
+    "attention_engine.py",
+    "position_kernels.py",
+    "scheme_config.py",
+    "local_attention.py",
+    "compat.py",
+}
+EXPECTED = {
+    "config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "README.md",
+    "metrics.json",
+    "all_results.json",
+    "eval_results.json",
+    "train_results.json",
+    *CODE_FILES,
+}
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +76,11 @@ def hub():
         mp.setenv("HF_TOKEN", TOKEN)
         mp.setenv("HF_HUB_OFFLINE", "0")
         mp.setattr(huggingface_hub.constants, "ENDPOINT", server.endpoint)
-        mp.setattr(huggingface_hub.constants, "HUGGINGFACE_CO_URL_TEMPLATE",
-                   server.endpoint + "/{repo_id}/resolve/{revision}/{filename}")
+        mp.setattr(
+            huggingface_hub.constants,
+            "HUGGINGFACE_CO_URL_TEMPLATE",
+            server.endpoint + "/{repo_id}/resolve/{revision}/{filename}",
+        )
         mp.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
         yield server
     server.stop()
@@ -57,9 +91,20 @@ def trained(hub, tmp_path_factory):
     """The classification demo with the t5 scheme, trained for a few steps with --push_to_hub (the
     recipe path)."""
     out = tmp_path_factory.mktemp("hub") / "cls"
-    result = train(RECIPES / "classification_demo.yaml",
-                   [*FAST, "--relative_position", "t5", "--output_dir", str(out), "--push_to_hub", "true",
-                    "--hub_model_id", f"{USER}/cls-recipe"])
+    result = train(
+        RECIPES / "classification_demo.yaml",
+        [
+            *FAST,
+            "--relative_position",
+            "t5",
+            "--output_dir",
+            str(out),
+            "--push_to_hub",
+            "true",
+            "--hub_model_id",
+            f"{USER}/cls-recipe",
+        ],
+    )
     return out, result
 
 
@@ -89,7 +134,9 @@ def test_recipe_push_to_hub_uploads_the_checkpoint(hub, trained):
     assert set(files) == EXPECTED  # no training_args.bin, no trainer_state.json
     for name in EXPECTED - {"README.md"}:
         assert files[name] == (out / name).read_bytes(), name
-    assert json.loads(files["config.json"])["auto_map"]["AutoModelForSequenceClassification"].startswith("modeling_relpos_bert.")
+    assert json.loads(files["config.json"])["auto_map"]["AutoModelForSequenceClassification"].startswith(
+        "modeling_relpos_bert."
+    )
     card = files["README.md"].decode()
     assert f'from_pretrained("{USER}/cls-recipe", trust_remote_code=True)' in card
     # one upload at the end of the run, by hf_relpos: Trainer's own pushes were switched off
@@ -108,8 +155,11 @@ def test_cli_push_then_pull_without_hf_relpos(hub, trained, tmp_path, capsys):
     assert hub.calls("POST", f"/api/models/{repo}/commit/main")[-1]["status"] == 200
     assert hub.state.commits[hub.repo(repo)["branches"]["main"]]["summary"] == "demo upload"
     # a base checkpoint (no card, no results) gets the base card
-    base = copy_checkpoint(out, tmp_path / "base", drop=["README.md", "metrics.json", "all_results.json",
-                                                         "eval_results.json", "train_results.json"])
+    base = copy_checkpoint(
+        out,
+        tmp_path / "base",
+        drop=["README.md", "metrics.json", "all_results.json", "eval_results.json", "train_results.json"],
+    )
     push_to_hub(base, f"{USER}/cls-base")
 
     # the pushed card parses, holds the metrics and names the repo
@@ -118,7 +168,9 @@ def test_cli_push_then_pull_without_hf_relpos(hub, trained, tmp_path, capsys):
     for name in ("accuracy", "macro_f1"):
         assert metrics[name] == pytest.approx(result["eval"][f"eval_{name}"])
     assert card.data.model_name == "cls-demo" and card.data.library_name == "transformers"
-    assert {"relative-position", "t5", "custom_code"} <= set(card.data.tags) and not card.data.datasets  # "synthetic" is no Hub id
+    assert {"relative-position", "t5", "custom_code"} <= set(
+        card.data.tags
+    ) and not card.data.datasets  # "synthetic" is no Hub id
     assert str(out) not in card.text and f'from_pretrained("{repo}", trust_remote_code=True)' in card.text
     base_card = ModelCard.load(download(f"{USER}/cls-base", "README.md", tmp_path))
 
@@ -128,8 +180,11 @@ def test_cli_push_then_pull_without_hf_relpos(hub, trained, tmp_path, capsys):
     with torch.no_grad():
         local = model(**tokenizer(texts, padding=True, return_tensors="pt")).logits
     job = tmp_path / "job.json"
-    job.write_text(json.dumps({"repo": repo, "texts": texts,
-                               "snippets": python_blocks(card.text)[:1] + python_blocks(base_card.text)[:1]}))
+    job.write_text(
+        json.dumps(
+            {"repo": repo, "texts": texts, "snippets": python_blocks(card.text)[:1] + python_blocks(base_card.text)[:1]}
+        )
+    )
     got = run_without_hf_relpos(
         f"""
         import contextlib, io, json, torch
@@ -148,8 +203,12 @@ def test_cli_push_then_pull_without_hf_relpos(hub, trained, tmp_path, capsys):
         print(json.dumps({{"logits": logits, "module": type(model).__module__, "printed": printed}}))
         """,
         cwd=tmp_path,
-        env={"HF_ENDPOINT": hub.endpoint, "HF_HOME": str(tmp_path / "fresh-hf-home"), "HF_HUB_OFFLINE": "0",
-             "HF_TOKEN": ""},
+        env={
+            "HF_ENDPOINT": hub.endpoint,
+            "HF_HOME": str(tmp_path / "fresh-hf-home"),
+            "HF_HUB_OFFLINE": "0",
+            "HF_TOKEN": "",
+        },
     )
     assert "transformers_modules" in got["module"]
     assert torch.allclose(torch.tensor(got["logits"]), local, atol=1e-5, rtol=0)
@@ -183,8 +242,10 @@ def test_incomplete_folder_fails_before_any_upload(hub, trained, tmp_path, case)
         (folder / "model.safetensors").unlink()
         names = sorted(state)
         save_file({k: state[k] for k in names[:3]}, folder / "model-00001-of-00002.safetensors")
-        weight_map = {k: "model-00001-of-00002.safetensors" if i < 3 else "model-00002-of-00002.safetensors"
-                      for i, k in enumerate(names)}
+        weight_map = {
+            k: "model-00001-of-00002.safetensors" if i < 3 else "model-00002-of-00002.safetensors"
+            for i, k in enumerate(names)
+        }
         (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
         expected = "model-00002-of-00002.safetensors"
     before = len(hub.requests)
@@ -228,8 +289,16 @@ def test_push_sends_only_the_checkpoint(hub, trained, tmp_path):
     (folder / "notes.txt").write_text("local notes")
     (folder / "helper_script.py").write_text("print('not modeling code')")
     plan = plan_upload(folder)
-    assert set(plan.skipped) == {"checkpoint-3/", "pytorch_model.bin", "optimizer.pt", "runs/", "notes.txt",
-                                 "helper_script.py", "training_args.bin", "trainer_state.json"}
+    assert set(plan.skipped) == {
+        "checkpoint-3/",
+        "pytorch_model.bin",
+        "optimizer.pt",
+        "runs/",
+        "notes.txt",
+        "helper_script.py",
+        "training_args.bin",
+        "trainer_state.json",
+    }
     assert "pickle" in plan.skipped["training_args.bin"] and "checkpoint" in plan.skipped["checkpoint-3/"]
     result = push_to_hub(folder, f"{USER}/cls-sharded")
     files = hub.files(f"{USER}/cls-sharded")
@@ -246,7 +315,8 @@ def test_cards_rendered_for_the_repo(hub, trained, tmp_path):
     push_to_hub(folder, f"{USER}/cls-rendered")
     card = ModelCard.load(download(f"{USER}/cls-rendered", "README.md", tmp_path))
     assert {r.metric_type: r.metric_value for r in card.data.eval_results}["accuracy"] == pytest.approx(
-        result["eval"]["eval_accuracy"])
+        result["eval"]["eval_accuracy"]
+    )
     assert card.data.pipeline_tag == "text-classification" and card.data.model_name == "cls-rendered"
     assert f'from_pretrained("{USER}/cls-rendered", trust_remote_code=True)' in card.text
     assert "| learning_rate | 0.003 |" in card.text and "| lr_scheduler_type | linear |" in card.text
@@ -262,9 +332,11 @@ def test_cards_rendered_for_the_repo(hub, trained, tmp_path):
     assert "no results are claimed" in card.text and "## Limitations" in card.text
     # a hand-written README.md: kept, its load line pointed at the repo, metadata completed
     folder = copy_checkpoint(out, tmp_path / "own", drop=["README.md"])
-    (folder / "README.md").write_text("# My classifier\n\nWritten by hand.\n\n```python\nfrom transformers import "
-                                      "AutoModelForSequenceClassification\nm = AutoModelForSequenceClassification"
-                                      f".from_pretrained('{folder}', trust_remote_code=True)\n```\n")
+    (folder / "README.md").write_text(
+        "# My classifier\n\nWritten by hand.\n\n```python\nfrom transformers import "
+        "AutoModelForSequenceClassification\nm = AutoModelForSequenceClassification"
+        f".from_pretrained('{folder}', trust_remote_code=True)\n```\n"
+    )
     push_to_hub(folder, f"{USER}/cls-own")
     card = ModelCard.load(download(f"{USER}/cls-own", "README.md", tmp_path))
     assert "Written by hand." in card.text and str(folder) not in card.text
@@ -314,8 +386,10 @@ def test_bad_hub_model_id_or_offline_fails_before_work(hub, trained, monkeypatch
     out, _ = trained
     before = len(hub.requests)
     with pytest.raises(ValueError, match="hub_model_id='a/b/c' is not valid"):
-        train(RECIPES / "classification_demo.yaml", [*FAST, "--output_dir", str(out.parent / "never"),
-                                                     "--push_to_hub", "true", "--hub_model_id", "a/b/c"])
+        train(
+            RECIPES / "classification_demo.yaml",
+            [*FAST, "--output_dir", str(out.parent / "never"), "--push_to_hub", "true", "--hub_model_id", "a/b/c"],
+        )
     assert not (out.parent / "never").exists()
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(ValueError, match="HF_HUB_OFFLINE"):
@@ -328,11 +402,16 @@ def test_task_card_code_runs(tmp_path, task, capsys):
     """Transformers 5 removed the question-answering and summarization pipelines: the cards' code (the
     pipelines the checkpoint carries) must still run as written (here on a fresh tiny checkpoint in a local folder)."""
     from hf_relpos import RelPosBertConfig, RelPosT5Config
+    from hf_relpos.cards import build_model_card
     from hf_relpos.modeling_relpos_bert import RelPosBertForQuestionAnswering
     from hf_relpos.modeling_relpos_t5 import RelPosT5ForConditionalGeneration
-    from hf_relpos.cards import build_model_card
     from hf_relpos.pipeline_files import add_pipelines
-    from hf_relpos.training.modeling import BERT_PRESETS, T5_PRESETS, train_sentencepiece_tokenizer, train_wordpiece_tokenizer
+    from hf_relpos.training.modeling import (
+        BERT_PRESETS,
+        T5_PRESETS,
+        train_sentencepiece_tokenizer,
+        train_wordpiece_tokenizer,
+    )
 
     texts = ["the cat sat on the mat near the door", "where did the cat sit", "key alpha beta key gamma"] * 10
     folder = tmp_path / task
@@ -343,16 +422,32 @@ def test_task_card_code_runs(tmp_path, task, capsys):
         metrics, example = {"eval_exact_match": 40.0, "eval_f1": 50.0}, "the cat sat on the mat near the door"
     else:
         tokenizer = train_sentencepiece_tokenizer(texts, 100)
-        config = RelPosT5Config(**T5_PRESETS["tiny"], vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
-                                eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=tokenizer.pad_token_id)
+        config = RelPosT5Config(
+            **T5_PRESETS["tiny"],
+            vocab_size=len(tokenizer),
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            decoder_start_token_id=tokenizer.pad_token_id,
+        )
         model = RelPosT5ForConditionalGeneration(config)
         metrics, example = {"eval_rougeL": 0.25}, "key alpha beta key gamma"
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     add_pipelines(folder)  # what train / convert / push outputs carry
-    card = build_model_card(task, model.config, metrics, {"learning_rate": 1e-3}, "synthetic", repo_id=str(folder),
-                            example_input=example, example_question="where did the cat sit?")
-    assert f'pipeline("{ {"qa": "question-answering"}.get(task, task)}", model="{folder}", trust_remote_code=True)' in card.text
+    card = build_model_card(
+        task,
+        model.config,
+        metrics,
+        {"learning_rate": 1e-3},
+        "synthetic",
+        repo_id=str(folder),
+        example_input=example,
+        example_question="where did the cat sit?",
+    )
+    assert (
+        f'pipeline("{ {"qa": "question-answering"}.get(task, task) }", model="{folder}", trust_remote_code=True)'
+        in card.text
+    )
     capsys.readouterr()
     exec(python_blocks(card.text)[0], {})
     printed = capsys.readouterr().out
@@ -371,7 +466,9 @@ def test_push_carries_the_question_answering_pipeline(hub, tmp_path):
     texts = ["the cat sat on the mat near the door", "where did the cat sit"] * 10
     tokenizer = train_wordpiece_tokenizer(texts, 120)
     folder = tmp_path / "qa"
-    RelPosBertForQuestionAnswering(RelPosBertConfig(**BERT_PRESETS["tiny"], vocab_size=len(tokenizer))).save_pretrained(folder)
+    RelPosBertForQuestionAnswering(RelPosBertConfig(**BERT_PRESETS["tiny"], vocab_size=len(tokenizer))).save_pretrained(
+        folder
+    )
     tokenizer.save_pretrained(folder)
     assert "custom_pipelines" not in json.loads((folder / "config.json").read_text())
     assert "pipelines_relpos.py" in plan_upload(folder).files
@@ -380,7 +477,9 @@ def test_push_carries_the_question_answering_pipeline(hub, tmp_path):
     assert "pipelines_relpos.py" in files and {*CODE_FILES} <= set(files)
     pipelines = json.loads(files["config.json"])["custom_pipelines"]
     assert pipelines["question-answering"]["impl"] == "pipelines_relpos.RelPosQuestionAnsweringPipeline"
-    assert "custom_pipelines" not in json.loads((folder / "config.json").read_text())  # the local folder is left as it is
+    assert "custom_pipelines" not in json.loads(
+        (folder / "config.json").read_text()
+    )  # the local folder is left as it is
     got = run_without_hf_relpos(
         f"""
         import json
@@ -389,8 +488,12 @@ def test_push_carries_the_question_answering_pipeline(hub, tmp_path):
         print(json.dumps(qa(question="where did the cat sit", context="the cat sat on the mat near the door")))
         """,
         cwd=tmp_path,
-        env={"HF_ENDPOINT": hub.endpoint, "HF_HOME": str(tmp_path / "fresh-hf-home"), "HF_HUB_OFFLINE": "0",
-             "HF_TOKEN": ""},
+        env={
+            "HF_ENDPOINT": hub.endpoint,
+            "HF_HOME": str(tmp_path / "fresh-hf-home"),
+            "HF_HUB_OFFLINE": "0",
+            "HF_TOKEN": "",
+        },
     )
     context = "the cat sat on the mat near the door"
     assert got["answer"] == context[got["start"] : got["end"]] and got["answer"]

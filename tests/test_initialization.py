@@ -2,14 +2,13 @@
 
 import pytest
 import torch
+from helpers import PROJECT_ROOT
 
 from hf_relpos import RelPosBertConfig, RelPosT5Config
 from hf_relpos.initialization import mimetic_init_
 from hf_relpos.modeling_relpos_bert import RelPosBertModel
 from hf_relpos.modeling_relpos_t5 import RelPosT5Model
 from hf_relpos.training import train
-
-from helpers import PROJECT_ROOT
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -28,19 +27,25 @@ def _targets(d, heads, seed):
 def test_full_rank_heads_reproduce_the_paper_matrices_exactly():
     """One head as wide as the model: W_q^T W_k = 0.7 Z + 0.7 I and W_v^T W_o^T = 0.4 Z' − 0.4 I exactly;
     T5 (unscaled scores) gets the query-key product divided by √d_kv."""
-    bert = RelPosBertModel(RelPosBertConfig(hidden_size=16, num_attention_heads=1, intermediate_size=32,
-                                            num_hidden_layers=1, vocab_size=50))
+    bert = RelPosBertModel(
+        RelPosBertConfig(
+            hidden_size=16, num_attention_heads=1, intermediate_size=32, num_hidden_layers=1, vocab_size=50
+        )
+    )
     assert mimetic_init_(bert, generator=torch.Generator().manual_seed(3)) == 1
     attention = bert.encoder.layer[0].attention
-    (qk, vo), = _targets(16, 1, 3)
+    ((qk, vo),) = _targets(16, 1, 3)
     torch.testing.assert_close(attention.self.query.weight.T @ attention.self.key.weight, qk, atol=1e-5, rtol=1e-4)
-    torch.testing.assert_close(attention.self.value.weight.T @ attention.output.dense.weight.T, vo, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(
+        attention.self.value.weight.T @ attention.output.dense.weight.T, vo, atol=1e-5, rtol=1e-4
+    )
 
-    t5 = RelPosT5Model(RelPosT5Config(d_model=16, d_kv=16, num_heads=1, d_ff=32, num_layers=1, num_decoder_layers=1,
-                                      vocab_size=50))
+    t5 = RelPosT5Model(
+        RelPosT5Config(d_model=16, d_kv=16, num_heads=1, d_ff=32, num_layers=1, num_decoder_layers=1, vocab_size=50)
+    )
     assert mimetic_init_(t5, generator=torch.Generator().manual_seed(3)) == 3  # encoder self, decoder self + cross
     block = t5.encoder.block[0].layer[0].SelfAttention
-    (qk, vo), = _targets(16, 1, 3)
+    ((qk, vo),) = _targets(16, 1, 3)
     torch.testing.assert_close(block.q.weight.T @ block.k.weight, qk / 4, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(block.v.weight.T @ block.o.weight.T, vo, atol=1e-5, rtol=1e-4)
 
@@ -48,8 +53,11 @@ def test_full_rank_heads_reproduce_the_paper_matrices_exactly():
 def test_narrow_heads_are_the_best_low_rank_factorisation():
     """head_dim < hidden: each head's product is the truncated SVD of its own target (Eckart–Young), so no
     other rank-head_dim product is closer."""
-    model = RelPosBertModel(RelPosBertConfig(hidden_size=32, num_attention_heads=4, intermediate_size=64,
-                                             num_hidden_layers=1, vocab_size=50))
+    model = RelPosBertModel(
+        RelPosBertConfig(
+            hidden_size=32, num_attention_heads=4, intermediate_size=64, num_hidden_layers=1, vocab_size=50
+        )
+    )
     mimetic_init_(model, generator=torch.Generator().manual_seed(5))
     attention = model.encoder.layer[0].attention.self
     for h, (qk, _) in enumerate(_targets(32, 4, 5)):
@@ -62,10 +70,14 @@ def test_narrow_heads_are_the_best_low_rank_factorisation():
 def test_tokens_attend_to_their_own_copies_from_the_start():
     """The point of it: in a fresh model, a query token's highest first-layer score is on its own copy far
     more often than under the default initialisation (chance: 1 in 64)."""
+
     def hits(mimetic):
         torch.manual_seed(0)
-        model = RelPosBertModel(RelPosBertConfig(hidden_size=128, num_attention_heads=4, intermediate_size=256,
-                                                 num_hidden_layers=1, vocab_size=1000))
+        model = RelPosBertModel(
+            RelPosBertConfig(
+                hidden_size=128, num_attention_heads=4, intermediate_size=256, num_hidden_layers=1, vocab_size=1000
+            )
+        )
         if mimetic:
             mimetic_init_(model)
         ids = torch.randperm(1000)[:64][None]
@@ -83,9 +95,26 @@ def test_recipe_field_initialises_fresh_models_and_refuses_checkpoints(tmp_path)
     """attention_init: mimetic changes a fresh recipe model's attention (same seed otherwise); a bad value
     or a loaded checkpoint is refused naming the field."""
     recipe = str(PROJECT_ROOT / "recipes" / "classification_demo.yaml")
-    fast = ["--max_steps", "1", "--per_device_train_batch_size", "4", "--save_strategy", "no", "--eval_strategy", "no",
-            "--synthetic_train_size", "8", "--synthetic_eval_size", "4", "--disable_tqdm", "true", "--max_seq_length", "16",
-            "--learning_rate", "1e-12"]
+    fast = [
+        "--max_steps",
+        "1",
+        "--per_device_train_batch_size",
+        "4",
+        "--save_strategy",
+        "no",
+        "--eval_strategy",
+        "no",
+        "--synthetic_train_size",
+        "8",
+        "--synthetic_eval_size",
+        "4",
+        "--disable_tqdm",
+        "true",
+        "--max_seq_length",
+        "16",
+        "--learning_rate",
+        "1e-12",
+    ]
     diagonal = {}  # mean diagonal of W_q^T W_k over its mean |entry|: the identity shows there
     for init in ("default", "mimetic"):
         out = tmp_path / init
@@ -97,18 +126,49 @@ def test_recipe_field_initialises_fresh_models_and_refuses_checkpoints(tmp_path)
     with pytest.raises(ValueError, match="attention_init='xavier' is not valid; choose one of: default, mimetic"):
         train(recipe, [*fast, "--attention_init", "xavier", "--output_dir", str(tmp_path / "bad")])
     with pytest.raises(ValueError, match="attention_init='mimetic' initialises a fresh model.*model_name_or_path="):
-        train(recipe, [*fast, "--attention_init", "mimetic", "--model_name_or_path", str(tmp_path / "default"),
-               "--output_dir", str(tmp_path / "bad2")])
+        train(
+            recipe,
+            [
+                *fast,
+                "--attention_init",
+                "mimetic",
+                "--model_name_or_path",
+                str(tmp_path / "default"),
+                "--output_dir",
+                str(tmp_path / "bad2"),
+            ],
+        )
 
 
 def test_pretraining_recipes_initialise_fresh_models_too(tmp_path):
     """span_corruption builds its fresh relpos_t5 on its own path: attention_init reaches it (self- and
     cross-attention of both stacks)."""
-    fast = ["--max_steps", "1", "--per_device_train_batch_size", "4", "--save_strategy", "no", "--eval_strategy", "no",
-            "--synthetic_train_size", "16", "--synthetic_eval_size", "4", "--tokenizer_vocab_size", "300",
-            "--max_seq_length", "32", "--disable_tqdm", "true", "--learning_rate", "1e-12"]
-    train({"task": "span_corruption", "preset": "tiny"}, [*fast, "--attention_init", "mimetic",
-                                                          "--output_dir", str(tmp_path / "t5")])
+    fast = [
+        "--max_steps",
+        "1",
+        "--per_device_train_batch_size",
+        "4",
+        "--save_strategy",
+        "no",
+        "--eval_strategy",
+        "no",
+        "--synthetic_train_size",
+        "16",
+        "--synthetic_eval_size",
+        "4",
+        "--tokenizer_vocab_size",
+        "300",
+        "--max_seq_length",
+        "32",
+        "--disable_tqdm",
+        "true",
+        "--learning_rate",
+        "1e-12",
+    ]
+    train(
+        {"task": "span_corruption", "preset": "tiny"},
+        [*fast, "--attention_init", "mimetic", "--output_dir", str(tmp_path / "t5")],
+    )
     from hf_relpos.modeling_relpos_t5 import RelPosT5ForConditionalGeneration
 
     model = RelPosT5ForConditionalGeneration.from_pretrained(tmp_path / "t5")

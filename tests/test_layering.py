@@ -9,7 +9,16 @@ import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "hf_relpos"
-LAYERS = {"cards": 1, "convert": 1, "hub": 1, "export": 1, "training": 2, "predict": 2, "cli": 3, "bench": 3}  # others: 0
+LAYERS = {
+    "cards": 1,
+    "convert": 1,
+    "hub": 1,
+    "export": 1,
+    "training": 2,
+    "predict": 2,
+    "cli": 3,
+    "bench": 3,
+}  # others: 0
 
 
 def module_name(path: Path) -> str:
@@ -61,7 +70,7 @@ def find_cycle(edges):
             if nxt == "hf_relpos" or nxt not in edges:  # the package itself: its __init__ is the public face
                 continue
             if state.get(nxt) == 1:
-                return stack[stack.index(nxt):] + [nxt]
+                return stack[stack.index(nxt) :] + [nxt]
             if nxt not in state and (cycle := visit(nxt)):
                 return cycle
         stack.pop()
@@ -80,8 +89,13 @@ def test_no_import_cycle():
 
 
 def test_imports_point_down():
-    upward = [f"{a} (layer {layer(a)}) -> {b} (layer {layer(b)})" for a, targets in graph().items() if a != "hf_relpos"
-              for b in targets if b != "hf_relpos" and layer(b) > layer(a)]
+    upward = [
+        f"{a} (layer {layer(a)}) -> {b} (layer {layer(b)})"
+        for a, targets in graph().items()
+        if a != "hf_relpos"
+        for b in targets
+        if b != "hf_relpos" and layer(b) > layer(a)
+    ]
     assert not upward, upward
 
 

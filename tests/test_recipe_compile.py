@@ -6,20 +6,29 @@ minute more on a CPU); the graph-break and inductor checks are in tests/test_com
 import pytest
 import torch
 import yaml
+from helpers import PROJECT_ROOT
 from safetensors import safe_open
 
 from hf_relpos.training import train
-
-from helpers import PROJECT_ROOT
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_recipe_with_torch_compile_trains(tmp_path):
     recipe = yaml.safe_load((PROJECT_ROOT / "recipes" / "classification_demo.yaml").read_text())
-    recipe.update(torch_compile=True, torch_compile_backend="aot_eager", max_steps=3, per_device_train_batch_size=8,
-                  logging_steps=1, save_strategy="no", eval_strategy="no", synthetic_train_size=32,
-                  synthetic_eval_size=16, disable_tqdm=True, output_dir=str(tmp_path / "out"))
+    recipe.update(
+        torch_compile=True,
+        torch_compile_backend="aot_eager",
+        max_steps=3,
+        per_device_train_batch_size=8,
+        logging_steps=1,
+        save_strategy="no",
+        eval_strategy="no",
+        synthetic_train_size=32,
+        synthetic_eval_size=16,
+        disable_tqdm=True,
+        output_dir=str(tmp_path / "out"),
+    )
     path = tmp_path / "compiled.yaml"
     path.write_text(yaml.safe_dump(recipe))
     torch._dynamo.reset()

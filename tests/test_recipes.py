@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from helpers import PROJECT_ROOT, run_without_hf_relpos
 from huggingface_hub import ModelCard
 
 from hf_relpos.cli import main as cli_main
@@ -17,13 +18,27 @@ from hf_relpos.training import parse_recipe, train
 from hf_relpos.training.data import synthetic_classification, synthetic_qa, synthetic_summarization
 from hf_relpos.training.qa import postprocess_predictions
 
-from helpers import PROJECT_ROOT, run_without_hf_relpos
-
 RECIPES = PROJECT_ROOT / "recipes"
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 
-FAST = ["--max_steps", "6", "--per_device_train_batch_size", "8", "--logging_steps", "2", "--save_strategy", "no",
-        "--eval_strategy", "no", "--synthetic_train_size", "64", "--synthetic_eval_size", "24", "--disable_tqdm", "true"]
+FAST = [
+    "--max_steps",
+    "6",
+    "--per_device_train_batch_size",
+    "8",
+    "--logging_steps",
+    "2",
+    "--save_strategy",
+    "no",
+    "--eval_strategy",
+    "no",
+    "--synthetic_train_size",
+    "64",
+    "--synthetic_eval_size",
+    "24",
+    "--disable_tqdm",
+    "true",
+]
 
 
 def need_shared(*parts):
@@ -35,14 +50,28 @@ def need_shared(*parts):
 
 @pytest.mark.parametrize(
     "recipe,metric",
-    [("classification_demo.yaml", "eval_accuracy"), ("qa_demo.yaml", "eval_f1"), ("summarization_demo.yaml", "eval_rougeL")],
+    [
+        ("classification_demo.yaml", "eval_accuracy"),
+        ("qa_demo.yaml", "eval_f1"),
+        ("summarization_demo.yaml", "eval_rougeL"),
+    ],
 )
 def test_demo_recipe_end_to_end(tmp_path, recipe, metric):
     out = tmp_path / "run"
     result = train(RECIPES / recipe, [*FAST, "--output_dir", str(out)])
     assert metric in result["eval"] and np.isfinite(result["eval"][metric])
-    for name in ("config.json", "model.safetensors", "tokenizer.json", "metrics.json", "trainer_state.json", "README.md",
-                 "relative_positions.py", "attention_engine.py", "position_kernels.py", "scheme_config.py"):
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "metrics.json",
+        "trainer_state.json",
+        "README.md",
+        "relative_positions.py",
+        "attention_engine.py",
+        "position_kernels.py",
+        "scheme_config.py",
+    ):
         assert (out / name).is_file(), name
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["eval"][metric] == pytest.approx(result["eval"][metric])
@@ -54,7 +83,10 @@ def test_demo_recipe_end_to_end(tmp_path, recipe, metric):
     config = json.loads((out / "config.json").read_text())
     assert config["relative_position"] == yaml.safe_load((RECIPES / recipe).read_text())["relative_position"]
     assert "auto_map" in config
-    pipelines = {"qa_demo.yaml": {"question-answering"}, "summarization_demo.yaml": {"summarization", "text2text-generation"}}
+    pipelines = {
+        "qa_demo.yaml": {"question-answering"},
+        "summarization_demo.yaml": {"summarization", "text2text-generation"},
+    }
     assert set(config.get("custom_pipelines", {})) == pipelines.get(recipe, set())  # built-in pipelines need none
     assert (out / "pipelines_relpos.py").is_file() == (recipe in pipelines)
 
@@ -92,8 +124,16 @@ def test_qa_postprocessing_recovers_gold_answers_from_perfect_logits(tmp_path):
     raw = synthetic_qa(train_size=10, eval_size=20, seed=7, with_negative=True)["validation"]
     args = DataTrainingArguments(task="qa", max_seq_length=24, doc_stride=8, version_2_with_negative=True)
     tok = train_wordpiece_tokenizer(list(raw["context"]) + list(raw["question"]), vocab_size=300)
-    enc = tok(list(raw["question"]), list(raw["context"]), truncation="only_second", max_length=24, stride=8,
-              return_overflowing_tokens=True, return_offsets_mapping=True, padding="max_length")
+    enc = tok(
+        list(raw["question"]),
+        list(raw["context"]),
+        truncation="only_second",
+        max_length=24,
+        stride=8,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+        padding="max_length",
+    )
     n = len(enc["input_ids"])
     assert n > len(raw)  # contexts were split into several windows
     start, end = np.full((n, 24), -10.0), np.full((n, 24), -10.0)
@@ -127,25 +167,44 @@ def test_qa_postprocessing_recovers_gold_answers_from_perfect_logits(tmp_path):
 def test_shared_sentiment_data(tmp_path):
     need_shared("sentiment", "train.jsonl")
     out = tmp_path / "sentiment"
-    result = train(RECIPES / "sentiment_shared.yaml", [*FAST, "--max_train_samples", "128", "--max_eval_samples", "64",
-                                                      "--output_dir", str(out)])
+    result = train(
+        RECIPES / "sentiment_shared.yaml",
+        [*FAST, "--max_train_samples", "128", "--max_eval_samples", "64", "--output_dir", str(out)],
+    )
     assert 0.0 <= result["eval"]["eval_accuracy"] <= 1.0
     assert json.loads((out / "config.json").read_text())["id2label"] == {"0": "0", "1": "1"}
 
 
 def test_shared_qa_fixture(tmp_path):
     path = need_shared("qa", "squad_fixture.jsonl")
-    result = train(RECIPES / "qa_demo.yaml", [*FAST, "--dataset_name", "none", "--train_file", str(path),
-                                             "--validation_file", str(path), "--max_seq_length", "128",
-                                             "--doc_stride", "48", "--output_dir", str(tmp_path / "qa")])
+    result = train(
+        RECIPES / "qa_demo.yaml",
+        [
+            *FAST,
+            "--dataset_name",
+            "none",
+            "--train_file",
+            str(path),
+            "--validation_file",
+            str(path),
+            "--max_seq_length",
+            "128",
+            "--doc_stride",
+            "48",
+            "--output_dir",
+            str(tmp_path / "qa"),
+        ],
+    )
     assert 0.0 <= result["eval"]["eval_f1"] <= 100.0
 
 
 def test_shared_summarization_data(tmp_path):
     need_shared("summarization", "train.jsonl")
     out = tmp_path / "sum"
-    result = train(RECIPES / "summarization_shared.yaml", [*FAST, "--max_train_samples", "64", "--max_eval_samples", "8",
-                                                          "--output_dir", str(out)])
+    result = train(
+        RECIPES / "summarization_shared.yaml",
+        [*FAST, "--max_train_samples", "64", "--max_eval_samples", "8", "--output_dir", str(out)],
+    )
     assert "eval_rouge1" in result["eval"]
 
 
@@ -163,8 +222,17 @@ def test_resume_from_checkpoint_continues(tmp_path):
 
 
 def test_compare_writes_table_and_chart(tmp_path, capsys):
-    code = cli_main(["compare", str(RECIPES / "classification_demo.yaml"), "--schemes", "alibi,none", *FAST,
-                     "--output_dir", str(tmp_path)])
+    code = cli_main(
+        [
+            "compare",
+            str(RECIPES / "classification_demo.yaml"),
+            "--schemes",
+            "alibi,none",
+            *FAST,
+            "--output_dir",
+            str(tmp_path),
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "alibi" in printed and "none" in printed and "accuracy" in printed
@@ -241,16 +309,35 @@ def test_synthetic_data_is_deterministic_and_order_sensitive():
         assert s["summary"].split() == [words[words.index("title") + 1], words[words.index("topic") + 1]]
 
 
-@pytest.mark.skipif(shutil.which("accelerate") is None and not Path(sys.executable).with_name("accelerate").exists(),
-                    reason="accelerate launcher not installed")
+@pytest.mark.skipif(
+    shutil.which("accelerate") is None and not Path(sys.executable).with_name("accelerate").exists(),
+    reason="accelerate launcher not installed",
+)
 def test_two_processes_with_accelerate(tmp_path):
     out = tmp_path / "ddp"
     launcher = str(Path(sys.executable).with_name("accelerate"))
     # accelerate's --cpu flag runs ONE process; --multi_gpu goes through torch.distributed.run, and with
     # use_cpu (the recipe's) Trainer sets up gloo on the CPU
-    cmd = [launcher, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-           "--dynamo_backend", "no", "-m", "hf_relpos.cli", "train", str(RECIPES / "classification_demo.yaml"),
-           *FAST, "--output_dir", str(out)]
+    cmd = [
+        launcher,
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "hf_relpos.cli",
+        "train",
+        str(RECIPES / "classification_demo.yaml"),
+        *FAST,
+        "--output_dir",
+        str(out),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -278,7 +365,9 @@ def test_relative_position_learning_rate_gets_its_own_group(tmp_path):
     groups = [{names[id(p)] for p in g["params"]} for g in optimizer.param_groups]
     position = [g for g in optimizer.param_groups if g["lr"] == 0.1]
     assert len(position) == 1
-    assert {names[id(p)] for p in position[0]["params"]} == {"bert.encoder.relative_position.relative_attention_bias.weight"}
+    assert {names[id(p)] for p in position[0]["params"]} == {
+        "bert.encoder.relative_position.relative_attention_bias.weight"
+    }
     assert all(not is_position_parameter(n) for g in groups[:-1] for n in g)
     assert sum(len(g) for g in groups) == len(names)  # every parameter in exactly one group
     with pytest.raises(ValueError, match="relative_position_learning_rate=-1.0"):
@@ -295,7 +384,10 @@ def test_task_registry_drives_the_runner():
     assert isinstance(task, Task) and task.pipeline_tag == "text-classification"
     assert task.auto_class is AutoModelForSequenceClassification
     assert TASKS["summarization"].default_columns == {"text_column": "document", "summary_column": "summary"}
-    with pytest.raises(ValueError, match="task='translation' is not valid; choose one of: classification, qa, summarization, mlm, span_corruption"):
+    with pytest.raises(
+        ValueError,
+        match="task='translation' is not valid; choose one of: classification, qa, summarization, mlm, span_corruption",
+    ):
         get_task("translation")
 
 
@@ -303,25 +395,60 @@ def test_learned_positions_follow_max_seq_length(tmp_path):
     """A fresh model with learned absolute positions gets a table as long as the recipe's inputs (QA pads
     every window to max_seq_length, so 520 > 512 would fail at the first forward otherwise)."""
     out = tmp_path / "qa_long"
-    train(RECIPES / "qa_demo.yaml", [*FAST, "--absolute_position", "learned", "--max_seq_length", "520",
-                                     "--synthetic_train_size", "16", "--synthetic_eval_size", "8", "--max_steps", "1",
-                                     "--output_dir", str(out)])
+    train(
+        RECIPES / "qa_demo.yaml",
+        [
+            *FAST,
+            "--absolute_position",
+            "learned",
+            "--max_seq_length",
+            "520",
+            "--synthetic_train_size",
+            "16",
+            "--synthetic_eval_size",
+            "8",
+            "--max_steps",
+            "1",
+            "--output_dir",
+            str(out),
+        ],
+    )
     assert json.loads((out / "config.json").read_text())["max_position_embeddings"] == 520
     # a table fixed shorter than the inputs by model_overrides: refused at parse time, naming both fields
     with pytest.raises(ValueError, match=r"max_position_embeddings=256.*max_seq_length"):
-        parse_recipe(RECIPES / "qa_demo.yaml", ["--absolute_position", "learned", "--max_seq_length", "520",
-                                                "--model_overrides", '{"max_position_embeddings": 256}'])
+        parse_recipe(
+            RECIPES / "qa_demo.yaml",
+            [
+                "--absolute_position",
+                "learned",
+                "--max_seq_length",
+                "520",
+                "--model_overrides",
+                '{"max_position_embeddings": 256}',
+            ],
+        )
 
 
 def test_pretrained_learned_positions_refuse_longer_inputs(tmp_path):
     from hf_relpos import RelPosBertConfig, RelPosBertForSequenceClassification
 
     folder = tmp_path / "short"
-    RelPosBertForSequenceClassification(RelPosBertConfig(
-        hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, vocab_size=100,
-        absolute_position="learned", relative_position="none", max_position_embeddings=64)).save_pretrained(folder)
+    RelPosBertForSequenceClassification(
+        RelPosBertConfig(
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            vocab_size=100,
+            absolute_position="learned",
+            relative_position="none",
+            max_position_embeddings=64,
+        )
+    ).save_pretrained(folder)
     with pytest.raises(ValueError, match=r"learned absolute positions for 64 tokens.*128 tokens.*max_seq_length"):
-        parse_recipe(RECIPES / "classification_demo.yaml", ["--model_name_or_path", str(folder), "--max_seq_length", "128"])
+        parse_recipe(
+            RECIPES / "classification_demo.yaml", ["--model_name_or_path", str(folder), "--max_seq_length", "128"]
+        )
     parse_recipe(RECIPES / "classification_demo.yaml", ["--model_name_or_path", str(folder), "--max_seq_length", "64"])
 
 
@@ -332,12 +459,16 @@ def test_metrics_and_card_name_the_data_files(tmp_path):
     train_file = _write_jsonl(data / "train.jsonl", rows["train"].to_list())
     valid_file = _write_jsonl(data / "valid.jsonl", rows["validation"].to_list())
     out = tmp_path / "files"
-    result = train(RECIPES / "classification_demo.yaml", [*FAST, "--train_file", train_file, "--validation_file", valid_file,
-                                                          "--output_dir", str(out)])
+    result = train(
+        RECIPES / "classification_demo.yaml",
+        [*FAST, "--train_file", train_file, "--validation_file", valid_file, "--output_dir", str(out)],
+    )
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["dataset"] == "mydata/train.jsonl, mydata/valid.jsonl"
     assert saved["data_files"] == {"train": train_file, "validation": valid_file}
-    assert saved["pipeline_tag"] == "text-classification" and saved["auto_class"] == "AutoModelForSequenceClassification"
+    assert (
+        saved["pipeline_tag"] == "text-classification" and saved["auto_class"] == "AutoModelForSequenceClassification"
+    )
     card = ModelCard.load(out / "README.md")
     # training and evaluation data named apart; local files are no Hub dataset ids: the text names them, the
     # `datasets` metadata does not

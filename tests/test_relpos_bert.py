@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 import transformers
+from helpers import run_without_hf_relpos
 from transformers import (
     AutoConfig,
     AutoModel,
@@ -24,7 +25,6 @@ from transformers import (
     TrainingArguments,
 )
 
-from helpers import run_without_hf_relpos
 from hf_relpos import (
     SCHEMES,
     RelPosBertConfig,
@@ -58,8 +58,16 @@ SCHEME_CASES["shaw_value"] = dict(relative_position="shaw", relative_value=True)
 # no position information at all would be position-blind: give `none` BERT's learned table
 SCHEME_CASES["none"]["absolute_position"] = "learned"
 PURE_RELATIVE = [name for name in SCHEMES if name != "none"]
-CODE_FILES = {"configuration_relpos_bert.py", "modeling_relpos_bert.py", "relative_positions.py", "attention_engine.py",
-              "position_kernels.py", "scheme_config.py", "local_attention.py", "compat.py"}
+CODE_FILES = {
+    "configuration_relpos_bert.py",
+    "modeling_relpos_bert.py",
+    "relative_positions.py",
+    "attention_engine.py",
+    "position_kernels.py",
+    "scheme_config.py",
+    "local_attention.py",
+    "compat.py",
+}
 BACKENDS = ("eager", "sdpa", "flex_attention")
 
 
@@ -165,15 +173,23 @@ def test_scheme_placement_and_names():
     assert "encoder.layer.0.attention.self.relative_position.relative_key.weight" in shaw.state_dict()
     # BERT names, and PEFT's usual target modules resolve to Linear layers
     names = dict(shaw.named_modules())
-    for n in ("embeddings.word_embeddings", "embeddings.token_type_embeddings", "embeddings.LayerNorm",
-              "encoder.layer.0.attention.output.dense", "encoder.layer.0.intermediate.dense",
-              "encoder.layer.0.output.LayerNorm", "pooler.dense"):
+    for n in (
+        "embeddings.word_embeddings",
+        "embeddings.token_type_embeddings",
+        "embeddings.LayerNorm",
+        "encoder.layer.0.attention.output.dense",
+        "encoder.layer.0.intermediate.dense",
+        "encoder.layer.0.output.LayerNorm",
+        "pooler.dense",
+    ):
         assert n in names, n
     assert "embeddings.position_embeddings" not in names  # absolute_position="none"
     targets = [n for n in names if n.split(".")[-1] in ("query", "value")]
     assert len(targets) == 4 and all(isinstance(names[n], torch.nn.Linear) for n in targets)
     # per-layer tables are distinct parameters, and the per-layer variant runs
-    tables = [layer.attention.self.relative_position.relative_attention_bias.weight for layer in per_layer.encoder.layer]
+    tables = [
+        layer.attention.self.relative_position.relative_attention_bias.weight for layer in per_layer.encoder.layer
+    ]
     assert tables[0] is not tables[1]
     ids, mask = sample_inputs()
     assert per_layer(ids, attention_mask=mask).last_hidden_state.shape == (3, 12, 32)
@@ -209,8 +225,13 @@ def test_scheme_save_load_and_backends(case, saved_schemes):
     assert CODE_FILES <= {p.name for p in path.iterdir()}
     auto_map = json.loads((path / "config.json").read_text())["auto_map"]
     assert set(auto_map) == {
-        "AutoConfig", "AutoModel", "AutoModelForMaskedLM", "AutoModelForSequenceClassification",
-        "AutoModelForTokenClassification", "AutoModelForQuestionAnswering", "AutoModelForMultipleChoice",
+        "AutoConfig",
+        "AutoModel",
+        "AutoModelForMaskedLM",
+        "AutoModelForSequenceClassification",
+        "AutoModelForTokenClassification",
+        "AutoModelForQuestionAnswering",
+        "AutoModelForMultipleChoice",
     }
     loaded = AutoModelForSequenceClassification.from_pretrained(path).eval()
     assert type(loaded) is RelPosBertForSequenceClassification
@@ -333,8 +354,12 @@ def test_heads_forward_with_labels(scheme):
     check(out)
 
     model = RelPosBertForQuestionAnswering(tiny_config(scheme))
-    out = model(input_ids, attention_mask=attention_mask, start_positions=torch.tensor([1, 2]),
-                end_positions=torch.tensor([3, 40]))  # 40: out of range, ignored
+    out = model(
+        input_ids,
+        attention_mask=attention_mask,
+        start_positions=torch.tensor([1, 2]),
+        end_positions=torch.tensor([3, 40]),
+    )  # 40: out of range, ignored
     assert out.start_logits.shape == (B, L) and out.end_logits.shape == (B, L)
     check(out)
 
@@ -362,7 +387,9 @@ def test_mlm_decoder_tied(tmp_path):
     assert loaded.cls.predictions.decoder.weight[5, 0] == 3.25
     ids, mask = sample_inputs()
     with torch.no_grad():
-        torch.testing.assert_close(loaded.eval()(ids, attention_mask=mask).logits, model.eval()(ids, attention_mask=mask).logits)
+        torch.testing.assert_close(
+            loaded.eval()(ids, attention_mask=mask).logits, model.eval()(ids, attention_mask=mask).logits
+        )
     untied = RelPosBertForMaskedLM(tiny_config("alibi", tie_word_embeddings=False))
     assert untied.cls.predictions.decoder.weight.data_ptr() != untied.bert.embeddings.word_embeddings.weight.data_ptr()
 
@@ -525,8 +552,9 @@ def test_trainer_learns_order(case, tmp_path):
         disable_tqdm=True,
         dataloader_num_workers=0,
     )
-    trainer = Trainer(model=model, args=args, train_dataset=order_task(steps * batch, 16, seed=0),
-                      optimizers=(optimizer, None))
+    trainer = Trainer(
+        model=model, args=args, train_dataset=order_task(steps * batch, 16, seed=0), optimizers=(optimizer, None)
+    )
     trainer.train()
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
@@ -662,4 +690,6 @@ def test_flex_trains_on_cpu_with_sdpa_gradients(scheme):
     assert grads["sdpa"].keys() == grads["flex_attention"].keys()
     assert any("relative" in n for n in grads["sdpa"]) or scheme == "alibi"
     for name, want in grads["sdpa"].items():
-        torch.testing.assert_close(grads["flex_attention"][name], want, atol=1e-5, rtol=1e-4, msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(
+            grads["flex_attention"][name], want, atol=1e-5, rtol=1e-4, msg=lambda m: f"{name}: {m}"
+        )

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from helpers import run_without_hf_relpos
 from torch import nn
 from transformers import (
     AutoConfig,
@@ -25,8 +26,6 @@ from hf_relpos import (
     convert_t5_to_relpos,
 )
 from hf_relpos.relative_positions import RelativePositionScheme
-
-from helpers import run_without_hf_relpos
 
 TINY = dict(vocab_size=100, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4, dropout_rate=0.0)
 # small scheme hyper-parameters so clipping, log buckets and thresholds are reached at L ≤ 24
@@ -152,7 +151,9 @@ def test_training_follows_hf_t5_step_by_step():
             losses.append(loss.item())
         assert losses[1] == pytest.approx(losses[0], abs=1e-4), (step, losses)
     table = hf.encoder.block[0].layer[0].SelfAttention.relative_attention_bias.weight
-    torch.testing.assert_close(model.encoder.relative_position.relative_attention_bias.weight, table, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(
+        model.encoder.relative_position.relative_attention_bias.weight, table, atol=1e-5, rtol=1e-4
+    )
 
 
 def test_conversion_from_folder_and_refusals(tmp_path):
@@ -162,8 +163,10 @@ def test_conversion_from_folder_and_refusals(tmp_path):
     ids, mask = batch()
     dec, _ = decoder_batch()
     with torch.no_grad():
-        diff = (hf(input_ids=ids, attention_mask=mask, decoder_input_ids=dec).logits
-                - model(input_ids=ids, attention_mask=mask, decoder_input_ids=dec).logits)
+        diff = (
+            hf(input_ids=ids, attention_mask=mask, decoder_input_ids=dec).logits
+            - model(input_ids=ids, attention_mask=mask, decoder_input_ids=dec).logits
+        )
     assert diff.abs().max().item() <= TOL
     with pytest.raises(ValueError, match="relative_position"):
         convert_t5_to_relpos(hf, relative_position="alibi")
@@ -183,8 +186,14 @@ def generate_both(model, ids, mask, **kwargs):
             torch.manual_seed(123)
         outs.append(
             model.generate(
-                ids, attention_mask=mask, max_new_tokens=8, min_new_tokens=8, use_cache=use_cache,
-                output_scores=True, return_dict_in_generate=True, **kwargs,
+                ids,
+                attention_mask=mask,
+                max_new_tokens=8,
+                min_new_tokens=8,
+                use_cache=use_cache,
+                output_scores=True,
+                return_dict_in_generate=True,
+                **kwargs,
             )
         )
     return outs
@@ -241,8 +250,13 @@ def test_incremental_forward_accepts_both_cache_names(cache_name):
         encoder_outputs = model.get_encoder()(input_ids=ids, attention_mask=mask)
         cache, steps = None, []
         for t in range(dec.shape[1]):
-            out = model(encoder_outputs=encoder_outputs, attention_mask=mask, decoder_input_ids=dec[:, t : t + 1],
-                        use_cache=True, **{cache_name: cache})
+            out = model(
+                encoder_outputs=encoder_outputs,
+                attention_mask=mask,
+                decoder_input_ids=dec[:, t : t + 1],
+                use_cache=True,
+                **{cache_name: cache},
+            )
             cache = out.cache if "cache" in type(out).__dataclass_fields__ else out.past_key_values
             assert cache is not None and cache.get_seq_length() == t + 1
             steps.append(out.logits)
@@ -257,7 +271,10 @@ def test_scheme_placement():
     assert "decoder.relative_position.relative_attention_bias.weight" in names
     assert not any(n.startswith("decoder.block") and "relative_position" in n for n in names)
     assert not any("EncDecAttention.relative_position" in n for n in names)
-    assert model.decoder.relative_position.causal and not model.encoder.block[0].layer[0].SelfAttention.relative_position.causal
+    assert (
+        model.decoder.relative_position.causal
+        and not model.encoder.block[0].layer[0].SelfAttention.relative_position.causal
+    )
     # one T5 table per stack, with T5's init (std d_model^-0.5)
     model = make_model(relative_position="t5", seed=3)
     table = model.encoder.relative_position.relative_attention_bias.weight
@@ -308,8 +325,9 @@ def test_eager_attentions_and_hidden_states():
     ids, mask = batch()
     dec, _ = decoder_batch()
     with torch.no_grad():
-        out = model(input_ids=ids, attention_mask=mask, decoder_input_ids=dec, output_attentions=True,
-                    output_hidden_states=True)
+        out = model(
+            input_ids=ids, attention_mask=mask, decoder_input_ids=dec, output_attentions=True, output_hidden_states=True
+        )
     assert len(out.encoder_attentions) == 2 and out.encoder_attentions[0].shape == (2, 4, 12, 12)
     assert len(out.decoder_attentions) == 2 and out.decoder_attentions[0].shape == (2, 4, 7, 7)
     assert out.cross_attentions[0].shape == (2, 4, 7, 12)
@@ -340,13 +358,20 @@ def test_remote_code_roundtrip(tmp_path):
         model = make_model(initializer_factor=2.0, **overrides)
         model.save_pretrained(tmp_path / name)
         files = {p.name for p in (tmp_path / name).iterdir()}
-        assert {"modeling_relpos_t5.py", "configuration_relpos_t5.py", "relative_positions.py",
-                "attention_engine.py", "position_kernels.py", "scheme_config.py"} <= files, files
+        assert {
+            "modeling_relpos_t5.py",
+            "configuration_relpos_t5.py",
+            "relative_positions.py",
+            "attention_engine.py",
+            "position_kernels.py",
+            "scheme_config.py",
+        } <= files, files
         auto_map = json.loads((tmp_path / name / "config.json").read_text())["auto_map"]
         assert set(auto_map) >= {"AutoConfig", "AutoModel", "AutoModelForSeq2SeqLM", "AutoModelForTextEncoding"}
         with torch.no_grad():
-            logits = model(input_ids=ids, attention_mask=mask, decoder_input_ids=dec,
-                           decoder_attention_mask=dec_mask).logits
+            logits = model(
+                input_ids=ids, attention_mask=mask, decoder_input_ids=dec, decoder_attention_mask=dec_mask
+            ).logits
         gen = model.generate(ids, attention_mask=mask, max_new_tokens=6, do_sample=False)
         expected[name] = (logits, gen)
 
@@ -427,8 +452,9 @@ def sentencepiece_tokenizer(lines):
     from transformers import PreTrainedTokenizerFast
 
     sp = SentencePieceUnigramTokenizer()
-    sp.train_from_iterator(lines, vocab_size=60, special_tokens=["<pad>", "</s>", "<unk>"], unk_token="<unk>",
-                           show_progress=False)
+    sp.train_from_iterator(
+        lines, vocab_size=60, special_tokens=["<pad>", "</s>", "<unk>"], unk_token="<unk>", show_progress=False
+    )
     raw = sp._tokenizer  # the tokenizers.Tokenizer inside the SentencePiece wrapper
     raw.post_processor = TemplateProcessing(single="$A </s>", special_tokens=[("</s>", raw.token_to_id("</s>"))])
     tok = PreTrainedTokenizerFast(tokenizer_object=raw, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
@@ -444,15 +470,24 @@ def test_seq2seq_trainer_copy_task(tmp_path):
 
     def encode(rows):
         return [
-            {**tok(r["source"], truncation=True, max_length=24),
-             "labels": tok(text_target=r["target"], truncation=True, max_length=24)["input_ids"]}
+            {
+                **tok(r["source"], truncation=True, max_length=24),
+                "labels": tok(text_target=r["target"], truncation=True, max_length=24)["input_ids"],
+            }
             for r in rows
         ]
 
     torch.manual_seed(0)
     model = RelPosT5ForConditionalGeneration(
-        tiny_config(vocab_size=len(tok), relative_position="t5", decoder_relative_position="alibi", d_ff=128,
-                    pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, decoder_start_token_id=tok.pad_token_id)
+        tiny_config(
+            vocab_size=len(tok),
+            relative_position="t5",
+            decoder_relative_position="alibi",
+            d_ff=128,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
+            decoder_start_token_id=tok.pad_token_id,
+        )
     )
 
     def compute_metrics(prediction):

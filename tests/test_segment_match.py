@@ -14,8 +14,9 @@ def _naive(ids, types, mask):
     out = torch.zeros_like(ids)
     for b in range(ids.shape[0]):
         for i in range(ids.shape[1]):
-            out[b, i] = int(any(ids[b, i] == ids[b, j] and types[b, i] != types[b, j] and mask[b, j]
-                                for j in range(ids.shape[1])))
+            out[b, i] = int(
+                any(ids[b, i] == ids[b, j] and types[b, i] != types[b, j] and mask[b, j] for j in range(ids.shape[1]))
+            )
     return out
 
 
@@ -42,8 +43,15 @@ def test_segment_match_equals_naive_loop():
 
 
 def _config(**extra):
-    return RelPosBertConfig(vocab_size=40, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                            intermediate_size=37, relative_position="t5", **extra)
+    return RelPosBertConfig(
+        vocab_size=40,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        relative_position="t5",
+        **extra,
+    )
 
 
 def test_off_by_default_and_same_weights():

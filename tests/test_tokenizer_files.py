@@ -15,6 +15,7 @@ import json
 
 import pytest
 import torch
+from helpers import PROJECT_ROOT, run_without_hf_relpos
 from transformers import AutoTokenizer, BertConfig, BertForMaskedLM, T5Config, T5ForConditionalGeneration
 
 from hf_relpos.convert import convert_checkpoint
@@ -22,12 +23,26 @@ from hf_relpos.tokenization import UNSET, finalized_tokenizer_config, model_max_
 from hf_relpos.training import train
 from hf_relpos.training.modeling import train_sentencepiece_tokenizer, train_wordpiece_tokenizer
 
-from helpers import PROJECT_ROOT, run_without_hf_relpos
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 RECIPES = PROJECT_ROOT / "recipes"
-FAST = ["--max_steps", "2", "--per_device_train_batch_size", "8", "--logging_steps", "1", "--save_strategy", "no",
-        "--eval_strategy", "no", "--synthetic_train_size", "32", "--synthetic_eval_size", "16", "--disable_tqdm", "true"]
+FAST = [
+    "--max_steps",
+    "2",
+    "--per_device_train_batch_size",
+    "8",
+    "--logging_steps",
+    "1",
+    "--save_strategy",
+    "no",
+    "--eval_strategy",
+    "no",
+    "--synthetic_train_size",
+    "32",
+    "--synthetic_eval_size",
+    "16",
+    "--disable_tqdm",
+    "true",
+]
 TEXTS = ["the north wind blows before the south one", "a plain tokenizer for a relative model"] * 40
 
 # Run in a process without hf_relpos: every call of resolve_trust_remote_code (where it was called from)
@@ -95,8 +110,10 @@ def test_model_max_length_rule():
 
 def test_recipe_outputs(tmp_path):
     learned = tmp_path / "learned"
-    train(RECIPES / "classification_demo.yaml",
-          [*FAST, "--absolute_position", "learned", "--relative_position", "alibi", "--output_dir", str(learned)])
+    train(
+        RECIPES / "classification_demo.yaml",
+        [*FAST, "--absolute_position", "learned", "--relative_position", "alibi", "--output_dir", str(learned)],
+    )
     table = json.loads((learned / "config.json").read_text())["max_position_embeddings"]
     assert json.loads((learned / "tokenizer_config.json").read_text())["model_max_length"] == table == 512
     relative = tmp_path / "relative"
@@ -113,20 +130,41 @@ def test_convert_outputs(tmp_path):
     torch.manual_seed(0)
     tok = train_wordpiece_tokenizer(TEXTS, vocab_size=120)
     src = tmp_path / "bert"
-    BertForMaskedLM(BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                               intermediate_size=64, max_position_embeddings=96)).save_pretrained(src)
+    BertForMaskedLM(
+        BertConfig(
+            vocab_size=len(tok),
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=96,
+        )
+    ).save_pretrained(src)
     tok.save_pretrained(src)  # model_max_length unset (1e30), as many hand-made tokenizers are
     convert_checkpoint(src, tmp_path / "kept", scheme="t5", keep_absolute=True)
     convert_checkpoint(src, tmp_path / "longer", scheme="alibi", keep_absolute=True, max_position_embeddings=160)
     convert_checkpoint(src, tmp_path / "relative", scheme="alibi", keep_absolute=False)
-    lengths = {name: json.loads((tmp_path / name / "tokenizer_config.json").read_text())["model_max_length"]
-               for name in ("kept", "longer", "relative")}
+    lengths = {
+        name: json.loads((tmp_path / name / "tokenizer_config.json").read_text())["model_max_length"]
+        for name in ("kept", "longer", "relative")
+    }
     assert lengths == {"kept": 96, "longer": 160, "relative": 96}  # relative: the source's trained length
     check_loads_plain(tmp_path / "kept", tmp_path, 96)
 
     t5_src = tmp_path / "t5_src"
-    T5ForConditionalGeneration(T5Config(vocab_size=120, d_model=32, d_kv=8, d_ff=64, num_layers=1, num_heads=2,
-                                        decoder_start_token_id=0, eos_token_id=1, pad_token_id=0)).save_pretrained(t5_src)
+    T5ForConditionalGeneration(
+        T5Config(
+            vocab_size=120,
+            d_model=32,
+            d_kv=8,
+            d_ff=64,
+            num_layers=1,
+            num_heads=2,
+            decoder_start_token_id=0,
+            eos_token_id=1,
+            pad_token_id=0,
+        )
+    ).save_pretrained(t5_src)
     train_sentencepiece_tokenizer(TEXTS, vocab_size=120).save_pretrained(t5_src)
     convert_checkpoint(t5_src, tmp_path / "t5")
     t5_length = json.loads((tmp_path / "t5" / "config.json").read_text())["max_position_embeddings"]
@@ -135,16 +173,24 @@ def test_convert_outputs(tmp_path):
 
 def test_pushed_repo(tmp_path):
     import huggingface_hub
-    from huggingface_hub import HfApi
     from hub_server import LoopbackHub
+    from huggingface_hub import HfApi
 
     from hf_relpos.hub import push_to_hub
 
     torch.manual_seed(0)
     tok = train_wordpiece_tokenizer(TEXTS, vocab_size=120)
     src = tmp_path / "bert"
-    BertForMaskedLM(BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                               intermediate_size=64, max_position_embeddings=80)).save_pretrained(src)
+    BertForMaskedLM(
+        BertConfig(
+            vocab_size=len(tok),
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=80,
+        )
+    ).save_pretrained(src)
     tok.save_pretrained(src)
     folder = tmp_path / "converted"
     convert_checkpoint(src, folder, scheme="t5", keep_absolute=True)
@@ -159,16 +205,33 @@ def test_pushed_repo(tmp_path):
             mp.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
             mp.setenv("HF_ENDPOINT", server.endpoint)
             mp.setattr(huggingface_hub.constants, "ENDPOINT", server.endpoint)
-            mp.setattr(huggingface_hub.constants, "HUGGINGFACE_CO_URL_TEMPLATE",
-                       server.endpoint + "/{repo_id}/resolve/{revision}/{filename}")
+            mp.setattr(
+                huggingface_hub.constants,
+                "HUGGINGFACE_CO_URL_TEMPLATE",
+                server.endpoint + "/{repo_id}/resolve/{revision}/{filename}",
+            )
             push_to_hub(folder, "tester/tok", token="hf_test")
-            sent = json.loads(open(HfApi(endpoint=server.endpoint, token="hf_test").hf_hub_download(
-                "tester/tok", "tokenizer_config.json", cache_dir=tmp_path / "cache")).read())
+            sent = json.loads(
+                open(
+                    HfApi(endpoint=server.endpoint, token="hf_test").hf_hub_download(
+                        "tester/tok", "tokenizer_config.json", cache_dir=tmp_path / "cache"
+                    )
+                ).read()
+            )
         assert sent["model_max_length"] == 80 and sent["tokenizer_class"] == "TokenizersBackend"
         assert json.loads((folder / "tokenizer_config.json").read_text())["model_max_length"] == int(1e30)
-        check_loads_plain("tester/tok", tmp_path, 80,
-                          env={"HF_ENDPOINT": server.endpoint, "HF_HUB_OFFLINE": "0", "HF_TOKEN": "hf_test",
-                               "HF_HOME": str(tmp_path / "fresh-hf-home")}, local=folder)
+        check_loads_plain(
+            "tester/tok",
+            tmp_path,
+            80,
+            env={
+                "HF_ENDPOINT": server.endpoint,
+                "HF_HUB_OFFLINE": "0",
+                "HF_TOKEN": "hf_test",
+                "HF_HOME": str(tmp_path / "fresh-hf-home"),
+            },
+            local=folder,
+        )
     finally:
         server.stop()
 
@@ -189,12 +252,29 @@ def test_trained_wordpiece_can_keep_case_and_line_breaks():
 
 def test_tokenizer_options_in_a_recipe_and_their_errors(tmp_path):
     out = tmp_path / "cls"
-    train(RECIPES / "classification_demo.yaml", [*FAST, "--output_dir", str(out), "--tokenizer_lowercase", "false",
-                                                  "--tokenizer_newlines", "true"])
+    train(
+        RECIPES / "classification_demo.yaml",
+        [*FAST, "--output_dir", str(out), "--tokenizer_lowercase", "false", "--tokenizer_newlines", "true"],
+    )
     tok = AutoTokenizer.from_pretrained(out)
-    assert tok.backend_tokenizer.normalizer.normalize_str("North\nsouth") == "North ¶ south"  # the saved file keeps both
+    assert (
+        tok.backend_tokenizer.normalizer.normalize_str("North\nsouth") == "North ¶ south"
+    )  # the saved file keeps both
     with pytest.raises(ValueError, match="tokenizer_newlines=True applies to a tokenizer trained on the fly"):
-        train(RECIPES / "classification_demo.yaml", [*FAST, "--output_dir", str(tmp_path / "x"),
-                                                      "--model_name_or_path", str(out), "--tokenizer_newlines", "true"])
+        train(
+            RECIPES / "classification_demo.yaml",
+            [
+                *FAST,
+                "--output_dir",
+                str(tmp_path / "x"),
+                "--model_name_or_path",
+                str(out),
+                "--tokenizer_newlines",
+                "true",
+            ],
+        )
     with pytest.raises(ValueError, match="tokenizer_lowercase=True applies to the WordPiece tokenizer"):
-        train(RECIPES / "summarization_demo.yaml", [*FAST, "--output_dir", str(tmp_path / "y"), "--tokenizer_lowercase", "true"])
+        train(
+            RECIPES / "summarization_demo.yaml",
+            [*FAST, "--output_dir", str(tmp_path / "y"), "--tokenizer_lowercase", "true"],
+        )

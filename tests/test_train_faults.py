@@ -13,19 +13,37 @@ import textwrap
 import time
 
 import pytest
+from helpers import PROJECT_ROOT
 
 from hf_relpos.hub import INCOMPLETE_MARKER
 from hf_relpos.training import train
 from hf_relpos.training.run import complete_checkpoints
 
-from helpers import PROJECT_ROOT
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 RECIPE = str(PROJECT_ROOT / "recipes" / "classification_demo.yaml")
 MAX_STEPS = 8
-ARGS = ["--max_steps", str(MAX_STEPS), "--per_device_train_batch_size", "8", "--logging_steps", "1",
-        "--save_strategy", "steps", "--save_steps", "3", "--eval_strategy", "no", "--synthetic_train_size", "32",
-        "--synthetic_eval_size", "8", "--disable_tqdm", "true", "--max_seq_length", "32"]
+ARGS = [
+    "--max_steps",
+    str(MAX_STEPS),
+    "--per_device_train_batch_size",
+    "8",
+    "--logging_steps",
+    "1",
+    "--save_strategy",
+    "steps",
+    "--save_steps",
+    "3",
+    "--eval_strategy",
+    "no",
+    "--synthetic_train_size",
+    "32",
+    "--synthetic_eval_size",
+    "8",
+    "--disable_tqdm",
+    "true",
+    "--max_seq_length",
+    "32",
+]
 
 CHILD = textwrap.dedent("""
     import os, sys, time, pathlib
@@ -78,11 +96,19 @@ def test_killed_runs_are_visibly_incomplete_and_resume_to_the_same_step(tmp_path
     procs = {}
     for point in points:  # all three children at once: the imports dominate
         out, ready = tmp_path / point, tmp_path / f"{point}.ready"
-        procs[point] = (subprocess.Popen([sys.executable, "-c", CHILD, point, str(ready), RECIPE, *ARGS,
-                                          "--output_dir", str(out)], env=env, cwd=str(tmp_path),
-                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE), out, ready)
+        procs[point] = (
+            subprocess.Popen(
+                [sys.executable, "-c", CHILD, point, str(ready), RECIPE, *ARGS, "--output_dir", str(out)],
+                env=env,
+                cwd=str(tmp_path),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            ),
+            out,
+            ready,
+        )
     deadline = time.time() + 240
-    for point, (proc, out, ready) in procs.items():
+    for point, (proc, _out, ready) in procs.items():
         while not ready.exists():
             assert proc.poll() is None, f"{point}: the child ended before the kill point: {proc.stderr.read()[-3000:]}"
             assert time.time() < deadline, f"{point}: kill point not reached"

@@ -16,9 +16,18 @@ LENGTHS = [5, 31, 17, 40]
 
 def tiny(name, **extra):
     params = {"directional": True} if "directional" in SCHEMES[name].defaults else None
-    return RelPosBertConfig(vocab_size=80, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                            intermediate_size=48, relative_position=name, relative_position_parameters=params,
-                            hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, **extra)
+    return RelPosBertConfig(
+        vocab_size=80,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=48,
+        relative_position=name,
+        relative_position_parameters=params,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        **extra,
+    )
 
 
 def batch(lengths=LENGTHS, seed=0):
@@ -39,7 +48,10 @@ def padded_and_unpadded(model, ids, mask):
     return padded, unpadded
 
 
-@pytest.mark.parametrize("name", list(SCHEMES))
+UNPADDED = [n for n, cls in SCHEMES.items() if not cls.length_dependent]
+
+
+@pytest.mark.parametrize("name", UNPADDED)
 @pytest.mark.parametrize("absolute", ["none", "learned"])
 def test_unpadded_equals_padded_per_text(name, absolute):
     torch.manual_seed(0)
@@ -50,7 +62,7 @@ def test_unpadded_equals_padded_per_text(name, absolute):
         single = model(input_ids=ids[i : i + 1, :n]).last_hidden_state[0]
         assert torch.allclose(unpadded[i, :n], padded[i, :n], atol=1e-5)
         assert torch.allclose(unpadded[i, :n], single, atol=1e-5)
-    assert (unpadded[0, LENGTHS[0]:] == 0).all()  # padding positions are zeros, never read
+    assert (unpadded[0, LENGTHS[0] :] == 0).all()  # padding positions are zeros, never read
 
 
 def test_unpadded_path_is_taken_and_skipped_where_it_must(monkeypatch):
@@ -117,8 +129,10 @@ def test_rows_of_packed_documents_attend_within_each_document():
     model = RelPosBertModel(tiny("t5", absolute_position="learned")).eval()
     docs = [[int(t) for t in torch.randint(5, 80, (n,))] for n in (7, 12, 5, 9, 6)]
     blocks = pack({"input_ids": docs}, 16, document_positions=True)
-    assert blocks["position_ids"] == [list(range(7)) + list(range(9)), [0, 1, 2] + list(range(5)) + list(range(8)),
-                                      ]  # the 12-token document is cut by the block boundary and restarts
+    assert blocks["position_ids"] == [
+        list(range(7)) + list(range(9)),
+        [0, 1, 2] + list(range(5)) + list(range(8)),
+    ]  # the 12-token document is cut by the block boundary and restarts
     ids, positions = torch.tensor(blocks["input_ids"]), torch.tensor(blocks["position_ids"])
     out = model(input_ids=ids, position_ids=positions, attention_mask=torch.ones_like(ids)).last_hidden_state
     flat_ids, flat_out = ids.reshape(-1), out.reshape(-1, out.shape[-1])
@@ -131,10 +145,43 @@ def test_rows_of_packed_documents_attend_within_each_document():
 def test_mlm_recipe_with_document_attention(tmp_path):
     from hf_relpos.training import train
 
-    result = train({"task": "mlm"}, ["--max_steps", "3", "--per_device_train_batch_size", "4",
-                                     "--synthetic_train_size", "40", "--synthetic_eval_size", "8", "--max_seq_length", "32",
-                                     "--document_attention", "true", "--save_strategy", "no", "--disable_tqdm", "true",
-                                     "--output_dir", str(tmp_path / "run")])
+    result = train(
+        {"task": "mlm"},
+        [
+            "--max_steps",
+            "3",
+            "--per_device_train_batch_size",
+            "4",
+            "--synthetic_train_size",
+            "40",
+            "--synthetic_eval_size",
+            "8",
+            "--max_seq_length",
+            "32",
+            "--document_attention",
+            "true",
+            "--save_strategy",
+            "no",
+            "--disable_tqdm",
+            "true",
+            "--output_dir",
+            str(tmp_path / "run"),
+        ],
+    )
     assert np.isfinite(result["eval"]["eval_loss"])
     with pytest.raises(ValueError, match="document_attention=True applies to task 'mlm'"):
         train({"task": "classification"}, ["--document_attention", "true", "--output_dir", str(tmp_path / "bad")])
+
+
+def test_length_dependent_scheme_keeps_the_padded_computation():
+    """FIRE normalises by the input length: with a threshold under it, a padded text's outputs depend on the
+    padding, so the batch keeps the padded computation (the outputs saved checkpoints gave)."""
+    torch.manual_seed(0)
+    config = tiny("fire")
+    config.relative_position_parameters = {**config.relative_position_parameters, "init_threshold": 8.0}
+    model = RelPosBertModel(config).eval()
+    ids, mask = batch()
+    padded, unpadded = padded_and_unpadded(model, ids, mask)
+    assert torch.equal(padded, unpadded)
+    single = model(input_ids=ids[0:1, : LENGTHS[0]]).last_hidden_state[0]
+    assert not torch.allclose(single, padded[0, : LENGTHS[0]], atol=1e-4)  # padding matters to FIRE

@@ -42,5 +42,10 @@ def _predict(argv):
     return main(argv)
 
 
-SUITES = {"speed": _speed, "extrapolation": _extrapolation, "attention": _attention,
-          "convert-finetune": _convert_finetune, "predict": _predict}
+SUITES = {
+    "speed": _speed,
+    "extrapolation": _extrapolation,
+    "attention": _attention,
+    "convert-finetune": _convert_finetune,
+    "predict": _predict,
+}

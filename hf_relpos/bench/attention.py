@@ -17,9 +17,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..attention_engine import relpos_attention
 from ..relative_positions import SCHEMES
 from ..scheme_config import SchemeFields, build_relative_position
-from ..attention_engine import relpos_attention
 from .common import add_io_options, write_json
 from .speed import peak_memory
 
@@ -38,13 +38,23 @@ class Layer(nn.Module):
 
     def forward(self, x):
         B, L, _ = x.shape
-        q, k, v = (proj(x).view(B, L, self.heads, self.head_dim).transpose(1, 2) for proj in (self.query, self.key, self.value))
+        q, k, v = (
+            proj(x).view(B, L, self.heads, self.head_dim).transpose(1, 2) for proj in (self.query, self.key, self.value)
+        )
         if self.scheme is None:  # the anchor: plain fused sdpa, no positions, no mask
             out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2)
         else:
             out, _ = relpos_attention(
-                self, q, k, v, None, scheme=self.scheme, scaling=self.head_dim**-0.5, memo={},
-                projections=(self.query, self.key), implementation=self.backend,
+                self,
+                q,
+                k,
+                v,
+                None,
+                scheme=self.scheme,
+                scaling=self.head_dim**-0.5,
+                memo={},
+                projections=(self.query, self.key),
+                implementation=self.backend,
             )
         return self.dense(out.reshape(B, L, -1))
 
@@ -69,8 +79,12 @@ def measure(scheme, L, args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="hf-relpos bench attention", allow_abbrev=False, description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="hf-relpos bench attention",
+        allow_abbrev=False,
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--lengths", type=int, nargs="+", default=[128, 512, 2048])
     parser.add_argument("--schemes", nargs="+", default=[s for s in SCHEMES if s != "none"])
     parser.add_argument("--batch", type=int, default=1)
@@ -89,20 +103,32 @@ def main(argv=None):
 
     rows = []
     header = f"{'scheme':<12}{'L':>6}{'fwd+bwd ms':>12}{'× sdpa':>8}{'peak MB':>10}{'× sdpa':>8}"
-    print(f"one attention layer, hidden {args.hidden}, {args.heads} heads, batch {args.batch}, backend {args.backend}, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(
+        f"one attention layer, hidden {args.hidden}, {args.heads} heads, batch {args.batch}, backend {args.backend}, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
     print(header)
     for L in args.lengths:
         base = measure("baseline", L, args)
         rows.append({"scheme": "baseline_sdpa", "length": L, **base, "time_ratio": 1.0, "memory_ratio": 1.0})
-        print(f"{'sdpa (none)':<12}{L:>6}{base['time_s'] * 1e3:>12.1f}{1.0:>8.2f}{base['peak_bytes'] / 2**20:>10.1f}{1.0:>8.2f}")
+        print(
+            f"{'sdpa (none)':<12}{L:>6}{base['time_s'] * 1e3:>12.1f}{1.0:>8.2f}{base['peak_bytes'] / 2**20:>10.1f}{1.0:>8.2f}"
+        )
         for name in args.schemes:
             m = measure(name, L, args)
-            row = {"scheme": name, "length": L, **m, "time_ratio": m["time_s"] / base["time_s"],
-                   "memory_ratio": m["peak_bytes"] / max(base["peak_bytes"], 1)}
+            row = {
+                "scheme": name,
+                "length": L,
+                **m,
+                "time_ratio": m["time_s"] / base["time_s"],
+                "memory_ratio": m["peak_bytes"] / max(base["peak_bytes"], 1),
+            }
             rows.append(row)
-            print(f"{name:<12}{L:>6}{m['time_s'] * 1e3:>12.1f}{row['time_ratio']:>8.2f}"
-                  f"{m['peak_bytes'] / 2**20:>10.1f}{row['memory_ratio']:>8.2f}", flush=True)
+            print(
+                f"{name:<12}{L:>6}{m['time_s'] * 1e3:>12.1f}{row['time_ratio']:>8.2f}"
+                f"{m['peak_bytes'] / 2**20:>10.1f}{row['memory_ratio']:>8.2f}",
+                flush=True,
+            )
     out = write_json(args.out, {k: v for k, v in vars(args).items() if k != "out"}, rows)
     print(f"wrote {out}")
     return 0

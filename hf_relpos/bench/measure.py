@@ -77,9 +77,15 @@ def train_step(model, ids):
 
 
 def _bert_kwargs(args, length):
-    return dict(hidden_size=args.hidden, num_attention_heads=args.heads, intermediate_size=args.intermediate,
-                num_hidden_layers=args.layers, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
-                max_position_embeddings=max(512, length))
+    return dict(
+        hidden_size=args.hidden,
+        num_attention_heads=args.heads,
+        intermediate_size=args.intermediate,
+        num_hidden_layers=args.layers,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        max_position_embeddings=max(512, length),
+    )
 
 
 # ---------------------------------------------------------------- models
@@ -94,14 +100,23 @@ def build_encoder(name, args, length, device, attn="sdpa"):
         from transformers import DebertaV2Config, DebertaV2Model
 
         # the relpos "deberta" scheme's defaults: 256 log buckets, max 512, c2p + p2c, shared keys, LayerNorm
-        model = DebertaV2Model(DebertaV2Config(**_bert_kwargs(args, length), relative_attention=True,
-                                               position_buckets=256, max_relative_positions=512,
-                                               pos_att_type=["c2p", "p2c"], share_att_key=True,
-                                               norm_rel_ebd="layer_norm", position_biased_input=False))
+        model = DebertaV2Model(
+            DebertaV2Config(
+                **_bert_kwargs(args, length),
+                relative_attention=True,
+                position_buckets=256,
+                max_relative_positions=512,
+                pos_att_type=["c2p", "p2c"],
+                share_att_key=True,
+                norm_rel_ebd="layer_norm",
+                position_biased_input=False,
+            )
+        )
     else:
         from hf_relpos import RelPosBertConfig, RelPosBertModel
 
-        config = RelPosBertConfig(**_bert_kwargs(args, length), relative_position=name, absolute_position="none",
-                                  attn_implementation=attn)
+        config = RelPosBertConfig(
+            **_bert_kwargs(args, length), relative_position=name, absolute_position="none", attn_implementation=attn
+        )
         model = RelPosBertModel(config, add_pooling_layer=False)
     return model.to(device)

@@ -23,17 +23,38 @@ from .common import add_io_options, write_json
 def _train_checkpoint(folder: Path) -> Path:
     from ..training import train
 
-    train("classification_demo", ["--max_steps", "40", "--save_strategy", "no", "--eval_strategy", "no",
-                                  "--synthetic_train_size", "1280", "--synthetic_eval_size", "64",
-                                  "--disable_tqdm", "true", "--output_dir", str(folder)])
+    train(
+        "classification_demo",
+        [
+            "--max_steps",
+            "40",
+            "--save_strategy",
+            "no",
+            "--eval_strategy",
+            "no",
+            "--synthetic_train_size",
+            "1280",
+            "--synthetic_eval_size",
+            "64",
+            "--disable_tqdm",
+            "true",
+            "--output_dir",
+            str(folder),
+        ],
+    )
     return folder
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="hf-relpos bench predict", description=__doc__.split("\n\n")[0],
-                                     allow_abbrev=False)
-    parser.add_argument("--checkpoint", type=Path, default=None,
-                        help="a classification checkpoint folder (default: train classification_demo briefly)")
+    parser = argparse.ArgumentParser(
+        prog="hf-relpos bench predict", description=__doc__.split("\n\n")[0], allow_abbrev=False
+    )
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="a classification checkpoint folder (default: train classification_demo briefly)",
+    )
     parser.add_argument("--rows", type=int, default=10_000)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=2)
@@ -52,7 +73,9 @@ def main(argv=None) -> int:
         texts = list(synthetic_classification(train_size=args.rows, eval_size=1, seed=7)["train"]["text"])
         rows = [{"id": i, "text": t} for i, t in enumerate(texts)]
         hf_logging.disable_progress_bar()
-        classifier = pipeline("text-classification", model=str(checkpoint), device=args.device, batch_size=args.batch_size)
+        classifier = pipeline(
+            "text-classification", model=str(checkpoint), device=args.device, batch_size=args.batch_size
+        )
         predict_s, pipeline_s = [], []
         for _ in range(args.repeats):
             start = time.perf_counter()
@@ -62,17 +85,30 @@ def main(argv=None) -> int:
             theirs = classifier(texts, batch_size=args.batch_size)
             pipeline_s.append(time.perf_counter() - start)
     agree = sum(a["label"] == b["label"] for a, b in zip(ours, theirs)) / len(texts)
-    results = {"rows": len(texts), "batch_size": args.batch_size, "predict_seconds": min(predict_s),
-               "pipeline_seconds": min(pipeline_s), "predict_rows_per_s": len(texts) / min(predict_s),
-               "pipeline_rows_per_s": len(texts) / min(pipeline_s), "labels_agree": agree,
-               "all_predict_seconds": predict_s, "all_pipeline_seconds": pipeline_s}
+    results = {
+        "rows": len(texts),
+        "batch_size": args.batch_size,
+        "predict_seconds": min(predict_s),
+        "pipeline_seconds": min(pipeline_s),
+        "predict_rows_per_s": len(texts) / min(predict_s),
+        "pipeline_rows_per_s": len(texts) / min(pipeline_s),
+        "labels_agree": agree,
+        "all_predict_seconds": predict_s,
+        "all_pipeline_seconds": pipeline_s,
+    }
     ratio = results["predict_rows_per_s"] / results["pipeline_rows_per_s"]
     results["throughput_ratio"] = ratio
-    print(f"{len(texts):,} short classification rows, batch size {args.batch_size}, device {args.device}, "
-          f"best of {args.repeats}")
+    print(
+        f"{len(texts):,} short classification rows, batch size {args.batch_size}, device {args.device}, "
+        f"best of {args.repeats}"
+    )
     print(f"{'':32s} {'seconds':>8s} {'rows/s':>9s}")
-    print(f"{'hf-relpos predict (whole call)':32s} {results['predict_seconds']:8.2f} {results['predict_rows_per_s']:9.0f}")
-    print(f"{'pipeline(text-classification)':32s} {results['pipeline_seconds']:8.2f} {results['pipeline_rows_per_s']:9.0f}")
+    print(
+        f"{'hf-relpos predict (whole call)':32s} {results['predict_seconds']:8.2f} {results['predict_rows_per_s']:9.0f}"
+    )
+    print(
+        f"{'pipeline(text-classification)':32s} {results['pipeline_seconds']:8.2f} {results['pipeline_rows_per_s']:9.0f}"
+    )
     print(f"throughput predict / pipeline: {ratio:.2f}x; labels agree on {agree:.2%} of rows")
     out = write_json(args.out, {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}, results)
     print(f"wrote {out}")

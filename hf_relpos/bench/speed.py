@@ -43,17 +43,38 @@ import json
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 try:
-    from .measure import (HF_BERT, HF_DEBERTA, MB, _bert_kwargs, _timed, build_encoder, interleaved_medians,
-                          interleaved_times, paired_ratio, peak_memory, train_step)
+    from .measure import (
+        HF_BERT,
+        HF_DEBERTA,
+        MB,
+        _bert_kwargs,
+        _timed,
+        build_encoder,
+        interleaved_medians,
+        interleaved_times,
+        paired_ratio,
+        peak_memory,
+        train_step,
+    )
 except ImportError:  # run as a script: the 4.x worker (``python speed.py --v4-worker``), beside measure.py
-    from measure import (HF_BERT, HF_DEBERTA, MB, _bert_kwargs, _timed, build_encoder, interleaved_medians,
-                         interleaved_times, paired_ratio, peak_memory, train_step)
+    from measure import (
+        HF_BERT,
+        HF_DEBERTA,
+        MB,
+        _bert_kwargs,
+        _timed,
+        build_encoder,
+        interleaved_medians,
+        interleaved_times,
+        paired_ratio,
+        peak_memory,
+        train_step,
+    )
 
 PARTS = ("encoder", "memory", "generation", "flex", "compiled", "scaling", "long")
 DEFAULT_PARTS = PARTS[:-1]  # `long` (local layers to 8,192 tokens) runs when asked for
@@ -68,8 +89,13 @@ def run_v4(args, lengths_batches, python) -> dict | None:
     if not python or not Path(python).exists():
         print(f"  (no 4.x environment at {python!r}: run `make bench-v4` or pass --v4-python; {HF_V4} skipped)")
         return None
-    job = {"lengths_batches": lengths_batches, "repeats": args.repeats, "threads": torch.get_num_threads(),
-           "bert": _bert_kwargs(args, max(L for L, _ in lengths_batches)), "device": args.device}
+    job = {
+        "lengths_batches": lengths_batches,
+        "repeats": args.repeats,
+        "threads": torch.get_num_threads(),
+        "bert": _bert_kwargs(args, max(L for L, _ in lengths_batches)),
+        "device": args.device,
+    }
     proc = subprocess.run([python, __file__, "--v4-worker", json.dumps(job)], capture_output=True, text=True)
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
@@ -94,19 +120,26 @@ def _v4_worker(job):
         steps = {}
         for kind in ("relative_key_query", "absolute"):
             torch.manual_seed(0)
-            model = BertModel(BertConfig(**job["bert"], position_embedding_type=kind), add_pooling_layer=False).to(device)
+            model = BertModel(BertConfig(**job["bert"], position_embedding_type=kind), add_pooling_layer=False).to(
+                device
+            )
             steps[kind] = train_step(model, ids)
         times = interleaved_medians(steps, job["repeats"], device)
-        out[f"{L},{B}"] = {"time_s": times["relative_key_query"], "absolute_time_s": times["absolute"],
-                           "peak_bytes": peak_memory(steps["relative_key_query"], device)}
+        out[f"{L},{B}"] = {
+            "time_s": times["relative_key_query"],
+            "absolute_time_s": times["absolute"],
+            "peak_bytes": peak_memory(steps["relative_key_query"], device),
+        }
     print(json.dumps(out))
 
 
 # ---------------------------------------------------------------- parts
 def part_encoder(args, device):
     rows = []
-    print(f"\n[encoder] forward+backward, {args.layers} layers × hidden {args.hidden}, batch {args.batch}, {args.attn}; "
-          f"{args.repeats} rounds of (HF, scheme); ratio = median over rounds of scheme / HF BertModel (absolute, sdpa)")
+    print(
+        f"\n[encoder] forward+backward, {args.layers} layers × hidden {args.hidden}, batch {args.batch}, {args.attn}; "
+        f"{args.repeats} rounds of (HF, scheme); ratio = median over rounds of scheme / HF BertModel (absolute, sdpa)"
+    )
     print(f"{'model':<26}{'L':>6}{'ms':>10}{'× HF':>8}{'target':>8}")
     for L in args.lengths:
         ids = torch.randint(0, 1000, (args.batch, L), generator=torch.Generator().manual_seed(0)).to(device)
@@ -119,12 +152,27 @@ def part_encoder(args, device):
             times = {k: statistics.median(v) for k, v in runs.items()}
             ratio = paired_ratio(runs[name], runs[HF_BERT])
             target = time_targets().get(name)
-            rows.append({"part": "encoder", "model": name, "attn": args.attn, "length": L, "batch": args.batch, "time_s": times[name],
-                         "anchor_time_s": times[HF_BERT], "times_s": runs[name], "anchor_times_s": runs[HF_BERT],
-                         "ratio": ratio, "target": target,
-                         "meets_target": None if target is None else ratio <= target})
-            print(f"{name:<26}{L:>6}{times[name] * 1e3:>10.0f}{ratio:>8.2f}{target or '':>8}"
-                  f"  (HF {times[HF_BERT] * 1e3:.0f} ms)", flush=True)
+            rows.append(
+                {
+                    "part": "encoder",
+                    "model": name,
+                    "attn": args.attn,
+                    "length": L,
+                    "batch": args.batch,
+                    "time_s": times[name],
+                    "anchor_time_s": times[HF_BERT],
+                    "times_s": runs[name],
+                    "anchor_times_s": runs[HF_BERT],
+                    "ratio": ratio,
+                    "target": target,
+                    "meets_target": None if target is None else ratio <= target,
+                }
+            )
+            print(
+                f"{name:<26}{L:>6}{times[name] * 1e3:>10.0f}{ratio:>8.2f}{target or '':>8}"
+                f"  (HF {times[HF_BERT] * 1e3:.0f} ms)",
+                flush=True,
+            )
             del model
     return rows
 
@@ -170,16 +218,25 @@ def part_memory(args, device):
     v4_peak = results.get(HF_V4, {}).get("peak_bytes")
     print(f"{'model':<26}{'peak MB':>10}{'× HF':>8}{'× v4':>8}{'s':>8}")
     for name, r in results.items():
-        row = {"part": "memory", "model": name, "length": L, "batch": B, **r, "ratio": r["peak_bytes"] / base,
-               "ratio_to_v4": None if v4_peak is None else r["peak_bytes"] / v4_peak}
+        row = {
+            "part": "memory",
+            "model": name,
+            "length": L,
+            "batch": B,
+            **r,
+            "ratio": r["peak_bytes"] / base,
+            "ratio_to_v4": None if v4_peak is None else r["peak_bytes"] / v4_peak,
+        }
         rows.append(row)
         v4_text = f"{row['ratio_to_v4']:>8.3f}" if v4_peak else f"{'-':>8}"
         print(f"{name:<26}{r['peak_bytes'] / MB:>10.0f}{row['ratio']:>8.2f}{v4_text}{r['time_s']:>8.1f}")
     counterpart = v4_counterpart()
     if v4_peak is not None and counterpart in results:
         ratio = results[counterpart]["peak_bytes"] / v4_peak
-        print(f"{counterpart} / 4.x relative_key_query peak memory: {ratio:.3f} (target ≤ 0.125: "
-              f"{'met' if ratio <= 0.125 else 'MISSED'})")
+        print(
+            f"{counterpart} / 4.x relative_key_query peak memory: {ratio:.3f} (target ≤ 0.125: "
+            f"{'met' if ratio <= 0.125 else 'MISSED'})"
+        )
     return rows
 
 
@@ -189,9 +246,18 @@ def part_generation(args, device):
     from hf_relpos import convert_t5_to_relpos
 
     torch.manual_seed(0)
-    config = T5Config(vocab_size=32128, d_model=args.t5_d_model, d_ff=4 * args.t5_d_model, num_layers=args.t5_layers,
-                      num_heads=args.t5_heads, d_kv=args.t5_d_model // args.t5_heads, dropout_rate=0.0,
-                      decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+    config = T5Config(
+        vocab_size=32128,
+        d_model=args.t5_d_model,
+        d_ff=4 * args.t5_d_model,
+        num_layers=args.t5_layers,
+        num_heads=args.t5_heads,
+        d_kv=args.t5_d_model // args.t5_heads,
+        dropout_rate=0.0,
+        decoder_start_token_id=0,
+        pad_token_id=0,
+        eos_token_id=1,
+    )
     hf = T5ForConditionalGeneration(config).to(device).eval()
     ours = convert_t5_to_relpos(hf).to(device).eval()
     B, n_in, n_new = args.gen_batch, args.gen_input_length, args.gen_new_tokens
@@ -201,26 +267,49 @@ def part_generation(args, device):
     def generate(model, key):
         def run():
             with torch.no_grad():
-                outputs[key] = model.generate(input_ids=ids, max_new_tokens=n_new, min_new_tokens=n_new,
-                                              do_sample=False, num_beams=1, use_cache=True)
+                outputs[key] = model.generate(
+                    input_ids=ids,
+                    max_new_tokens=n_new,
+                    min_new_tokens=n_new,
+                    do_sample=False,
+                    num_beams=1,
+                    use_cache=True,
+                )
+
         return run
 
-    runs = interleaved_times({"hf_t5": generate(hf, "hf_t5"), "relpos_t5": generate(ours, "relpos_t5")},
-                             args.repeats, device)
+    runs = interleaved_times(
+        {"hf_t5": generate(hf, "hf_t5"), "relpos_t5": generate(ours, "relpos_t5")}, args.repeats, device
+    )
     times = {k: statistics.median(v) for k, v in runs.items()}
     same = torch.equal(outputs["hf_t5"], outputs["relpos_t5"])
     tokens = B * n_new
-    rows = [{"part": "generation", "model": name, "batch": B, "input_length": n_in, "new_tokens": n_new,
-             "time_s": t, "times_s": runs[name], "tokens_per_s": tokens / t, "same_tokens": same}
-            for name, t in times.items()]
+    rows = [
+        {
+            "part": "generation",
+            "model": name,
+            "batch": B,
+            "input_length": n_in,
+            "new_tokens": n_new,
+            "time_s": t,
+            "times_s": runs[name],
+            "tokens_per_s": tokens / t,
+            "same_tokens": same,
+        }
+        for name, t in times.items()
+    ]
     ratio = 1 / paired_ratio(runs["relpos_t5"], runs["hf_t5"])
     rows[1]["ratio"] = ratio
-    print(f"\n[generation] greedy, KV cache, batch {B}, {n_in} input → {n_new} new tokens, T5 d_model {args.t5_d_model}, "
-          f"{args.t5_layers}+{args.t5_layers} layers, median of {args.repeats} interleaved runs")
+    print(
+        f"\n[generation] greedy, KV cache, batch {B}, {n_in} input → {n_new} new tokens, T5 d_model {args.t5_d_model}, "
+        f"{args.t5_layers}+{args.t5_layers} layers, median of {args.repeats} interleaved runs"
+    )
     for r in rows:
         print(f"{r['model']:<26}{r['tokens_per_s']:>10.1f} tok/s")
-    print(f"relpos_t5 / HF T5 tokens/s: {ratio:.2f} (target ≥ 1.0: {'met' if ratio >= 1.0 else 'MISSED'}); "
-          f"identical tokens: {same}")
+    print(
+        f"relpos_t5 / HF T5 tokens/s: {ratio:.2f} (target ≥ 1.0: {'met' if ratio >= 1.0 else 'MISSED'}); "
+        f"identical tokens: {same}"
+    )
     return rows
 
 
@@ -229,8 +318,10 @@ def part_flex(args, device):
     from hf_relpos.attention_engine import flex_compiled
 
     rows = []
-    print(f"\n[flex] inference (no grad), batch 1, {args.layers} layers × hidden {args.hidden}; peak memory above "
-          f"weights and inputs; time of the same (profiled) forward")
+    print(
+        f"\n[flex] inference (no grad), batch 1, {args.layers} layers × hidden {args.hidden}; peak memory above "
+        f"weights and inputs; time of the same (profiled) forward"
+    )
     print(f"{'scheme':<10}{'backend':<16}{'L':>7}{'peak MB':>10}{'MB / 1k tokens':>16}{'s':>8}")
     for name in args.flex_schemes:
         for backend in ("flex_attention", "sdpa"):
@@ -250,26 +341,42 @@ def part_flex(args, device):
                 seconds = []  # one measured forward: at 8192 tokens a CPU forward takes a minute
                 peak = peak_memory(lambda: seconds.append(_timed(forward, device)), device)
                 seconds = seconds[0]
-                rows.append({"part": "flex", "model": name, "backend": backend, "compiled": compiled, "length": L,
-                             "peak_bytes": peak, "time_s": seconds})
-                print(f"{name:<10}{backend + (' (compiled)' if compiled else ''):<16}{L:>7}{peak / MB:>10.1f}"
-                      f"{peak / MB / (L / 1000):>16.2f}{seconds:>8.2f}", flush=True)
+                rows.append(
+                    {
+                        "part": "flex",
+                        "model": name,
+                        "backend": backend,
+                        "compiled": compiled,
+                        "length": L,
+                        "peak_bytes": peak,
+                        "time_s": seconds,
+                    }
+                )
+                print(
+                    f"{name:<10}{backend + (' (compiled)' if compiled else ''):<16}{L:>7}{peak / MB:>10.1f}"
+                    f"{peak / MB / (L / 1000):>16.2f}{seconds:>8.2f}",
+                    flush=True,
+                )
             del model
     for name in args.flex_schemes:
         pts = [(r["length"], r["peak_bytes"]) for r in rows if r["model"] == name and r["backend"] == "flex_attention"]
         if len(pts) >= 2:
             (l0, m0), (l1, m1) = pts[0], pts[-1]
-            print(f"{name}: flex peak memory grows {m1 / max(m0, 1):.1f}× for {l1 / l0:.0f}× the length "
-                  f"(linear: {l1 / l0:.0f}×, quadratic: {(l1 / l0) ** 2:.0f}×)")
+            print(
+                f"{name}: flex peak memory grows {m1 / max(m0, 1):.1f}× for {l1 / l0:.0f}× the length "
+                f"(linear: {l1 / l0:.0f}×, quadratic: {(l1 / l0) ** 2:.0f}×)"
+            )
     return rows
 
 
 def part_compiled(args, device):
     """The encoder comparison with both models compiled (fullgraph: a graph break fails the part)."""
     L, B, backend = args.compiled_length, args.compiled_batch, args.compiled_backend
-    print(f"\n[compiled] torch.compile(fullgraph=True, backend={backend!r}) forward+backward, {args.layers} layers × "
-          f"hidden {args.hidden}, L {L}, batch {B}, {args.attn}; {args.repeats} rounds of (HF, scheme); ratio = median "
-          "over rounds of scheme / compiled HF BertModel (absolute, sdpa)")
+    print(
+        f"\n[compiled] torch.compile(fullgraph=True, backend={backend!r}) forward+backward, {args.layers} layers × "
+        f"hidden {args.hidden}, L {L}, batch {B}, {args.attn}; {args.repeats} rounds of (HF, scheme); ratio = median "
+        "over rounds of scheme / compiled HF BertModel (absolute, sdpa)"
+    )
     print(f"{'model':<26}{'L':>6}{'ms':>10}{'× HF':>8}{'target':>8}{'compile s':>11}")
     ids = torch.randint(0, 1000, (B, L), generator=torch.Generator().manual_seed(0)).to(device)
 
@@ -291,13 +398,30 @@ def part_compiled(args, device):
         times = {k: statistics.median(v) for k, v in runs.items()}
         ratio = paired_ratio(runs[name], runs[HF_BERT])
         target = time_targets().get(name)
-        rows.append({"part": "compiled", "model": name, "attn": args.attn, "backend": backend, "length": L, "batch": B,
-                     "time_s": times[name], "anchor_time_s": times[HF_BERT], "times_s": runs[name],
-                     "anchor_times_s": runs[HF_BERT], "ratio": ratio, "target": target,
-                     "meets_target": None if target is None else ratio <= target,
-                     "compile_s": compile_s, "anchor_compile_s": base_compile})
-        print(f"{name:<26}{L:>6}{times[name] * 1e3:>10.0f}{ratio:>8.2f}{target or '':>8}{compile_s:>11.1f}"
-              f"  (HF {times[HF_BERT] * 1e3:.0f} ms, compiled in {base_compile:.1f} s)", flush=True)
+        rows.append(
+            {
+                "part": "compiled",
+                "model": name,
+                "attn": args.attn,
+                "backend": backend,
+                "length": L,
+                "batch": B,
+                "time_s": times[name],
+                "anchor_time_s": times[HF_BERT],
+                "times_s": runs[name],
+                "anchor_times_s": runs[HF_BERT],
+                "ratio": ratio,
+                "target": target,
+                "meets_target": None if target is None else ratio <= target,
+                "compile_s": compile_s,
+                "anchor_compile_s": base_compile,
+            }
+        )
+        print(
+            f"{name:<26}{L:>6}{times[name] * 1e3:>10.0f}{ratio:>8.2f}{target or '':>8}{compile_s:>11.1f}"
+            f"  (HF {times[HF_BERT] * 1e3:.0f} ms, compiled in {base_compile:.1f} s)",
+            flush=True,
+        )
         del step
     torch._dynamo.config.recompile_limit = limit
     return rows
@@ -306,9 +430,11 @@ def part_compiled(args, device):
 def part_scaling(args, device):
     """Paired fwd+bwd ratios to HF BertModel against L for every scheme, and peak memory (issue 19)."""
     B, memory_lengths = args.scaling_batch, args.scaling_memory_lengths or args.scaling_lengths
-    print(f"\n[scaling] forward+backward, {args.layers} layers × hidden {args.hidden}, batch {B}, {args.attn}, "
-          f"{device}; ratio = median over {args.scaling_repeats} paired rounds of scheme / HF BertModel (sdpa); "
-          f"peak memory above weights and inputs")
+    print(
+        f"\n[scaling] forward+backward, {args.layers} layers × hidden {args.hidden}, batch {B}, {args.attn}, "
+        f"{device}; ratio = median over {args.scaling_repeats} paired rounds of scheme / HF BertModel (sdpa); "
+        f"peak memory above weights and inputs"
+    )
     print(f"{'model':<14}{'L':>6}{'ms':>10}{'× HF':>8}{'peak MB':>10}{'× HF':>8}")
     rows = []
     for L in args.scaling_lengths:
@@ -316,16 +442,29 @@ def part_scaling(args, device):
         base_step = train_step(build_encoder(HF_BERT, args, L, device), ids)
         base_step()
         base_peak = peak_memory(base_step, device) if L in memory_lengths else None
-        print(f"{HF_BERT:<14}{L:>6}{'':>10}{'':>8}{'' if base_peak is None else f'{base_peak / MB:.0f}':>10}", flush=True)
+        print(
+            f"{HF_BERT:<14}{L:>6}{'':>10}{'':>8}{'' if base_peak is None else f'{base_peak / MB:.0f}':>10}", flush=True
+        )
         for name in args.schemes + ([HF_DEBERTA] if "deberta" in args.schemes else []):
             step = train_step(build_encoder(name, args, L, device, attn=args.attn), ids)
             runs = interleaved_times({HF_BERT: base_step, name: step}, args.scaling_repeats, device)
             peak = peak_memory(step, device) if base_peak is not None else None
-            row = {"part": "scaling", "model": name, "attn": args.attn, "device": str(device), "length": L,
-                   "batch": B, "time_s": statistics.median(runs[name]), "anchor_time_s": statistics.median(runs[HF_BERT]),
-                   "times_s": runs[name], "anchor_times_s": runs[HF_BERT],
-                   "ratio": paired_ratio(runs[name], runs[HF_BERT]), "peak_bytes": peak, "anchor_peak_bytes": base_peak,
-                   "memory_ratio": None if peak is None else peak / base_peak}
+            row = {
+                "part": "scaling",
+                "model": name,
+                "attn": args.attn,
+                "device": str(device),
+                "length": L,
+                "batch": B,
+                "time_s": statistics.median(runs[name]),
+                "anchor_time_s": statistics.median(runs[HF_BERT]),
+                "times_s": runs[name],
+                "anchor_times_s": runs[HF_BERT],
+                "ratio": paired_ratio(runs[name], runs[HF_BERT]),
+                "peak_bytes": peak,
+                "anchor_peak_bytes": base_peak,
+                "memory_ratio": None if peak is None else peak / base_peak,
+            }
             rows.append(row)
             mem = f"{peak / MB:>10.0f}{row['memory_ratio']:>8.2f}" if peak is not None else f"{'-':>10}{'-':>8}"
             print(f"{name:<14}{L:>6}{row['time_s'] * 1e3:>10.0f}{row['ratio']:>8.2f}{mem}", flush=True)
@@ -345,12 +484,24 @@ def plot(rows, path):
     panels = []
     enc = [r for r in rows if r["part"] == "encoder"]
     if enc:
-        series = {m: ([r["length"] for r in enc if r["model"] == m], [r["ratio"] for r in enc if r["model"] == m])
-                  for m in dict.fromkeys(r["model"] for r in enc)}
-        panels.append({"title": "fwd+bwd time / HF BertModel", "xlabel": "sequence length", "ylabel": "×",
-                       "series": series, "logx": True})
+        series = {
+            m: ([r["length"] for r in enc if r["model"] == m], [r["ratio"] for r in enc if r["model"] == m])
+            for m in dict.fromkeys(r["model"] for r in enc)
+        }
+        panels.append(
+            {
+                "title": "fwd+bwd time / HF BertModel",
+                "xlabel": "sequence length",
+                "ylabel": "×",
+                "series": series,
+                "logx": True,
+            }
+        )
     scaling = [r for r in rows if r["part"] == "scaling"]
-    for key, title in (("ratio", "fwd+bwd time / HF BertModel vs L"), ("memory_ratio", "peak memory / HF BertModel vs L")):
+    for key, title in (
+        ("ratio", "fwd+bwd time / HF BertModel vs L"),
+        ("memory_ratio", "peak memory / HF BertModel vs L"),
+    ):
         series = {}
         for r in scaling:
             if r[key] is not None:
@@ -358,8 +509,16 @@ def plot(rows, path):
                 xs.append(r["length"])
                 ys.append(r[key])
         if series:  # the HF DeBERTa anchor dashed black, apart from the ten schemes' colours
-            panels.append({"title": title, "xlabel": "sequence length", "ylabel": "×", "series": series, "logx": True,
-                           "styles": {HF_DEBERTA: {"color": "black", "linestyle": "--"}}})
+            panels.append(
+                {
+                    "title": title,
+                    "xlabel": "sequence length",
+                    "ylabel": "×",
+                    "series": series,
+                    "logx": True,
+                    "styles": {HF_DEBERTA: {"color": "black", "linestyle": "--"}},
+                }
+            )
     long = [r for r in rows if r["part"] == "long"]
     for mode in dict.fromkeys(r["mode"] for r in long):
         series = {}
@@ -368,25 +527,47 @@ def plot(rows, path):
                 xs, ys = series.setdefault(f"{r['model']} {r['pattern']}", ([], []))
                 xs.append(r["length"])
                 ys.append(r["ms_per_1k_tokens"])
-        panels.append({"title": f"{mode}: ms per 1k tokens vs L (local ±{long[0]['window']})", "xlabel": "sequence length",
-                       "ylabel": "ms / 1k tokens", "series": series, "logx": True,
-                       "styles": {k: {"linestyle": "--"} for k in series if k.startswith("modernbert")}})
+        panels.append(
+            {
+                "title": f"{mode}: ms per 1k tokens vs L (local ±{long[0]['window']})",
+                "xlabel": "sequence length",
+                "ylabel": "ms / 1k tokens",
+                "series": series,
+                "logx": True,
+                "styles": {k: {"linestyle": "--"} for k in series if k.startswith("modernbert")},
+            }
+        )
     flex = [r for r in rows if r["part"] == "flex"]
     if flex:
-        for key, label, scale in (("peak_bytes", "inference peak memory (MB)", MB), ("time_s", "inference time (s)", 1)):
+        for key, label, scale in (
+            ("peak_bytes", "inference peak memory (MB)", MB),
+            ("time_s", "inference time (s)", 1),
+        ):
             series = {}
             for r in flex:
                 xs, ys = series.setdefault(f"{r['model']} {r['backend'].replace('_attention', '')}", ([], []))
                 xs.append(r["length"])
                 ys.append(r[key] / scale)
-            panels.append({"title": label + " vs L", "xlabel": "sequence length", "ylabel": label, "series": series,
-                           "logx": True, "logy": True})
+            panels.append(
+                {
+                    "title": label + " vs L",
+                    "xlabel": "sequence length",
+                    "ylabel": label,
+                    "series": series,
+                    "logx": True,
+                    "logy": True,
+                }
+            )
     return line_plot(path, panels, title="hf_relpos speed and memory") if panels else None
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="hf-relpos bench speed", allow_abbrev=False, description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="hf-relpos bench speed",
+        allow_abbrev=False,
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--parts", nargs="+", default=list(DEFAULT_PARTS), choices=PARTS)
     parser.add_argument("--schemes", nargs="+", default=None, help="relative schemes (default: all)")
     parser.add_argument("--lengths", type=int, nargs="+", default=[512], help="encoder part lengths")
@@ -396,8 +577,12 @@ def main(argv=None):
     parser.add_argument("--heads", type=int, default=12)
     parser.add_argument("--intermediate", type=int, default=3072)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--attn", default="sdpa", choices=["eager", "sdpa", "flex_attention"],
-                        help="relpos models' attention in the encoder and memory parts (HF BertModel: sdpa)")
+    parser.add_argument(
+        "--attn",
+        default="sdpa",
+        choices=["eager", "sdpa", "flex_attention"],
+        help="relpos models' attention in the encoder and memory parts (HF BertModel: sdpa)",
+    )
     parser.add_argument("--memory-length", type=int, default=2048)
     parser.add_argument("--memory-batch", type=int, default=1)
     parser.add_argument("--v4-python", default=".venv-v4/bin/python", help="python of a transformers 4.x environment")
@@ -411,8 +596,13 @@ def main(argv=None):
     parser.add_argument("--flex-lengths", type=int, nargs="+", default=[1024, 2048, 4096, 8192])
     parser.add_argument("--flex-sdpa-max-length", type=int, default=4096, help="sdpa's dense bias is O(L²): stop here")
     parser.add_argument("--scaling-lengths", type=int, nargs="+", default=[512, 1024, 2048, 4096])
-    parser.add_argument("--scaling-memory-lengths", type=int, nargs="+", default=None,
-                        help="scaling part: lengths with a peak-memory measurement (default: every length)")
+    parser.add_argument(
+        "--scaling-memory-lengths",
+        type=int,
+        nargs="+",
+        default=None,
+        help="scaling part: lengths with a peak-memory measurement (default: every length)",
+    )
     parser.add_argument("--scaling-batch", type=int, default=1)
     parser.add_argument("--scaling-repeats", type=int, default=3)
     parser.add_argument("--compiled-length", type=int, default=512, help="compiled part: sequence length")
@@ -449,8 +639,14 @@ def main(argv=None):
 
             rows += part_long(args, device)
             continue
-        rows += {"encoder": part_encoder, "memory": part_memory, "generation": part_generation, "flex": part_flex,
-                 "compiled": part_compiled, "scaling": part_scaling}[part](args, device)
+        rows += {
+            "encoder": part_encoder,
+            "memory": part_memory,
+            "generation": part_generation,
+            "flex": part_flex,
+            "compiled": part_compiled,
+            "scaling": part_scaling,
+        }[part](args, device)
     from .common import write_json
 
     settings = {k: v for k, v in vars(args).items() if k not in ("out", "v4_worker")}

@@ -56,22 +56,38 @@ def build_long(name, pattern, args, length, device):
     if name == MODERNBERT:
         from transformers import ModernBertConfig, ModernBertModel
 
-        config = ModernBertConfig(hidden_size=args.hidden, num_hidden_layers=args.long_layers,
-                                  num_attention_heads=args.heads, intermediate_size=args.intermediate,
-                                  max_position_embeddings=max(8192, length), local_attention=2 * args.long_window,
-                                  layer_types=types, attention_dropout=0.0, mlp_dropout=0.0, embedding_dropout=0.0,
-                                  attn_implementation="sdpa")
+        config = ModernBertConfig(
+            hidden_size=args.hidden,
+            num_hidden_layers=args.long_layers,
+            num_attention_heads=args.heads,
+            intermediate_size=args.intermediate,
+            max_position_embeddings=max(8192, length),
+            local_attention=2 * args.long_window,
+            layer_types=types,
+            attention_dropout=0.0,
+            mlp_dropout=0.0,
+            embedding_dropout=0.0,
+            attn_implementation="sdpa",
+        )
         return ModernBertModel(config).to(device)
     from hf_relpos import RelPosBertConfig, RelPosBertModel
 
     extra = {}
     if name == "rotary":  # ModernBERT's thetas
-        extra = dict(relative_position_parameters={"theta": 160000.0},
-                     local_relative_position_parameters={"theta": 10000.0})
+        extra = dict(
+            relative_position_parameters={"theta": 160000.0}, local_relative_position_parameters={"theta": 10000.0}
+        )
     elif name in ("alibi", "kerple", "fire"):
         extra = dict(relative_position_parameters={"directional": True})
-    config = RelPosBertConfig(**kwargs, relative_position=name, absolute_position="none", layer_types=types,
-                              sliding_window=args.long_window, attn_implementation=args.attn, **extra)
+    config = RelPosBertConfig(
+        **kwargs,
+        relative_position=name,
+        absolute_position="none",
+        layer_types=types,
+        sliding_window=args.long_window,
+        attn_implementation=args.attn,
+        **extra,
+    )
     return RelPosBertModel(config, add_pooling_layer=False).to(device)
 
 
@@ -96,8 +112,10 @@ def part_long(args, device):
     models = [(s, p) for s in args.long_schemes for p in args.long_patterns]
     if not args.long_no_modernbert:
         models += [(MODERNBERT, p) for p in args.long_patterns if p != "local"]
-    print(f"\n[long] {args.long_layers} layers × hidden {args.hidden}, batch 1, {args.attn}, window ±{args.long_window}; "
-          f"ratio = median over {args.long_repeats} paired rounds of model / HF BertModel (sdpa) at the same L")
+    print(
+        f"\n[long] {args.long_layers} layers × hidden {args.hidden}, batch 1, {args.attn}, window ±{args.long_window}; "
+        f"ratio = median over {args.long_repeats} paired rounds of model / HF BertModel (sdpa) at the same L"
+    )
     print(f"{'model':<12}{'pattern':<8}{'mode':<10}{'L':>6}{'ms':>10}{'ms/1k tok':>11}{'× HF':>7}{'peak MB':>9}")
     for L in args.long_lengths:
         ids = torch.randint(0, 1000, (1, L), generator=torch.Generator().manual_seed(0)).to(device)
@@ -111,15 +129,30 @@ def part_long(args, device):
                 runs = interleaved_times({HF_BERT: anchor, "model": step}, args.long_repeats, device)
                 peak = peak_memory(step, device) if anchor_peak is not None else None
                 t = statistics.median(runs["model"])
-                row = {"part": "long", "model": name, "pattern": pattern, "mode": mode, "length": L, "window":
-                       args.long_window, "layers": args.long_layers, "time_s": t, "ms_per_1k_tokens": t * 1e6 / L,
-                       "anchor_time_s": statistics.median(runs[HF_BERT]), "times_s": runs["model"],
-                       "anchor_times_s": runs[HF_BERT], "ratio": paired_ratio(runs["model"], runs[HF_BERT]),
-                       "peak_bytes": peak, "anchor_peak_bytes": anchor_peak}
+                row = {
+                    "part": "long",
+                    "model": name,
+                    "pattern": pattern,
+                    "mode": mode,
+                    "length": L,
+                    "window": args.long_window,
+                    "layers": args.long_layers,
+                    "time_s": t,
+                    "ms_per_1k_tokens": t * 1e6 / L,
+                    "anchor_time_s": statistics.median(runs[HF_BERT]),
+                    "times_s": runs["model"],
+                    "anchor_times_s": runs[HF_BERT],
+                    "ratio": paired_ratio(runs["model"], runs[HF_BERT]),
+                    "peak_bytes": peak,
+                    "anchor_peak_bytes": anchor_peak,
+                }
                 rows.append(row)
                 mem = f"{peak / MB:>9.0f}" if peak is not None else f"{'-':>9}"
-                print(f"{name:<12}{pattern:<8}{mode:<10}{L:>6}{t * 1e3:>10.0f}{row['ms_per_1k_tokens']:>11.1f}"
-                      f"{row['ratio']:>7.2f}{mem}", flush=True)
+                print(
+                    f"{name:<12}{pattern:<8}{mode:<10}{L:>6}{t * 1e3:>10.0f}{row['ms_per_1k_tokens']:>11.1f}"
+                    f"{row['ratio']:>7.2f}{mem}",
+                    flush=True,
+                )
                 del model, step
     rows += part_unpadded(args, device)
     summarize(rows, args)
@@ -133,8 +166,10 @@ def part_unpadded(args, device, texts: int = 16, shortest: int = 64, longest: in
     L = int(lengths.max())
     ids = torch.randint(5, 1000, (texts, L), generator=g).to(device)
     mask = (torch.arange(L) < lengths[:, None]).long().to(device)
-    print(f"\n[long: unpadded] inference, {texts} texts of {shortest}–{longest} tokens ({int(lengths.sum())} real of "
-          f"{texts * L}), {args.long_layers} layers; padded = the same model with unpadding switched off")
+    print(
+        f"\n[long: unpadded] inference, {texts} texts of {shortest}–{longest} tokens ({int(lengths.sum())} real of "
+        f"{texts * L}), {args.long_layers} layers; padded = the same model with unpadding switched off"
+    )
     print(f"{'model':<12}{'padded ms':>11}{'unpadded ms':>13}{'ratio':>7}{'max |Δ| per text':>18}")
     rows = []
     for name in args.long_schemes:
@@ -156,17 +191,38 @@ def part_unpadded(args, device, texts: int = 16, shortest: int = 64, longest: in
                 times[key].append(_timed(lambda: run(key == "padded"), device))
         padded_s, unpadded_s = (statistics.median(times[k]) for k in ("padded", "unpadded"))
         ratio = paired_ratio(times["unpadded"], times["padded"])
-        rows.append({"part": "long_unpadded", "model": name, "texts": texts, "lengths": lengths.tolist(),
-                     "padded_s": padded_s, "unpadded_s": unpadded_s, "ratio": ratio, "max_abs_diff": diff})
+        rows.append(
+            {
+                "part": "long_unpadded",
+                "model": name,
+                "texts": texts,
+                "lengths": lengths.tolist(),
+                "padded_s": padded_s,
+                "unpadded_s": unpadded_s,
+                "ratio": ratio,
+                "max_abs_diff": diff,
+            }
+        )
         print(f"{name:<12}{padded_s * 1e3:>11.0f}{unpadded_s * 1e3:>13.0f}{ratio:>7.2f}{diff:>18.1e}", flush=True)
     return rows
 
 
 def summarize(rows, args) -> None:
     """The issue's targets, read off the rows: flatness of all-local, 1:2 vs global, rotary vs ModernBERT."""
+
     def get(model, pattern, mode, L, key="time_s"):
-        return next((r[key] for r in rows if r["part"] == "long" and r["model"] == model and r["pattern"] == pattern
-                     and r["mode"] == mode and r["length"] == L), None)
+        return next(
+            (
+                r[key]
+                for r in rows
+                if r["part"] == "long"
+                and r["model"] == model
+                and r["pattern"] == pattern
+                and r["mode"] == mode
+                and r["length"] == L
+            ),
+            None,
+        )
 
     lo, hi = min(args.long_lengths), max(args.long_lengths)
     print("\ntargets:")
@@ -182,10 +238,14 @@ def summarize(rows, args) -> None:
             r, mb = get("rotary", "1:2", mode, L), get(MODERNBERT, "1:2", mode, L)
             if r and mb and L >= 4096:
                 print(f"  rotary 1:2 / ModernBERT 1:2 {mode} at {L}: {r / mb:.2f} (target ≤ 0.8)")
-    mem = {L: {n: get(n, "local", "fwd+bwd", L, "peak_bytes") for n in args.long_schemes} for L in args.long_memory_lengths}
+    mem = {
+        L: {n: get(n, "local", "fwd+bwd", L, "peak_bytes") for n in args.long_schemes} for L in args.long_memory_lengths
+    }
     if len(mem) >= 2:
         a, b = sorted(mem)[-2:]
         for name in args.long_schemes:
             if mem[a][name] and mem[b][name]:
-                print(f"  {name:<8} all-local fwd+bwd peak memory {b} / {a}: {mem[b][name] / mem[a][name]:.2f} "
-                      f"(target ≤ 2.2)")
+                print(
+                    f"  {name:<8} all-local fwd+bwd peak memory {b} / {a}: {mem[b][name] / mem[a][name]:.2f} "
+                    f"(target ≤ 2.2)"
+                )

@@ -7,5 +7,16 @@ from .run import run, train
 from .task import Task, TaskSetup
 from .tasks import TASKS, get_task, register_task
 
-__all__ = ["DataTrainingArguments", "ModelArguments", "TASKS", "Task", "TaskSetup", "compare", "get_task",
-           "parse_recipe", "register_task", "run", "train"]
+__all__ = [
+    "DataTrainingArguments",
+    "ModelArguments",
+    "TASKS",
+    "Task",
+    "TaskSetup",
+    "compare",
+    "get_task",
+    "parse_recipe",
+    "register_task",
+    "run",
+    "train",
+]

@@ -52,11 +52,16 @@ def _integral_labels(dataset, data_args, split):
 
 def setup(task, model_args, data_args, training_args, raw) -> TaskSetup:
     text_column = task.column(data_args, "text_column")
-    columns = {"text_column": text_column, "text_pair_column": data_args.text_pair_column, "label_column": data_args.label_column}
+    columns = {
+        "text_column": text_column,
+        "text_pair_column": data_args.text_pair_column,
+        "label_column": data_args.label_column,
+    }
     for split in ("train", "validation"):
         require_columns(raw[split], columns, split)
-        check_text_columns(raw[split], {"text_column": text_column, "text_pair_column": data_args.text_pair_column},
-                           split, data_args)
+        check_text_columns(
+            raw[split], {"text_column": text_column, "text_pair_column": data_args.text_pair_column}, split, data_args
+        )
         raw[split] = _integral_labels(raw[split], data_args, split)
     labels = _label_names(raw["train"], data_args.label_column)
     feature = raw["train"].features[data_args.label_column]
@@ -78,8 +83,13 @@ def setup(task, model_args, data_args, training_args, raw) -> TaskSetup:
 
     tokenizer = load_tokenizer(model_args, raw["train"][text_column], task.seq2seq)
     config = build_config(
-        model_args, tokenizer, task.seq2seq, max_length=task.max_length(data_args), num_labels=len(labels),
-        id2label=dict(enumerate(labels)), label2id={name: i for i, name in enumerate(labels)},
+        model_args,
+        tokenizer,
+        task.seq2seq,
+        max_length=task.max_length(data_args),
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={name: i for i, name in enumerate(labels)},
     )
     model = load_model(task.auto_class, model_args, config)
 
@@ -103,9 +113,15 @@ def setup(task, model_args, data_args, training_args, raw) -> TaskSetup:
 
     trainer = RelPosTrainer(
         position_learning_rate=model_args.relative_position_learning_rate,
-        model=model, args=training_args, train_dataset=train, eval_dataset=evals, processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_metrics,
+        model=model,
+        args=training_args,
+        train_dataset=train,
+        eval_dataset=evals,
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=compute_metrics,
     )
+
     def final_evaluate():
         return {**trainer.evaluate(), **{f"eval_baseline_{k}": v for k, v in baseline.items()}}
 

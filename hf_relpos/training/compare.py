@@ -23,8 +23,10 @@ def parse_models(spec) -> list[tuple[str, str]]:
         label, _, path = item.partition("=") if "=" in item else ("", "", item)
         label = label.strip() or Path(path.rstrip("/")).name
         if not Path(path).exists():
-            raise ValueError(f"--models: {path!r} is not a local checkpoint folder (a `hf-relpos convert` or "
-                             "`hf-relpos train` output, or a save_pretrained folder)")
+            raise ValueError(
+                f"--models: {path!r} is not a local checkpoint folder (a `hf-relpos convert` or "
+                "`hf-relpos train` output, or a save_pretrained folder)"
+            )
         pairs.append((label, path.strip()))
     labels = [label for label, _ in pairs]
     if len(set(labels)) != len(labels) or not pairs:
@@ -51,11 +53,22 @@ def compare(recipe, schemes=None, overrides=(), output_dir=None, models=None) ->
     base = Path(output_dir or base_args[2].output_dir) / "compare"
     rows = []
     for label, fields, model in runs:
-        model_args, data_args, training_args = parse_recipe(recipe, [*overrides, *fields, "--output_dir", str(base / label)])
+        model_args, data_args, training_args = parse_recipe(
+            recipe, [*overrides, *fields, "--output_dir", str(base / label)]
+        )
         result = run(model_args, data_args, training_args)
-        rows.append({"label": label, "scheme": result["relative_position"], "model": model,
-                     "main_metric": result["main_metric"], "value": result["eval"].get("eval_" + result["main_metric"]),
-                     "eval": result["eval"], "train_seconds": result["train_seconds"], "output_dir": result["output_dir"]})
+        rows.append(
+            {
+                "label": label,
+                "scheme": result["relative_position"],
+                "model": model,
+                "main_metric": result["main_metric"],
+                "value": result["eval"].get("eval_" + result["main_metric"]),
+                "eval": result["eval"],
+                "train_seconds": result["train_seconds"],
+                "output_dir": result["output_dir"],
+            }
+        )
     base.mkdir(parents=True, exist_ok=True)
     (base / "compare.json").write_text(json.dumps(rows, indent=2, default=str))
     plot_compare(rows, base / "compare.png")
@@ -70,9 +83,19 @@ def _record_comparison(rows) -> None:
     checkpoint next to the converted one)."""
     from ..cards import card_from_metrics
 
-    comparison = [{"label": r["label"], "model": r["model"], "train_seconds": r["train_seconds"],
-                   "metrics": {k.removeprefix("eval_"): v for k, v in r["eval"].items()
-                               if isinstance(v, float) and not k.endswith(_SKIPPED_METRICS)}} for r in rows]
+    comparison = [
+        {
+            "label": r["label"],
+            "model": r["model"],
+            "train_seconds": r["train_seconds"],
+            "metrics": {
+                k.removeprefix("eval_"): v
+                for k, v in r["eval"].items()
+                if isinstance(v, float) and not k.endswith(_SKIPPED_METRICS)
+            },
+        }
+        for r in rows
+    ]
     for row in rows:
         folder = Path(row["output_dir"])
         metrics_path = folder / "metrics.json"
@@ -80,8 +103,10 @@ def _record_comparison(rows) -> None:
             continue
         metrics = {**json.loads(metrics_path.read_text()), "comparison": comparison}
         config = json.loads((folder / "config.json").read_text())
-        for name, text in (("metrics.json", json.dumps(metrics, indent=2, default=str)),
-                           ("README.md", str(card_from_metrics(config, metrics, str(folder))))):
+        for name, text in (
+            ("metrics.json", json.dumps(metrics, indent=2, default=str)),
+            ("README.md", str(card_from_metrics(config, metrics, str(folder)))),
+        ):
             tmp = folder / f".{name}.tmp"
             tmp.write_text(text, encoding="utf-8")
             os.replace(tmp, folder / name)
@@ -90,14 +115,25 @@ def _record_comparison(rows) -> None:
 def compare_table(rows) -> str:
     """The rows as a text table: one line per run (scheme or checkpoint label), every float eval metric,
     training seconds."""
-    names = sorted({k for r in rows for k, v in r["eval"].items() if k.startswith("eval_") and isinstance(v, float)
-                    and not k.endswith(_SKIPPED_METRICS)})
+    names = sorted(
+        {
+            k
+            for r in rows
+            for k, v in r["eval"].items()
+            if k.startswith("eval_") and isinstance(v, float) and not k.endswith(_SKIPPED_METRICS)
+        }
+    )
     width = max(12, *(len(r["label"]) + 2 for r in rows))
     widths = {m: max(12, len(m.removeprefix("eval_"))) + 2 for m in names}
-    lines = [f"{'run':<{width}}" + "".join(f"{m.removeprefix('eval_'):>{widths[m]}}" for m in names) + f"{'train s':>10}"]
+    lines = [
+        f"{'run':<{width}}" + "".join(f"{m.removeprefix('eval_'):>{widths[m]}}" for m in names) + f"{'train s':>10}"
+    ]
     for r in rows:
-        lines.append(f"{r['label']:<{width}}" + "".join(f"{r['eval'].get(m, float('nan')):>{widths[m]}.4f}" for m in names)
-                     + f"{r['train_seconds']:>10.1f}")
+        lines.append(
+            f"{r['label']:<{width}}"
+            + "".join(f"{r['eval'].get(m, float('nan')):>{widths[m]}.4f}" for m in names)
+            + f"{r['train_seconds']:>10.1f}"
+        )
     return "\n".join(lines)
 
 

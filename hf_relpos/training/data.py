@@ -19,6 +19,7 @@ WORDS = (
     "tulip umber velvet walnut yarrow zephyr basil clover dahlia fennel ginger heron iris"
 ).split()
 
+
 def _split(rows_fn, train_size, eval_size, seed):
     return DatasetDict(
         train=Dataset.from_list(rows_fn(random.Random(seed), train_size)),
@@ -27,7 +28,7 @@ def _split(rows_fn, train_size, eval_size, seed):
 
 
 def synthetic_classification(train_size=2000, eval_size=300, seed=1234) -> DatasetDict:
-    """"Does `north` come before `south`?" Both markers appear once among random words; label 1 if
+    """ "Does `north` come before `south`?" Both markers appear once among random words; label 1 if
     north is first. A bag of words cannot tell the classes apart."""
 
     def rows(rng, n):
@@ -67,7 +68,15 @@ def synthetic_qa(train_size=2000, eval_size=300, seed=1234, with_negative=False)
                 start = len(" ".join(words[: m + 1])) + 1
                 question = f"what comes after {marker}?"
                 answers = {"text": [words[m + 1]], "answer_start": [start]}
-            out.append({"id": f"{seed}-{k}", "title": "synthetic", "context": context, "question": question, "answers": answers})
+            out.append(
+                {
+                    "id": f"{seed}-{k}",
+                    "title": "synthetic",
+                    "context": context,
+                    "question": question,
+                    "answers": answers,
+                }
+            )
         return out
 
     return _split(rows, train_size, eval_size, seed)
@@ -83,7 +92,9 @@ def synthetic_summarization(train_size=2000, eval_size=300, seed=1234) -> Datase
             words = [rng.choice(WORDS) for _ in range(rng.randint(8, 24))]
             title, topic = rng.sample(WORDS, 2)
             i, j = sorted(rng.sample(range(len(words) + 1), 2))
-            first, second = (("title", title), ("topic", topic)) if rng.random() < 0.5 else (("topic", topic), ("title", title))
+            first, second = (
+                (("title", title), ("topic", topic)) if rng.random() < 0.5 else (("topic", topic), ("title", title))
+            )
             words[j:j] = list(second)
             words[i:i] = list(first)
             out.append({"document": " ".join(words), "summary": f"{title} {topic}"})
@@ -97,8 +108,15 @@ def data_files(data_args) -> dict[str, str]:
     come from files)."""
     if not (data_args.train_file or data_args.validation_file):
         return {}
-    return {k: v for k, v in (("train", data_args.train_file), ("validation", data_args.validation_file),
-                              ("test", data_args.test_file)) if v}
+    return {
+        k: v
+        for k, v in (
+            ("train", data_args.train_file),
+            ("validation", data_args.validation_file),
+            ("test", data_args.test_file),
+        )
+        if v
+    }
 
 
 def uses_synthetic(data_args) -> bool:
@@ -136,15 +154,21 @@ def load_raw_datasets(data_args, synthetic=None) -> DatasetDict:
             if not streaming:  # a streamed corpus may not fit in memory: read as it trains
                 for path in paths:
                     check_data_file(f"{split}_file", path)
-        if any(len(paths) > 1 for paths in files.values()) or len(comma_list(getattr(data_args, "text_column", None))) > 1:
+        if (
+            any(len(paths) > 1 for paths in files.values())
+            or len(comma_list(getattr(data_args, "text_column", None))) > 1
+        ):
             raw = (IterableDatasetDict if streaming else DatasetDict)(
-                {split: _concatenate_files(split, paths, data_args, streaming) for split, paths in files.items()})
+                {split: _concatenate_files(split, paths, data_args, streaming) for split, paths in files.items()}
+            )
         else:
             raw = _load_files({split: paths[0] for split, paths in files.items()}, streaming)
     elif uses_synthetic(data_args):
         if synthetic is None:
-            raise ValueError(f"task={data_args.task!r} has no built-in synthetic data; give train_file / "
-                             "validation_file or dataset_name")
+            raise ValueError(
+                f"task={data_args.task!r} has no built-in synthetic data; give train_file / "
+                "validation_file or dataset_name"
+            )
         raw = synthetic(data_args)
     else:
         raw = load_dataset(data_args.dataset_name, data_args.dataset_config_name, streaming=streaming)
@@ -152,7 +176,9 @@ def load_raw_datasets(data_args, synthetic=None) -> DatasetDict:
         raw["validation"] = raw["test"]
     for split in ("train", "validation"):
         if split not in raw:
-            raise ValueError(f"the data has no {split!r} split (found: {', '.join(raw)}); give {split}_file or a dataset with one")
+            raise ValueError(
+                f"the data has no {split!r} split (found: {', '.join(raw)}); give {split}_file or a dataset with one"
+            )
         if not streaming and len(raw[split]) == 0:
             raise ValueError(f"the {split!r} split is empty; check {split}_file / dataset_name")
     for split, limit in (("train", data_args.max_train_samples), ("validation", data_args.max_eval_samples)):
@@ -190,9 +216,11 @@ def _concatenate_files(split: str, paths: list[str], data_args, streaming: bool)
     for path, part, names in zip(paths, parts, columns):
         found = next((c for c in wanted if c in names), None)
         if found is None:
-            raise ValueError(f"{split}_file={','.join(paths)!r}: the files have different columns, so text_column must "
-                             f"list a column of each (comma-separated): {path!r} has columns {', '.join(names) or 'none'}, "
-                             f"none of them in text_column={getattr(data_args, 'text_column', None)!r}")
+            raise ValueError(
+                f"{split}_file={','.join(paths)!r}: the files have different columns, so text_column must "
+                f"list a column of each (comma-separated): {path!r} has columns {', '.join(names) or 'none'}, "
+                f"none of them in text_column={getattr(data_args, 'text_column', None)!r}"
+            )
         part = part.select_columns([found])
         aligned.append(part.rename_column(found, wanted[0]) if found != wanted[0] else part)
     return concatenate_datasets(aligned)  # a stream reads the files one after the other
@@ -207,8 +235,10 @@ def check_data_file(field_name: str, path) -> None:
     except UnicodeDecodeError as err:
         line = data.count(b"\n", 0, err.start) + 1
         column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
-        raise ValueError(f"{field_name}={str(path)!r} is not UTF-8 text: byte 0x{data[err.start]:02x} at line {line}, "
-                         f"column {column} ({err.reason}); re-save the file as UTF-8") from None
+        raise ValueError(
+            f"{field_name}={str(path)!r} is not UTF-8 text: byte 0x{data[err.start]:02x} at line {line}, "
+            f"column {column} ({err.reason}); re-save the file as UTF-8"
+        ) from None
     if not text.strip():
         split = field_name.removesuffix("_file")
         raise ValueError(f"{field_name}={str(path)!r} is empty: the {split!r} split has no rows")
@@ -226,11 +256,15 @@ def check_data_file(field_name: str, path) -> None:
         try:
             row = json.loads(line)
         except json.JSONDecodeError as err:
-            raise ValueError(f"{field_name}={str(path)!r} line {number} is not valid JSON ({err.msg}, column "
-                             f"{err.colno}): {line.strip()[:80]!r}") from None
+            raise ValueError(
+                f"{field_name}={str(path)!r} line {number} is not valid JSON ({err.msg}, column "
+                f"{err.colno}): {line.strip()[:80]!r}"
+            ) from None
         if not isinstance(row, dict):
-            raise ValueError(f"{field_name}={str(path)!r} line {number} is not a JSON object of column: value "
-                             f"(got {type(row).__name__}): {line.strip()[:80]!r}")
+            raise ValueError(
+                f"{field_name}={str(path)!r} line {number} is not a JSON object of column: value "
+                f"(got {type(row).__name__}): {line.strip()[:80]!r}"
+            )
 
 
 def _row_location(data_args, split: str, index: int) -> str:
@@ -257,15 +291,24 @@ def check_text_columns(dataset, columns: dict[str, str | None], split: str, data
         for index, value in enumerate(dataset[column]):
             if isinstance(value, str) and value.strip():
                 continue
-            what = ("null" if value is None else "an empty string" if isinstance(value, str)
-                    else f"not text ({type(value).__name__} {value!r})")
-            raise ValueError(f"{field_name}={column!r}: {_row_location(data_args, split, index)} is {what}; every "
-                             f"row needs text in column {column!r} (drop or fix the row)")
+            what = (
+                "null"
+                if value is None
+                else "an empty string"
+                if isinstance(value, str)
+                else f"not text ({type(value).__name__} {value!r})"
+            )
+            raise ValueError(
+                f"{field_name}={column!r}: {_row_location(data_args, split, index)} is {what}; every "
+                f"row needs text in column {column!r} (drop or fix the row)"
+            )
 
 
 def tokenize(dataset, fn, data_args):
     """``dataset.map(fn)`` in batches, replacing the raw columns by what ``fn`` returns."""
-    return dataset.map(fn, batched=True, remove_columns=dataset.column_names, num_proc=data_args.preprocessing_num_workers)
+    return dataset.map(
+        fn, batched=True, remove_columns=dataset.column_names, num_proc=data_args.preprocessing_num_workers
+    )
 
 
 def require_columns(dataset, columns: dict[str, str], split: str) -> None:

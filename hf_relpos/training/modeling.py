@@ -41,8 +41,13 @@ def train_wordpiece_tokenizer(texts, vocab_size=2000, lowercase=True, newlines=F
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
     )
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
-        mask_token="[MASK]", model_input_names=["input_ids", "token_type_ids", "attention_mask"],
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_input_names=["input_ids", "token_type_ids", "attention_mask"],
     )
 
 
@@ -53,7 +58,9 @@ def train_sentencepiece_tokenizer(texts, vocab_size=2000) -> PreTrainedTokenizer
     tok.normalizer = normalizers.NFKC()
     tok.pre_tokenizer = pre_tokenizers.Metaspace()
     tok.decoder = decoders.Metaspace()
-    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<pad>", "</s>", "<unk>"]))
+    tok.train_from_iterator(
+        texts, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<pad>", "</s>", "<unk>"])
+    )
     tok.post_processor = processors.TemplateProcessing(
         single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", tok.token_to_id("</s>"))]
     )
@@ -83,13 +90,19 @@ def load_tokenizer(model_args, texts, seq2seq: bool):
     source = model_args.tokenizer_name or model_args.model_name_or_path
     if source:
         field_name = "tokenizer_name" if model_args.tokenizer_name else "model_name_or_path"
-        return _needs_remote_code(field_name, source, lambda: AutoTokenizer.from_pretrained(
-            source, trust_remote_code=model_args.trust_remote_code))
+        return _needs_remote_code(
+            field_name,
+            source,
+            lambda: AutoTokenizer.from_pretrained(source, trust_remote_code=model_args.trust_remote_code),
+        )
     if seq2seq:
         return train_sentencepiece_tokenizer(texts, vocab_size=model_args.tokenizer_vocab_size)
-    return train_wordpiece_tokenizer(texts, vocab_size=model_args.tokenizer_vocab_size,
-                                     lowercase=model_args.tokenizer_lowercase is not False,
-                                     newlines=model_args.tokenizer_newlines)
+    return train_wordpiece_tokenizer(
+        texts,
+        vocab_size=model_args.tokenizer_vocab_size,
+        lowercase=model_args.tokenizer_lowercase is not False,
+        newlines=model_args.tokenizer_newlines,
+    )
 
 
 def learned_position_limit(config) -> int | None:
@@ -142,22 +155,36 @@ def build_config(model_args, tokenizer, seq2seq: bool, max_length: int | None = 
     shorter, a ValueError names both fields."""
     overrides = model_args.overrides()
     if model_args.model_name_or_path:
-        config = _needs_remote_code("model_name_or_path", model_args.model_name_or_path, lambda: AutoConfig.from_pretrained(
-            model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code))
+        config = _needs_remote_code(
+            "model_name_or_path",
+            model_args.model_name_or_path,
+            lambda: AutoConfig.from_pretrained(
+                model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code
+            ),
+        )
         for key, value in {**task_fields, **overrides}.items():
             setattr(config, key, value)
         if max_length is not None:
             check_position_limit(config, max_length, model_args.model_name_or_path)
         return config
     if seq2seq:
-        fields = dict(T5_PRESETS[model_args.preset], absolute_position=model_args.absolute_position,
-                      decoder_relative_position=model_args.decoder_relative_position,
-                      vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-                      decoder_start_token_id=tokenizer.pad_token_id)
+        fields = dict(
+            T5_PRESETS[model_args.preset],
+            absolute_position=model_args.absolute_position,
+            decoder_relative_position=model_args.decoder_relative_position,
+            vocab_size=len(tokenizer),
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            decoder_start_token_id=tokenizer.pad_token_id,
+        )
         config_class = RelPosT5Config
     else:
-        fields = dict(BERT_PRESETS[model_args.preset], absolute_position=model_args.absolute_position,
-                      vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
+        fields = dict(
+            BERT_PRESETS[model_args.preset],
+            absolute_position=model_args.absolute_position,
+            vocab_size=len(tokenizer),
+            pad_token_id=tokenizer.pad_token_id,
+        )
         config_class = RelPosBertConfig
     if model_args.relative_position is not None:  # None: the config's default scheme
         fields["relative_position"] = model_args.relative_position
@@ -170,10 +197,16 @@ def build_config(model_args, tokenizer, seq2seq: bool, max_length: int | None = 
 
 def load_model(auto_class, model_args, config):
     if model_args.model_name_or_path:
-        return _needs_remote_code("model_name_or_path", model_args.model_name_or_path, lambda: auto_class.from_pretrained(
-            model_args.model_name_or_path, config=config, trust_remote_code=model_args.trust_remote_code,
-            ignore_mismatched_sizes=True,
-        ))
+        return _needs_remote_code(
+            "model_name_or_path",
+            model_args.model_name_or_path,
+            lambda: auto_class.from_pretrained(
+                model_args.model_name_or_path,
+                config=config,
+                trust_remote_code=model_args.trust_remote_code,
+                ignore_mismatched_sizes=True,
+            ),
+        )
     return fresh_model(auto_class, model_args, config)
 
 

@@ -50,13 +50,16 @@ from .trainer import RelPosTrainer
 
 logger = logging.get_logger("hf_relpos")
 
-WORDS = ("river stone cloud maple amber lantern meadow harbor violet copper falcon willow ember canyon orchid "
-         "pebble thunder saffron glacier marble juniper quartz tundra cobalt prairie lotus cedar dune fjord hazel").split()
+WORDS = (
+    "river stone cloud maple amber lantern meadow harbor violet copper falcon willow ember canyon orchid "
+    "pebble thunder saffron glacier marble juniper quartz tundra cobalt prairie lotus cedar dune fjord hazel"
+).split()
 TOKENIZER_DOCS = 10_000  # documents a tokenizer is trained on in a streamed from-scratch run
 SENTINEL = "<extra_id_{}>"
 
 
 # ---------------------------------------------------------------------------------------------- data
+
 
 def synthetic_pretraining(train_size=2000, eval_size=300, seed=1234):
     """Documents of "counting" sentences: each sentence walks the word list in order from a random word,
@@ -75,8 +78,10 @@ def synthetic_pretraining(train_size=2000, eval_size=300, seed=1234):
             out.append({"text": " ".join(sentences)})
         return out
 
-    return DatasetDict(train=Dataset.from_list(rows(random.Random(seed), train_size)),
-                       validation=Dataset.from_list(rows(random.Random(seed + 1), eval_size)))
+    return DatasetDict(
+        train=Dataset.from_list(rows(random.Random(seed), train_size)),
+        validation=Dataset.from_list(rows(random.Random(seed + 1), eval_size)),
+    )
 
 
 def _column_names(dataset) -> list[str]:
@@ -102,7 +107,7 @@ def pack(batch: dict, block_size: int, document_positions: bool = False) -> dict
         batch = {**batch, "position_ids": [list(range(len(ids))) for ids in batch["input_ids"]]}
     concatenated = {k: list(itertools.chain.from_iterable(v)) for k, v in batch.items()}
     total = (len(concatenated["input_ids"]) // block_size) * block_size
-    blocks = {k: [v[i:i + block_size] for i in range(0, total, block_size)] for k, v in concatenated.items()}
+    blocks = {k: [v[i : i + block_size] for i in range(0, total, block_size)] for k, v in concatenated.items()}
     if document_positions:  # a document cut by a block boundary restarts there: positions stay < block_size
         blocks["position_ids"] = [_restarted(pos) for pos in blocks["position_ids"]]
     return blocks
@@ -124,8 +129,12 @@ def packed_blocks(dataset, tokenizer, column: str, block_size: int, keep: tuple[
 
     def tokenize_and_pack(batch):
         texts = [t for t in batch[column] if isinstance(t, str) and t.strip()]
-        enc = tokenizer(texts, return_special_tokens_mask="special_tokens_mask" in keep,
-                        return_offsets_mapping=offsets, verbose=False)
+        enc = tokenizer(
+            texts,
+            return_special_tokens_mask="special_tokens_mask" in keep,
+            return_offsets_mapping=offsets,
+            verbose=False,
+        )
         return pack({k: enc[k] for k in keep}, block_size, getattr(data_args, "document_attention", False))
 
     options = {"batched": True, "remove_columns": _column_names(dataset)}
@@ -135,6 +144,7 @@ def packed_blocks(dataset, tokenizer, column: str, block_size: int, keep: tuple[
 
 
 # ------------------------------------------------------------------------------------- span corruption
+
 
 def compute_input_and_target_lengths(inputs_length: int, noise_density: float, mean_noise_span_length: float):
     """T5's lengths: the raw block length (tokens) whose corrupted inputs (with sentinels and </s>) are
@@ -179,8 +189,9 @@ def random_spans_noise_mask(length: int, noise_density: float, mean_noise_span_l
         segment_id = np.cumsum(np.pad(first, [[1, 0]]))
         return np.unique(segment_id, return_counts=True)[1]
 
-    interleaved = np.stack([segmentation(num_nonnoise_tokens, num_spans),
-                            segmentation(num_noise_tokens, num_spans)], axis=1).reshape(-1)
+    interleaved = np.stack(
+        [segmentation(num_nonnoise_tokens, num_spans), segmentation(num_noise_tokens, num_spans)], axis=1
+    ).reshape(-1)
     starts = np.zeros(length, dtype=np.int64)
     starts[np.cumsum(interleaved)[:-1]] = 1
     return np.cumsum(starts) % 2 == 1
@@ -227,12 +238,23 @@ class DataCollatorForSpanCorruption:
         if any(len(b) != length for b in blocks):
             raise ValueError("span corruption needs blocks of one length in a batch")
         sentinels = self.sentinel_ids(noise_spans(length, self.noise_density, self.mean_noise_span_length))
-        inputs, labels = zip(*(corrupt(b, random_spans_noise_mask(length, self.noise_density, self.mean_noise_span_length,
-                                                                   self.rng), sentinels, self.tokenizer.eos_token_id)
-                               for b in blocks))
+        inputs, labels = zip(
+            *(
+                corrupt(
+                    b,
+                    random_spans_noise_mask(length, self.noise_density, self.mean_noise_span_length, self.rng),
+                    sentinels,
+                    self.tokenizer.eos_token_id,
+                )
+                for b in blocks
+            )
+        )
         input_ids = torch.tensor(inputs, dtype=torch.long)
-        return {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids),
-                "labels": torch.tensor(labels, dtype=torch.long)}
+        return {
+            "input_ids": input_ids,
+            "attention_mask": torch.ones_like(input_ids),
+            "labels": torch.tensor(labels, dtype=torch.long),
+        }
 
 
 def add_sentinels(tokenizer, count: int) -> int:
@@ -246,14 +268,23 @@ def add_sentinels(tokenizer, count: int) -> int:
 
 # ------------------------------------------------------------------------------------------- the task
 
+
 def _load_pretraining_model(task, model_args, config, tokenizer):
     """A fresh model, or the checkpoint's; a checkpoint without the pretraining head (a ``convert`` output
     saved as a base model) starts the head fresh, its output projection tied to the word embeddings."""
     if not model_args.model_name_or_path:
         return fresh_model(task.auto_class, model_args, config)
-    model, info = _needs_remote_code("model_name_or_path", model_args.model_name_or_path, lambda: task.auto_class.from_pretrained(
-        model_args.model_name_or_path, config=config, trust_remote_code=model_args.trust_remote_code,
-        ignore_mismatched_sizes=True, output_loading_info=True))
+    model, info = _needs_remote_code(
+        "model_name_or_path",
+        model_args.model_name_or_path,
+        lambda: task.auto_class.from_pretrained(
+            model_args.model_name_or_path,
+            config=config,
+            trust_remote_code=model_args.trust_remote_code,
+            ignore_mismatched_sizes=True,
+            output_loading_info=True,
+        ),
+    )
     if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(len(tokenizer))
     head = [k for k in info.get("missing_keys", []) if k.startswith(("cls.", "lm_head."))]
@@ -262,8 +293,10 @@ def _load_pretraining_model(task, model_args, config, tokenizer):
         if out is not None and out.weight is not emb.weight:
             with torch.no_grad():
                 out.weight.copy_(emb.weight)
-        logger.warning(f"hf-relpos: {model_args.model_name_or_path} has no {task.name} head ({', '.join(sorted(head))} "
-                       "missing): the head starts fresh, its output projection tied to the word embeddings")
+        logger.warning(
+            f"hf-relpos: {model_args.model_name_or_path} has no {task.name} head ({', '.join(sorted(head))} "
+            "missing): the head starts fresh, its output projection tied to the word embeddings"
+        )
     return model
 
 
@@ -292,8 +325,9 @@ def unigram_baseline(train_blocks, eval_blocks) -> float:
     return float(eval_counts[top] / eval_counts.sum()) if top < len(eval_counts) else 0.0
 
 
-def span_corruption_baseline(train_blocks, eval_blocks, tokens_length: int, noise_density: float,
-                             mean_noise_span_length: float) -> float:
+def span_corruption_baseline(
+    train_blocks, eval_blocks, tokens_length: int, noise_density: float, mean_noise_span_length: float
+) -> float:
     """The target-token accuracy of a model-free guess: the first target is always ``<extra_id_0>``
     (right); every later one is guessed as the training blocks' most frequent token, right as often as
     that token's share of the validation tokens for span tokens (spans are placed at random), never for the
@@ -338,19 +372,29 @@ def load_teacher(data_args, model_args, config, max_seq_length: int):
     from transformers import AutoConfig, AutoModel
 
     path = data_args.teacher_model_name_or_path
-    teacher_config = _needs_remote_code("teacher_model_name_or_path", path, lambda: AutoConfig.from_pretrained(
-        path, trust_remote_code=model_args.trust_remote_code))
+    teacher_config = _needs_remote_code(
+        "teacher_model_name_or_path",
+        path,
+        lambda: AutoConfig.from_pretrained(path, trust_remote_code=model_args.trust_remote_code),
+    )
     for name in ("hidden_size", "vocab_size"):
         mine, theirs = getattr(config, name, None), getattr(teacher_config, name, None)
         if mine != theirs:
-            raise ValueError(f"teacher_model_name_or_path={path!r} has {name}={theirs}, the trained model {mine}: "
-                             "the teacher must share the student's tokenizer and hidden size")
+            raise ValueError(
+                f"teacher_model_name_or_path={path!r} has {name}={theirs}, the trained model {mine}: "
+                "the teacher must share the student's tokenizer and hidden size"
+            )
     table = learned_position_limit(teacher_config)
     if table is not None and max_seq_length > table:
-        raise ValueError(f"teacher_model_name_or_path={path!r} has learned absolute positions for {table} tokens; "
-                         f"max_seq_length={max_seq_length} is longer: train at ≤ {table} tokens (evaluate longer with eval_lengths)")
-    teacher = _needs_remote_code("teacher_model_name_or_path", path, lambda: AutoModel.from_pretrained(
-        path, config=teacher_config, trust_remote_code=model_args.trust_remote_code)).eval()
+        raise ValueError(
+            f"teacher_model_name_or_path={path!r} has learned absolute positions for {table} tokens; "
+            f"max_seq_length={max_seq_length} is longer: train at ≤ {table} tokens (evaluate longer with eval_lengths)"
+        )
+    teacher = _needs_remote_code(
+        "teacher_model_name_or_path",
+        path,
+        lambda: AutoModel.from_pretrained(path, config=teacher_config, trust_remote_code=model_args.trust_remote_code),
+    ).eval()
     teacher.requires_grad_(False)
     return teacher
 
@@ -373,10 +417,18 @@ class MaskedPositionsTrainer(RelPosTrainer):
         labels = inputs.get("labels")
         bert, head = getattr(model, "bert", None), getattr(model, "cls", None)
         distill = self.teacher is not None and model.training
-        if (return_outputs or model is not self.model or bert is None or head is None or labels is None
-                or not (labels != -100).any()):
+        if (
+            return_outputs
+            or model is not self.model
+            or bert is None
+            or head is None
+            or labels is None
+            or not (labels != -100).any()
+        ):
             if not distill:
-                return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+                return super().compute_loss(
+                    model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
+                )
             outputs = model(**inputs, output_hidden_states=True)
             loss = outputs.loss + self.distillation_weight * self._distilled_term(outputs.hidden_states[-1], inputs)
             return (loss, outputs) if return_outputs else loss
@@ -408,8 +460,12 @@ class MaskedPositionsTrainer(RelPosTrainer):
         square is 0.07, a BERT's near 0.5)."""
         mask = inputs.get("attention_mask")
         with torch.no_grad():
-            target = self.teacher(input_ids=inputs["input_ids"], attention_mask=mask, return_dict=True,
-                                  **({"token_type_ids": inputs["token_type_ids"]} if "token_type_ids" in inputs else {})).last_hidden_state
+            target = self.teacher(
+                input_ids=inputs["input_ids"],
+                attention_mask=mask,
+                return_dict=True,
+                **({"token_type_ids": inputs["token_type_ids"]} if "token_type_ids" in inputs else {}),
+            ).last_hidden_state
         real = torch.ones_like(inputs["input_ids"], dtype=torch.bool) if mask is None else mask.bool()
         target = target[real].float()
         return torch.nn.functional.mse_loss(hidden[real].float(), target) / target.pow(2).mean().clamp_min(1e-12)
@@ -425,8 +481,11 @@ class _WrappedModelReport(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         if args.world_size > 1 and state.is_world_process_zero:
             wrapped = type(self.trainer.model_wrapped)
-            print(f"hf-relpos: {args.world_size} processes, model wrapped in {wrapped.__module__}.{wrapped.__name__} "
-                  f"(accelerate: {getattr(self.trainer.accelerator.distributed_type, 'value', '?')})", flush=True)
+            print(
+                f"hf-relpos: {args.world_size} processes, model wrapped in {wrapped.__module__}.{wrapped.__name__} "
+                f"(accelerate: {getattr(self.trainer.accelerator.distributed_type, 'value', '?')})",
+                flush=True,
+            )
 
 
 def _report_distributed(trainer, training_args) -> None:
@@ -435,17 +494,21 @@ def _report_distributed(trainer, training_args) -> None:
     trains as plain DDP (every process holds the whole model)."""
     trainer.add_callback(_WrappedModelReport(trainer))
     if training_args.fsdp and not getattr(trainer, "is_fsdp_enabled", False) and training_args.world_size > 1:
-        logger.warning(f"hf-relpos: fsdp was requested but accelerate runs this as "
-                       f"{getattr(trainer.accelerator.distributed_type, 'value', trainer.accelerator.distributed_type)} (no sharding; DistributedDataParallel): FSDP needs "
-                       "GPUs (accelerate enables it only for multi-GPU/NPU/XPU runs, not for CPU processes with gloo)")
+        logger.warning(
+            f"hf-relpos: fsdp was requested but accelerate runs this as "
+            f"{getattr(trainer.accelerator.distributed_type, 'value', trainer.accelerator.distributed_type)} (no sharding; DistributedDataParallel): FSDP needs "
+            "GPUs (accelerate enables it only for multi-GPU/NPU/XPU runs, not for CPU processes with gloo)"
+        )
 
 
 def setup(task, model_args, data_args, training_args, raw) -> TaskSetup:
     span = task.name == "span_corruption"
     streaming = isinstance(raw["train"], IterableDataset)
     if streaming and training_args.max_steps <= 0:
-        raise ValueError(f"streaming=true needs max_steps (a stream has no length, so epochs are unknown); got "
-                         f"max_steps={training_args.max_steps}: set e.g. --max_steps 1000")
+        raise ValueError(
+            f"streaming=true needs max_steps (a stream has no length, so epochs are unknown); got "
+            f"max_steps={training_args.max_steps}: set e.g. --max_steps 1000"
+        )
     for name in ("mlm_probability", "noise_density"):
         value = getattr(data_args, name)
         if not 0 < value < 1:
@@ -454,7 +517,9 @@ def setup(task, model_args, data_args, training_args, raw) -> TaskSetup:
         raise ValueError(f"mean_noise_span_length={data_args.mean_noise_span_length} is not valid; choose a number ≥ 1")
     lengths = sorted(set(data_args.eval_lengths or []))
     if any(n < 8 for n in lengths):
-        raise ValueError(f"eval_lengths={data_args.eval_lengths} is not valid; choose block lengths of at least 8 tokens")
+        raise ValueError(
+            f"eval_lengths={data_args.eval_lengths} is not valid; choose block lengths of at least 8 tokens"
+        )
     column = comma_list(task.column(data_args, "text_column"))[0]  # "text,document": files of two layouts
     for split in ("train", "validation"):
         if not isinstance(raw[split], IterableDataset):
@@ -465,30 +530,49 @@ def setup(task, model_args, data_args, training_args, raw) -> TaskSetup:
 
     tokenizer = load_tokenizer(model_args, _texts(raw["train"], column, TOKENIZER_DOCS if streaming else None), span)
     if span:
-        block = lambda n: compute_input_and_target_lengths(n, data_args.noise_density, data_args.mean_noise_span_length)[0]
-        needed = max(noise_spans(block(n), data_args.noise_density, data_args.mean_noise_span_length)
-                     for n in [data_args.max_seq_length, *lengths])
+        block = lambda n: compute_input_and_target_lengths(
+            n, data_args.noise_density, data_args.mean_noise_span_length
+        )[0]
+        needed = max(
+            noise_spans(block(n), data_args.noise_density, data_args.mean_noise_span_length)
+            for n in [data_args.max_seq_length, *lengths]
+        )
         add_sentinels(tokenizer, max(100, needed))
         tokens_length, targets_length = compute_input_and_target_lengths(
-            data_args.max_seq_length, data_args.noise_density, data_args.mean_noise_span_length)
-        print(f"hf-relpos: span corruption: blocks of {tokens_length} tokens → inputs {data_args.max_seq_length}, "
-              f"targets {targets_length} tokens", flush=True)
+            data_args.max_seq_length, data_args.noise_density, data_args.mean_noise_span_length
+        )
+        print(
+            f"hf-relpos: span corruption: blocks of {tokens_length} tokens → inputs {data_args.max_seq_length}, "
+            f"targets {targets_length} tokens",
+            flush=True,
+        )
         keep = ("input_ids",)
-        collator = DataCollatorForSpanCorruption(tokenizer, data_args.noise_density, data_args.mean_noise_span_length,
-                                                 seed=training_args.seed)
+        collator = DataCollatorForSpanCorruption(
+            tokenizer, data_args.noise_density, data_args.mean_noise_span_length, seed=training_args.seed
+        )
     else:
         if tokenizer.mask_token is None:
-            raise ValueError(f"task='mlm' needs a tokenizer with a mask token; {model_args.tokenizer_name or model_args.model_name_or_path!r} has none")
+            raise ValueError(
+                f"task='mlm' needs a tokenizer with a mask token; {model_args.tokenizer_name or model_args.model_name_or_path!r} has none"
+            )
         block = lambda n: n
-        keep = ("input_ids", "attention_mask", "special_tokens_mask") + (("offset_mapping",) if data_args.whole_word_masking else ())
-        collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=data_args.mlm_probability,
-                                                   whole_word_mask=data_args.whole_word_masking)
+        keep = ("input_ids", "attention_mask", "special_tokens_mask") + (
+            ("offset_mapping",) if data_args.whole_word_masking else ()
+        )
+        collator = DataCollatorForLanguageModeling(
+            tokenizer, mlm_probability=data_args.mlm_probability, whole_word_mask=data_args.whole_word_masking
+        )
     if model_args.model_name_or_path:  # a checkpoint's learned absolute table bounds the evaluated lengths
-        table = learned_position_limit(build_config(model_args, tokenizer, task.seq2seq, max_length=data_args.max_seq_length))
+        table = learned_position_limit(
+            build_config(model_args, tokenizer, task.seq2seq, max_length=data_args.max_seq_length)
+        )
         if table is not None and any(n > table for n in lengths):  # e.g. the original absolute BERT
-            print(f"hf-relpos: eval_lengths: {model_args.model_name_or_path} has learned absolute positions for {table} "
-                  f"tokens; lengths {[n for n in lengths if n > table]} skipped (`hf-relpos convert --drop-absolute` "
-                  "makes a model that reads longer inputs)", flush=True)
+            print(
+                f"hf-relpos: eval_lengths: {model_args.model_name_or_path} has learned absolute positions for {table} "
+                f"tokens; lengths {[n for n in lengths if n > table]} skipped (`hf-relpos convert --drop-absolute` "
+                "makes a model that reads longer inputs)",
+                flush=True,
+            )
             lengths = [n for n in lengths if n <= table]
     config = build_config(model_args, tokenizer, task.seq2seq, max_length=max([data_args.max_seq_length, *lengths]))
     model = _load_pretraining_model(task, model_args, config, tokenizer)
@@ -497,19 +581,39 @@ def setup(task, model_args, data_args, training_args, raw) -> TaskSetup:
     with training_args.main_process_first(desc="tokenizing and packing"):
         train = packed_blocks(raw["train"], tokenizer, column, block(data_args.max_seq_length), keep, data_args)
         evals = packed_blocks(raw["validation"], tokenizer, column, block(data_args.max_seq_length), keep, data_args)
-        by_length = {n: evals if n == data_args.max_seq_length else
-                     packed_blocks(raw["validation"], tokenizer, column, block(n), keep, data_args) for n in lengths}
+        by_length = {
+            n: evals
+            if n == data_args.max_seq_length
+            else packed_blocks(raw["validation"], tokenizer, column, block(n), keep, data_args)
+            for n in lengths
+        }
     if len(evals) == 0:
-        raise ValueError(f"the validation split has fewer than {block(data_args.max_seq_length)} tokens: no block of "
-                         f"max_seq_length={data_args.max_seq_length}; give more validation text or lower max_seq_length")
+        raise ValueError(
+            f"the validation split has fewer than {block(data_args.max_seq_length)} tokens: no block of "
+            f"max_seq_length={data_args.max_seq_length}; give more validation text or lower max_seq_length"
+        )
 
-    distill = {} if span else dict(
-        teacher=load_teacher(data_args, model_args, config, data_args.max_seq_length) if data_args.teacher_model_name_or_path else None,
-        distillation_weight=data_args.distillation_weight)
+    distill = (
+        {}
+        if span
+        else dict(
+            teacher=load_teacher(data_args, model_args, config, data_args.max_seq_length)
+            if data_args.teacher_model_name_or_path
+            else None,
+            distillation_weight=data_args.distillation_weight,
+        )
+    )
     trainer = (RelPosTrainer if span else MaskedPositionsTrainer)(
-        position_learning_rate=model_args.relative_position_learning_rate, **distill,
-        model=model, args=training_args, train_dataset=train, eval_dataset=evals, processing_class=tokenizer,
-        data_collator=collator, compute_metrics=_accuracy, preprocess_logits_for_metrics=_argmax,
+        position_learning_rate=model_args.relative_position_learning_rate,
+        **distill,
+        model=model,
+        args=training_args,
+        train_dataset=train,
+        eval_dataset=evals,
+        processing_class=tokenizer,
+        data_collator=collator,
+        compute_metrics=_accuracy,
+        preprocess_logits_for_metrics=_argmax,
     )
     _report_distributed(trainer, training_args)
 
@@ -519,8 +623,16 @@ def setup(task, model_args, data_args, training_args, raw) -> TaskSetup:
         metrics["eval_blocks"] = len(evals)
         if isinstance(train, Dataset):  # a stream is not read twice for a baseline
             metrics["eval_baseline_accuracy"] = (
-                span_corruption_baseline(train, evals, block(data_args.max_seq_length), data_args.noise_density,
-                                         data_args.mean_noise_span_length) if span else unigram_baseline(train, evals))
+                span_corruption_baseline(
+                    train,
+                    evals,
+                    block(data_args.max_seq_length),
+                    data_args.noise_density,
+                    data_args.mean_noise_span_length,
+                )
+                if span
+                else unigram_baseline(train, evals)
+            )
         accuracy = {}
         for n, blocks in by_length.items():
             if len(blocks) == 0:
@@ -543,4 +655,3 @@ def setup(task, model_args, data_args, training_args, raw) -> TaskSetup:
         return metrics
 
     return TaskSetup(trainer=trainer, evaluate=evaluate, main_metric="accuracy", text_column=column)
-

@@ -73,7 +73,9 @@ def renamed_copies(dataset, copies: int, seed: int, question_column: str, contex
         names = sorted({w for w in q_words | context_words if is_name(w)}, key=lambda w: (-len(w), w))
         pattern = re.compile(r"\b(" + "|".join(map(re.escape, names)) + r")\b")
         matches = list(pattern.finditer(context))
-        bounds = [b for start, text in zip(answers["answer_start"], answers["text"]) for b in (start, start + len(text))]
+        bounds = [
+            b for start, text in zip(answers["answer_start"], answers["text"]) for b in (start, start + len(text))
+        ]
         if any(m.start() < b < m.end() for m in matches for b in bounds):
             continue
         taken = context_words | q_words
@@ -89,15 +91,26 @@ def renamed_copies(dataset, copies: int, seed: int, question_column: str, contex
                 continue
 
             def shift(position, mapping=mapping):
-                return position + sum(len(mapping[m.group(1)]) - len(m.group(1)) for m in matches if m.end() <= position)
+                return position + sum(
+                    len(mapping[m.group(1)]) - len(m.group(1)) for m in matches if m.end() <= position
+                )
 
             rename = lambda text, mapping=mapping: pattern.sub(lambda m: mapping[m.group(1)], text)
             new_context = rename(context)
             starts = [shift(start) for start in answers["answer_start"]]
-            texts = [new_context[new : shift(start + len(text))]
-                     for new, start, text in zip(starts, answers["answer_start"], answers["text"])]
-            out.append({**row, "id": f"{row['id']}-renamed{copy}", question_column: rename(question), context_column: new_context,
-                        answer_column: {**answers, "answer_start": starts, "text": texts}})
+            texts = [
+                new_context[new : shift(start + len(text))]
+                for new, start, text in zip(starts, answers["answer_start"], answers["text"])
+            ]
+            out.append(
+                {
+                    **row,
+                    "id": f"{row['id']}-renamed{copy}",
+                    question_column: rename(question),
+                    context_column: new_context,
+                    answer_column: {**answers, "answer_start": starts, "text": texts},
+                }
+            )
     return Dataset.from_list(out, features=dataset.features)
 
 
@@ -127,7 +140,9 @@ def postprocess_predictions(examples, features, start_logits, end_logits, data_a
         by_example[example_id].append(i)
     predictions = {}
     for example in examples:
-        windows = [(start_logits[fi], end_logits[fi], features[fi]["offset_mapping"]) for fi in by_example[example["id"]]]
+        windows = [
+            (start_logits[fi], end_logits[fi], features[fi]["offset_mapping"]) for fi in by_example[example["id"]]
+        ]
         best = best_answers(example[data_args.context_column], windows, **answer_settings(data_args))[0]
         predictions[example["id"]] = best["answer"]
     return predictions
@@ -135,38 +150,60 @@ def postprocess_predictions(examples, features, start_logits, end_logits, data_a
 
 def answer_settings(data_args) -> dict:
     """The recipe's post-processing fields as :func:`best_answers` keywords."""
-    return {"n_best_size": data_args.n_best_size, "max_answer_length": data_args.max_answer_length,
-            "version_2_with_negative": bool(data_args.version_2_with_negative),
-            "null_score_diff_threshold": data_args.null_score_diff_threshold}
+    return {
+        "n_best_size": data_args.n_best_size,
+        "max_answer_length": data_args.max_answer_length,
+        "version_2_with_negative": bool(data_args.version_2_with_negative),
+        "null_score_diff_threshold": data_args.null_score_diff_threshold,
+    }
 
 
 def pipeline_parameters(data_args) -> dict:
     """What a QA checkpoint keeps in ``custom_pipelines["question-answering"]["parameters"]``: the windows and
     post-processing of its evaluation, the defaults of ``hf-relpos predict`` and of its pipeline."""
-    return {"max_seq_len": data_args.max_seq_length, "doc_stride": data_args.doc_stride,
-            "max_answer_len": data_args.max_answer_length, "n_best_size": data_args.n_best_size,
-            "handle_impossible_answer": bool(data_args.version_2_with_negative),
-            "null_score_diff_threshold": data_args.null_score_diff_threshold}
+    return {
+        "max_seq_len": data_args.max_seq_length,
+        "doc_stride": data_args.doc_stride,
+        "max_answer_len": data_args.max_answer_length,
+        "n_best_size": data_args.n_best_size,
+        "handle_impossible_answer": bool(data_args.version_2_with_negative),
+        "null_score_diff_threshold": data_args.null_score_diff_threshold,
+    }
 
 
 def setup(task, model_args, data_args, training_args, raw) -> TaskSetup:
-    columns = {"question_column": data_args.question_column, "context_column": data_args.context_column,
-               "answer_column": data_args.answer_column}
+    columns = {
+        "question_column": data_args.question_column,
+        "context_column": data_args.context_column,
+        "answer_column": data_args.answer_column,
+    }
     for split in ("train", "validation"):
         require_columns(raw[split], {**columns, "id": "id"}, split)
-        check_text_columns(raw[split], {"question_column": data_args.question_column,
-                                        "context_column": data_args.context_column}, split, data_args)
+        check_text_columns(
+            raw[split],
+            {"question_column": data_args.question_column, "context_column": data_args.context_column},
+            split,
+            data_args,
+        )
         check_answers(raw[split], data_args, split)
     if data_args.renamed_copies:
-        copies = renamed_copies(raw["train"], data_args.renamed_copies, training_args.seed, data_args.question_column,
-                                data_args.context_column, data_args.answer_column)
+        copies = renamed_copies(
+            raw["train"],
+            data_args.renamed_copies,
+            training_args.seed,
+            data_args.question_column,
+            data_args.context_column,
+            data_args.answer_column,
+        )
         check_answers(copies, data_args, "train (renamed copies)")
         raw["train"] = concatenate_datasets([raw["train"], copies])
 
     texts = list(raw["train"][data_args.context_column]) + list(raw["train"][data_args.question_column])
     tokenizer = load_tokenizer(model_args, texts, task.seq2seq)
     if not tokenizer.is_fast:
-        raise ValueError(f"tokenizer_name={model_args.tokenizer_name!r}: extractive QA needs a fast tokenizer (offset mapping)")
+        raise ValueError(
+            f"tokenizer_name={model_args.tokenizer_name!r}: extractive QA needs a fast tokenizer (offset mapping)"
+        )
     config = build_config(model_args, tokenizer, task.seq2seq, max_length=task.max_length(data_args))
     model = load_model(task.auto_class, model_args, config)
     pad_right = tokenizer.padding_side == "right"
@@ -175,9 +212,14 @@ def setup(task, model_args, data_args, training_args, raw) -> TaskSetup:
     def encode(batch):
         questions = [q.lstrip() for q in batch[q_col]]
         return tokenizer(
-            questions if pad_right else batch[c_col], batch[c_col] if pad_right else questions,
-            truncation="only_second" if pad_right else "only_first", max_length=data_args.max_seq_length,
-            stride=data_args.doc_stride, return_overflowing_tokens=True, return_offsets_mapping=True, padding="max_length",
+            questions if pad_right else batch[c_col],
+            batch[c_col] if pad_right else questions,
+            truncation="only_second" if pad_right else "only_first",
+            max_length=data_args.max_seq_length,
+            stride=data_args.doc_stride,
+            return_overflowing_tokens=True,
+            return_offsets_mapping=True,
+            padding="max_length",
         )
 
     context_index = 1 if pad_right else 0
@@ -188,7 +230,11 @@ def setup(task, model_args, data_args, training_args, raw) -> TaskSetup:
         offsets_all = enc.pop("offset_mapping")
         enc["start_positions"], enc["end_positions"] = [], []
         for i, offsets in enumerate(offsets_all):
-            cls_index = enc["input_ids"][i].index(tokenizer.cls_token_id) if tokenizer.cls_token_id in enc["input_ids"][i] else 0
+            cls_index = (
+                enc["input_ids"][i].index(tokenizer.cls_token_id)
+                if tokenizer.cls_token_id in enc["input_ids"][i]
+                else 0
+            )
             seq_ids = enc.sequence_ids(i)
             answers = batch[a_col][sample_map[i]]
             if not answers["answer_start"]:
@@ -216,8 +262,14 @@ def setup(task, model_args, data_args, training_args, raw) -> TaskSetup:
         return enc
 
     def prepare_eval(batch):  # the windows hf-relpos predict and the pipeline cut too
-        enc = qa_windows(tokenizer, batch[q_col], batch[c_col], max_seq_len=data_args.max_seq_length,
-                         doc_stride=data_args.doc_stride, padding="max_length")
+        enc = qa_windows(
+            tokenizer,
+            batch[q_col],
+            batch[c_col],
+            max_seq_len=data_args.max_seq_length,
+            doc_stride=data_args.doc_stride,
+            padding="max_length",
+        )
         sample_map = enc.pop("overflow_to_sample_mapping")
         enc["example_id"] = [batch["id"][sample_map[i]] for i in range(len(enc["input_ids"]))]
         return enc
@@ -229,8 +281,12 @@ def setup(task, model_args, data_args, training_args, raw) -> TaskSetup:
     metric = evaluate.load(str(METRIC_DIR))
 
     trainer = RelPosTrainer(
-        model=model, args=training_args, train_dataset=train, processing_class=tokenizer,
-        data_collator=default_data_collator, position_learning_rate=model_args.relative_position_learning_rate,
+        model=model,
+        args=training_args,
+        train_dataset=train,
+        processing_class=tokenizer,
+        data_collator=default_data_collator,
+        position_learning_rate=model_args.relative_position_learning_rate,
     )
 
     def final_evaluate():
@@ -238,18 +294,41 @@ def setup(task, model_args, data_args, training_args, raw) -> TaskSetup:
         start_logits, end_logits = output.predictions[:2]
         predictions = postprocess_predictions(raw["validation"], eval_features, start_logits, end_logits, data_args)
         references = [{"id": ex["id"], "answers": ex[a_col]} for ex in raw["validation"]]
-        scores = metric.compute(predictions=[{"id": k, "prediction_text": v} for k, v in predictions.items()],
-                                references=references)
-        baseline = metric.compute(predictions=[{"id": ex["id"], "prediction_text": first_sentence(ex[c_col])}
-                                               for ex in raw["validation"]], references=references)
+        scores = metric.compute(
+            predictions=[{"id": k, "prediction_text": v} for k, v in predictions.items()], references=references
+        )
+        baseline = metric.compute(
+            predictions=[{"id": ex["id"], "prediction_text": first_sentence(ex[c_col])} for ex in raw["validation"]],
+            references=references,
+        )
         if trainer.is_world_process_zero():  # as HF run_qa: every answer, to read what the model gets wrong
             out = Path(training_args.output_dir)
             out.mkdir(parents=True, exist_ok=True)
-            (out / "eval_predictions.json").write_text(json.dumps(
-                [{"id": ex["id"], "question": ex[q_col], "prediction": predictions[ex["id"]],
-                  "answers": list(ex[a_col]["text"])} for ex in raw["validation"]], indent=1, ensure_ascii=False))
-        return {**{k: v for k, v in output.metrics.items() if k.startswith("eval_")}, **{f"eval_{k}": v for k, v in scores.items()},
-                **{f"eval_baseline_{k}": baseline[k] for k in ("exact_match", "f1")}}
+            (out / "eval_predictions.json").write_text(
+                json.dumps(
+                    [
+                        {
+                            "id": ex["id"],
+                            "question": ex[q_col],
+                            "prediction": predictions[ex["id"]],
+                            "answers": list(ex[a_col]["text"]),
+                        }
+                        for ex in raw["validation"]
+                    ],
+                    indent=1,
+                    ensure_ascii=False,
+                )
+            )
+        return {
+            **{k: v for k, v in output.metrics.items() if k.startswith("eval_")},
+            **{f"eval_{k}": v for k, v in scores.items()},
+            **{f"eval_baseline_{k}": baseline[k] for k in ("exact_match", "f1")},
+        }
 
-    return TaskSetup(trainer=trainer, evaluate=final_evaluate, main_metric="f1", text_column=c_col,
-                     pipeline_parameters=pipeline_parameters(data_args))
+    return TaskSetup(
+        trainer=trainer,
+        evaluate=final_evaluate,
+        main_metric="f1",
+        text_column=c_col,
+        pipeline_parameters=pipeline_parameters(data_args),
+    )

@@ -16,8 +16,15 @@ RECIPES_DIR = _PACKAGE / "recipes" if (_PACKAGE / "recipes").is_dir() else _PACK
 # dataset_name values that read no Hub dataset
 OFFLINE_DATASETS = (None, "synthetic", "none")
 FILE_FIELDS = ("train_file", "validation_file", "test_file")
-COLUMN_FIELDS = ("text_column", "text_pair_column", "label_column", "question_column", "context_column",
-                 "answer_column", "summary_column")
+COLUMN_FIELDS = (
+    "text_column",
+    "text_pair_column",
+    "label_column",
+    "question_column",
+    "context_column",
+    "answer_column",
+    "summary_column",
+)
 
 
 def did_you_mean(word: str, choices, prefix: str = "") -> str:
@@ -43,7 +50,9 @@ def resolve_recipe(recipe) -> Path:
     name = path.name.removesuffix(".yaml").removesuffix(".yml")
     if name in shipped and str(path.parent) in (".", "recipes") and not path.exists():
         return shipped[name]
-    kind = "no such file" if path.suffix in (".yaml", ".yml") or "/" in str(recipe) else "no such file or shipped recipe"
+    kind = (
+        "no such file" if path.suffix in (".yaml", ".yml") or "/" in str(recipe) else "no such file or shipped recipe"
+    )
     raise FileNotFoundError(
         f"recipe {str(recipe)!r}: {kind}{did_you_mean(name, shipped)}; shipped recipes: {', '.join(shipped)} "
         "(`hf-relpos recipes` lists them)"
@@ -60,14 +69,16 @@ def resolve_model_reference(field: str, value: str | None) -> str | None:
     missing or ships no model."""
     if not value or not str(value).startswith(PACKAGE_PREFIX):
         return value
-    module = str(value)[len(PACKAGE_PREFIX):]
+    module = str(value)[len(PACKAGE_PREFIX) :]
     import importlib
 
     try:
         package = importlib.import_module(module)
     except ImportError:
-        raise ValueError(f"{field}={value!r}: the package {module!r} is not installed (pip install --no-deps "
-                         f"{module.replace('_', '-')})") from None
+        raise ValueError(
+            f"{field}={value!r}: the package {module!r} is not installed (pip install --no-deps "
+            f"{module.replace('_', '-')})"
+        ) from None
     if not callable(getattr(package, "get_model_path", None)):
         raise ValueError(f"{field}={value!r}: the package {module!r} has no get_model_path(); name a folder or Hub id")
     return str(package.get_model_path())
@@ -91,7 +102,7 @@ def recipe_needs(config: dict) -> str:
         needs.append(f"Hub dataset {dataset}")
     model = config.get("model_name_or_path")
     if model and str(model).startswith(PACKAGE_PREFIX):
-        needs.append(f"the model shipped by the Python package {model[len(PACKAGE_PREFIX):]}")
+        needs.append(f"the model shipped by the Python package {model[len(PACKAGE_PREFIX) :]}")
     elif model and is_local_model(model, config.get("output_dir")):
         needs.append(f"model folder {model} (made beforehand, see the recipe's comments)")
     elif model:
@@ -115,8 +126,15 @@ def recipe_summaries() -> list[dict]:
     rows = []
     for name, path in shipped_recipes().items():
         config = yaml.safe_load(path.read_text()) or {}
-        rows.append({"name": name, "description": str(config.get("description", "")).strip(),
-                     "needs": recipe_needs(config), "hint": own_files_hint(config), "path": str(path)})
+        rows.append(
+            {
+                "name": name,
+                "description": str(config.get("description", "")).strip(),
+                "needs": recipe_needs(config),
+                "hint": own_files_hint(config),
+                "path": str(path),
+            }
+        )
     return rows
 
 

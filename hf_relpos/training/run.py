@@ -79,14 +79,18 @@ def _resume_path(training_args):
         out = Path(training_args.output_dir)
         done = complete_checkpoints(out) if out.is_dir() else []
         if not done:
-            raise ValueError(f"resume_from_checkpoint={resume!r}: no complete checkpoint-N folder in "
-                             f"output_dir={training_args.output_dir!r}; start over with overwrite_output_dir=true")
+            raise ValueError(
+                f"resume_from_checkpoint={resume!r}: no complete checkpoint-N folder in "
+                f"output_dir={training_args.output_dir!r}; start over with overwrite_output_dir=true"
+            )
         return str(done[-1])
     if not Path(resume).is_dir():
         raise ValueError(f"resume_from_checkpoint={resume!r} is not a checkpoint folder")
     if not (Path(resume) / "trainer_state.json").is_file():
-        raise ValueError(f"resume_from_checkpoint={resume!r} has no trainer_state.json: the checkpoint was not "
-                         "finished (a run killed while saving it); resume from an earlier one")
+        raise ValueError(
+            f"resume_from_checkpoint={resume!r} has no trainer_state.json: the checkpoint was not "
+            "finished (a run killed while saving it); resume from an earlier one"
+        )
     return str(resume)
 
 
@@ -191,10 +195,17 @@ def run(model_args, data_args, training_args) -> dict:
     out = Path(training_args.output_dir)
     if main_process:
         _prepare_output_dir(training_args, overwrite)
-        total = training_args.per_device_train_batch_size * training_args.world_size * training_args.gradient_accumulation_steps
-        print(f"hf-relpos: task {data_args.task}, model {type(trainer.model).__name__} "
-              f"({getattr(trainer.model.config, 'relative_position', '?')}), processes: {training_args.world_size}, "
-              f"total train batch size: {total}", flush=True)
+        total = (
+            training_args.per_device_train_batch_size
+            * training_args.world_size
+            * training_args.gradient_accumulation_steps
+        )
+        print(
+            f"hf-relpos: task {data_args.task}, model {type(trainer.model).__name__} "
+            f"({getattr(trainer.model.config, 'relative_position', '?')}), processes: {training_args.world_size}, "
+            f"total train batch size: {total}",
+            flush=True,
+        )
 
     prior = _prior_totals(resume)
     if hasattr(trainer, "prior_totals"):
@@ -241,24 +252,37 @@ def run(model_args, data_args, training_args) -> dict:
         add_pipelines(tmp, setup.pipeline_parameters)  # question-answering / summarization pipelines as remote code
         (tmp / "metrics.json").write_text(json.dumps({**result, **card_fields}, indent=2, default=str))
         card = build_model_card(
-            task.name, trainer.model.config, metrics, training_args, dataset,
+            task.name,
+            trainer.model.config,
+            metrics,
+            training_args,
+            dataset,
             repo_id=hub_repo_id or training_args.hub_model_id or str(out),
-            example_input=card_fields["example_input"], example_question=card_fields["example_question"],
-            version_2=card_fields["version_2_with_negative"], max_seq_length=card_fields["max_seq_length"],
-            pipeline_tag=task.pipeline_tag, auto_class=task.auto_class_name,
-            data_files=result["data_files"], hub_dataset=result["hub_dataset"],
+            example_input=card_fields["example_input"],
+            example_question=card_fields["example_question"],
+            version_2=card_fields["version_2_with_negative"],
+            max_seq_length=card_fields["max_seq_length"],
+            pipeline_tag=task.pipeline_tag,
+            auto_class=task.auto_class_name,
+            data_files=result["data_files"],
+            hub_dataset=result["hub_dataset"],
         )
         card.save(tmp / "README.md")
         _publish(tmp, out)
         if hub_repo_id:
             try:
                 result["hub"] = push_to_hub(
-                    out, hub_repo_id, private=training_args.hub_private_repo, revision=training_args.hub_revision,
+                    out,
+                    hub_repo_id,
+                    private=training_args.hub_private_repo,
+                    revision=training_args.hub_revision,
                     token=training_args.hub_token,
                     commit_message=f"hf-relpos train: {data_args.task}, {result['relative_position']}",
                 )
             except ValueError as err:
-                raise ValueError(f"{err} (the trained model is complete in {str(out)!r}: push it later with "
-                                 f"`hf-relpos push {out} --repo-id {hub_repo_id}`)") from err
+                raise ValueError(
+                    f"{err} (the trained model is complete in {str(out)!r}: push it later with "
+                    f"`hf-relpos push {out} --repo-id {hub_repo_id}`)"
+                ) from err
             print(f"hf-relpos: pushed {out} to {result['hub']['repo_id']} ({result['hub']['commit_url']})", flush=True)
     return result

@@ -43,8 +43,12 @@ def other_source_loss(trainer, evals) -> dict:
     for column in ("input_ids", "attention_mask"):
         values = evals[column]
         rotated = rotated.add_column(column, values[1:] + values[:1])
-    output = trainer.evaluation_loop(trainer.get_eval_dataloader(rotated), description="Other source",
-                                     prediction_loss_only=True, metric_key_prefix="eval_other_source")
+    output = trainer.evaluation_loop(
+        trainer.get_eval_dataloader(rotated),
+        description="Other source",
+        prediction_loss_only=True,
+        metric_key_prefix="eval_other_source",
+    )
     return {"eval_other_source_loss": output.metrics["eval_other_source_loss"]}
 
 
@@ -55,10 +59,14 @@ def setup(task, model_args, data_args, training_args, raw) -> TaskSetup:
         raise ValueError(f"lead_words={data_args.lead_words} is not valid; choose a number of words ≥ 1")
     beams = data_args.num_beams if data_args.num_beams is not None else training_args.generation_num_beams
     if data_args.length_penalty is not None and (beams or 1) <= 1:  # generate() would refuse it at save time
-        raise ValueError(f"length_penalty={data_args.length_penalty} needs beam search; num_beams={beams}: set "
-                         "num_beams to 2 or more, or leave length_penalty unset")
+        raise ValueError(
+            f"length_penalty={data_args.length_penalty} needs beam search; num_beams={beams}: set "
+            "num_beams to 2 or more, or leave length_penalty unset"
+        )
     if data_args.no_repeat_ngram_size is not None and data_args.no_repeat_ngram_size < 1:
-        raise ValueError(f"no_repeat_ngram_size={data_args.no_repeat_ngram_size} is not valid; choose an n-gram size ≥ 1")
+        raise ValueError(
+            f"no_repeat_ngram_size={data_args.no_repeat_ngram_size} is not valid; choose an n-gram size ≥ 1"
+        )
     for split in ("train", "validation"):
         require_columns(raw[split], {"text_column": text_column, "summary_column": summary_column}, split)
         check_text_columns(raw[split], {"text_column": text_column, "summary_column": summary_column}, split, data_args)
@@ -71,8 +79,9 @@ def setup(task, model_args, data_args, training_args, raw) -> TaskSetup:
     def preprocess(batch):
         inputs = [data_args.source_prefix + doc for doc in batch[text_column]]
         enc = tokenizer(inputs, max_length=data_args.max_source_length, truncation=True)
-        enc["labels"] = tokenizer(text_target=batch[summary_column], max_length=data_args.max_target_length,
-                                  truncation=True)["input_ids"]
+        enc["labels"] = tokenizer(
+            text_target=batch[summary_column], max_length=data_args.max_target_length, truncation=True
+        )["input_ids"]
         return enc
 
     with training_args.main_process_first(desc="tokenizing"):
@@ -97,14 +106,22 @@ def setup(task, model_args, data_args, training_args, raw) -> TaskSetup:
         training_args.generation_max_length = data_args.max_target_length
     training_args.generation_num_beams = beams
     # the evaluated generation settings go on the model: saved in generation_config.json, generate()'s defaults
-    for name, value in (("num_beams", beams if (beams or 1) > 1 else None), ("max_length", training_args.generation_max_length),
-                        ("no_repeat_ngram_size", data_args.no_repeat_ngram_size), ("length_penalty", data_args.length_penalty)):
+    for name, value in (
+        ("num_beams", beams if (beams or 1) > 1 else None),
+        ("max_length", training_args.generation_max_length),
+        ("no_repeat_ngram_size", data_args.no_repeat_ngram_size),
+        ("length_penalty", data_args.length_penalty),
+    ):
         if value is not None:
             setattr(model.generation_config, name, value)
     baseline = rouge([lead(doc, data_args.lead_words) for doc in raw["validation"][text_column]], references)
     trainer = RelPosSeq2SeqTrainer(
         position_learning_rate=model_args.relative_position_learning_rate,
-        model=model, args=training_args, train_dataset=train, eval_dataset=evals, processing_class=tokenizer,
+        model=model,
+        args=training_args,
+        train_dataset=train,
+        eval_dataset=evals,
+        processing_class=tokenizer,
         data_collator=DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100),
         compute_metrics=compute_metrics if training_args.predict_with_generate else None,
     )
@@ -116,6 +133,13 @@ def setup(task, model_args, data_args, training_args, raw) -> TaskSetup:
             metrics.update({f"eval_baseline_{k}": v for k, v in baseline.items()})
         return metrics
 
-    return TaskSetup(trainer=trainer, evaluate=final_evaluate, main_metric="rougeL", text_column=text_column,
-                     pipeline_parameters={"source_prefix": data_args.source_prefix,  # predict / pipeline: the evaluated inputs
-                                          "max_source_length": data_args.max_source_length})
+    return TaskSetup(
+        trainer=trainer,
+        evaluate=final_evaluate,
+        main_metric="rougeL",
+        text_column=text_column,
+        pipeline_parameters={
+            "source_prefix": data_args.source_prefix,  # predict / pipeline: the evaluated inputs
+            "max_source_length": data_args.max_source_length,
+        },
+    )

@@ -7,7 +7,10 @@ training_args, raw) -> TaskSetup``), a synthetic data builder and a card templat
 from __future__ import annotations
 
 from transformers import (
-    AutoModelForMaskedLM, AutoModelForQuestionAnswering, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification,
+    AutoModelForMaskedLM,
+    AutoModelForQuestionAnswering,
+    AutoModelForSeq2SeqLM,
+    AutoModelForSequenceClassification,
 )
 
 from . import classification, pretraining, qa, summarization
@@ -20,8 +23,12 @@ def _sized(builder, **options):
     maps a builder keyword to the recipe field that sets it."""
 
     def synthetic(data_args):
-        return builder(train_size=data_args.synthetic_train_size, eval_size=data_args.synthetic_eval_size,
-                       seed=data_args.seed_data, **{k: getattr(data_args, f) for k, f in options.items()})
+        return builder(
+            train_size=data_args.synthetic_train_size,
+            eval_size=data_args.synthetic_eval_size,
+            seed=data_args.seed_data,
+            **{k: getattr(data_args, f) for k, f in options.items()},
+        )
 
     return synthetic
 
@@ -36,28 +43,59 @@ def register_task(task: Task) -> Task:
     return task
 
 
-register_task(Task(
-    "classification", "text-classification", AutoModelForSequenceClassification, classification.setup,
-    synthetic=_sized(synthetic_classification), default_columns={"text_column": "text"},
-))
-register_task(Task(
-    "qa", "question-answering", AutoModelForQuestionAnswering, qa.setup,
-    synthetic=_sized(synthetic_qa, with_negative="version_2_with_negative"),
-))
-register_task(Task(
-    "summarization", "summarization", AutoModelForSeq2SeqLM, summarization.setup,
-    synthetic=_sized(synthetic_summarization), default_columns={"text_column": "document", "summary_column": "summary"},
-    length_fields=("max_source_length", "max_target_length"), seq2seq=True,
-))
+register_task(
+    Task(
+        "classification",
+        "text-classification",
+        AutoModelForSequenceClassification,
+        classification.setup,
+        synthetic=_sized(synthetic_classification),
+        default_columns={"text_column": "text"},
+    )
+)
+register_task(
+    Task(
+        "qa",
+        "question-answering",
+        AutoModelForQuestionAnswering,
+        qa.setup,
+        synthetic=_sized(synthetic_qa, with_negative="version_2_with_negative"),
+    )
+)
+register_task(
+    Task(
+        "summarization",
+        "summarization",
+        AutoModelForSeq2SeqLM,
+        summarization.setup,
+        synthetic=_sized(synthetic_summarization),
+        default_columns={"text_column": "document", "summary_column": "summary"},
+        length_fields=("max_source_length", "max_target_length"),
+        seq2seq=True,
+    )
+)
 
-register_task(Task(  # pretraining: texts packed into blocks; built-in data = "counting" sentences
-    "mlm", "fill-mask", AutoModelForMaskedLM, pretraining.setup,
-    synthetic=_sized(pretraining.synthetic_pretraining), default_columns={"text_column": "text"},
-))
-register_task(Task(
-    "span_corruption", "text2text-generation", AutoModelForSeq2SeqLM, pretraining.setup,
-    synthetic=_sized(pretraining.synthetic_pretraining), default_columns={"text_column": "text"}, seq2seq=True,
-))
+register_task(
+    Task(  # pretraining: texts packed into blocks; built-in data = "counting" sentences
+        "mlm",
+        "fill-mask",
+        AutoModelForMaskedLM,
+        pretraining.setup,
+        synthetic=_sized(pretraining.synthetic_pretraining),
+        default_columns={"text_column": "text"},
+    )
+)
+register_task(
+    Task(
+        "span_corruption",
+        "text2text-generation",
+        AutoModelForSeq2SeqLM,
+        pretraining.setup,
+        synthetic=_sized(pretraining.synthetic_pretraining),
+        default_columns={"text_column": "text"},
+        seq2seq=True,
+    )
+)
 
 
 def get_task(name) -> Task:

@@ -62,8 +62,11 @@ class RunTotalsMixin:
         # ExportableState callback writes the same totals into the checkpoint's trainer_state.json
         self._relpos_save_hook = compat.trainer_has_save_checkpoint(Trainer)
         if not self._relpos_save_hook:
-            compat.warn_fallback("trainer", "transformers' Trainer has no _save_checkpoint(model, trial) here (or the "
-                                            "fallback is forced); run totals reach checkpoints through a callback")
+            compat.warn_fallback(
+                "trainer",
+                "transformers' Trainer has no _save_checkpoint(model, trial) here (or the "
+                "fallback is forced); run totals reach checkpoints through a callback",
+            )
             self.add_callback(compat.run_totals_callback_class()(self._run_totals))
 
     def train(self, *args, **kwargs):
@@ -75,8 +78,11 @@ class RunTotalsMixin:
         prior = self.prior_totals or {"step": 0, "loss_sum": 0.0, "seconds": 0.0}
         session = compat.session_loss_sum(self, prior.get("step", 0))
         started = getattr(self, "_relpos_started", time.perf_counter())
-        return {"loss_sum": prior["loss_sum"] + session, "seconds": prior["seconds"] + time.perf_counter() - started,
-                "step": self.state.global_step}
+        return {
+            "loss_sum": prior["loss_sum"] + session,
+            "seconds": prior["seconds"] + time.perf_counter() - started,
+            "step": self.state.global_step,
+        }
 
     def _save_checkpoint(self, model, trial):
         if self._relpos_save_hook:

@@ -5,7 +5,9 @@ import datasets
 import evaluate
 import numpy as np
 
-_DESCRIPTION = "Accuracy and macro F1 (unweighted mean of per-class F1 over the classes seen in predictions or references)."
+_DESCRIPTION = (
+    "Accuracy and macro F1 (unweighted mean of per-class F1 over the classes seen in predictions or references)."
+)
 _KWARGS = """
 Args:
     predictions (list of int): predicted labels.
