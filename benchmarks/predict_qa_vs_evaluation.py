@@ -30,7 +30,7 @@ def main(argv=None):
     import evaluate
     from transformers.utils import logging as hf_logging
 
-    from hf_relpos.predict import predict
+    from hf_relpos.prediction import predict
     from hf_relpos.training.arguments import parse_recipe
     from hf_relpos.training.data import load_raw_datasets
     from hf_relpos.training.qa import METRIC_DIR

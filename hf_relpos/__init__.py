@@ -79,10 +79,10 @@ _register()
 
 
 def __getattr__(name):
-    if name == "predict":  # hf_relpos.predict(...): the module hf_relpos/predict.py, callable (imported on first use)
+    if name == "predict":  # hf_relpos.predict(...), from hf_relpos/prediction.py (imported on first use)
         import importlib
 
-        return importlib.import_module(".predict", __name__)
+        return importlib.import_module(".prediction", __name__).predict
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -13,7 +13,7 @@
     hf-relpos bench {speed,extrapolation,attention,convert-finetune} [options]   (``hf-relpos bench speed --help``)
 
 The command line only parses and prints: the work is in hf_relpos.training (train, compare),
-hf_relpos.hub (push), hf_relpos.convert, hf_relpos.predict and hf_relpos.bench.
+hf_relpos.hub (push), hf_relpos.convert, hf_relpos.prediction and hf_relpos.bench.
 """
 
 from __future__ import annotations
@@ -338,7 +338,7 @@ def _export(args) -> int:
 
 
 def _add_predict_parser(sub):
-    from .predict import TASKS
+    from .prediction import TASKS
 
     p = sub.add_parser(
         "predict",
@@ -419,7 +419,7 @@ def _add_predict_parser(sub):
 
 
 def _predict(args) -> int:
-    from .predict import predict
+    from .prediction import predict
 
     rows = predict(
         args.checkpoint,

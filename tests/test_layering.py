@@ -15,7 +15,7 @@ LAYERS = {
     "hub": 1,
     "export": 1,
     "training": 2,
-    "predict": 2,
+    "prediction": 2,
     "cli": 3,
     "bench": 3,
 }  # others: 0

@@ -16,7 +16,7 @@ import hf_relpos
 from hf_relpos import RelPosBertConfig, RelPosBertForTokenClassification, RelPosBertModel
 from hf_relpos.cli import main
 from hf_relpos.pipelines_relpos import best_answers
-from hf_relpos.predict import BadRowError, pooling_of, predict, task_of
+from hf_relpos.prediction import BadRowError, pooling_of, predict, task_of
 from hf_relpos.training import train
 from hf_relpos.training.data import synthetic_classification, synthetic_qa, synthetic_summarization
 from hf_relpos.training.modeling import BERT_PRESETS, train_wordpiece_tokenizer
@@ -77,7 +77,7 @@ def test_qa_predict_gives_the_evaluation_answers(qa, tmp_path):
     out, result, questions = qa
     assert task_of(out) == "qa"
     evaluated = {r["id"]: r["prediction"] for r in json.loads((out / "eval_predictions.json").read_text())}
-    rows = hf_relpos.predict(out, questions, tmp_path / "answers.jsonl", batch_size=7)  # the package is callable
+    rows = hf_relpos.predict(out, questions, tmp_path / "answers.jsonl", batch_size=7)  # the package's function
     assert {r["id"]: r["answer"] for r in rows} == evaluated
     written = [json.loads(line) for line in (tmp_path / "answers.jsonl").read_text().splitlines()]
     assert [r["id"] for r in written] == [json.loads(line)["id"] for line in questions.read_text().splitlines()]

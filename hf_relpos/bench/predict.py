@@ -65,7 +65,7 @@ def main(argv=None) -> int:
     from transformers import pipeline
     from transformers.utils import logging as hf_logging
 
-    from ..predict import predict
+    from ..prediction import predict
     from ..training.data import synthetic_classification
 
     with tempfile.TemporaryDirectory() as tmp:

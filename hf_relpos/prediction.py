@@ -33,7 +33,6 @@ import json
 import os
 import sys
 import time
-import types
 from pathlib import Path
 
 import numpy as np
@@ -802,15 +801,5 @@ def predict(
         rows.output = str(output)
     return rows
 
-
-class _CallableModule(types.ModuleType):
-    """``hf_relpos.predict`` is this module and the function at once: ``hf_relpos.predict(...)`` calls
-    :func:`predict`, ``from hf_relpos.predict import ...`` imports from the module."""
-
-    def __call__(self, *args, **kwargs):
-        return predict(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
 
 __all__ = ["BadRowError", "Predictions", "TASKS", "check_output", "pooling_of", "predict", "task_of"]
