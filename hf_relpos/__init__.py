@@ -9,6 +9,7 @@ Auto classes, for both loading paths: installed (``AutoX.from_pretrained(folder)
 from transformers import (
     AutoConfig,
     AutoModel,
+    AutoModelForCausalLM,
     AutoModelForMaskedLM,
     AutoModelForMultipleChoice,
     AutoModelForQuestionAnswering,
@@ -19,15 +20,17 @@ from transformers import (
 )
 
 from .attention_engine import build_attention_mask, relpos_attention
-from .configuration_relpos_bert import RelPosBertConfig
+from .configuration_relpos_bert import RelPosBertConfig, RelPosBertEncoderDecoderConfig
 from .configuration_relpos_t5 import RelPosT5Config
 from .convert import convert_bert_to_relpos, convert_checkpoint, convert_t5_to_relpos
 from .modeling_relpos_bert import (
+    RelPosBertEncoderDecoderModel,
     RelPosBertForMaskedLM,
     RelPosBertForMultipleChoice,
     RelPosBertForQuestionAnswering,
     RelPosBertForSequenceClassification,
     RelPosBertForTokenClassification,
+    RelPosBertLMHeadModel,
     RelPosBertModel,
     RelPosBertPreTrainedModel,
 )
@@ -49,11 +52,16 @@ _REGISTRY = {
         [
             (AutoModel, RelPosBertModel),
             (AutoModelForMaskedLM, RelPosBertForMaskedLM),
+            (AutoModelForCausalLM, RelPosBertLMHeadModel),
             (AutoModelForSequenceClassification, RelPosBertForSequenceClassification),
             (AutoModelForTokenClassification, RelPosBertForTokenClassification),
             (AutoModelForQuestionAnswering, RelPosBertForQuestionAnswering),
             (AutoModelForMultipleChoice, RelPosBertForMultipleChoice),
         ],
+    ),
+    "relpos_bert_encoder_decoder": (
+        RelPosBertEncoderDecoderConfig,
+        [(AutoModelForSeq2SeqLM, RelPosBertEncoderDecoderModel)],
     ),
     "relpos_t5": (
         RelPosT5Config,
@@ -91,11 +99,14 @@ __all__ = [
     "SCHEMES",
     "SCHEME_DEFAULTS",
     "RelPosBertConfig",
+    "RelPosBertEncoderDecoderConfig",
+    "RelPosBertEncoderDecoderModel",
     "RelPosBertForMaskedLM",
     "RelPosBertForMultipleChoice",
     "RelPosBertForQuestionAnswering",
     "RelPosBertForSequenceClassification",
     "RelPosBertForTokenClassification",
+    "RelPosBertLMHeadModel",
     "RelPosBertModel",
     "RelPosBertPreTrainedModel",
     "RelPosT5Config",

@@ -7,7 +7,8 @@ transformers and the flat sibling module ``relative_positions``.
 
 from __future__ import annotations
 
-from transformers import PreTrainedConfig
+from transformers import EncoderDecoderConfig, PreTrainedConfig
+from transformers.configuration_utils import SubConfigSpec
 
 from .scheme_config import (
     FLAT_SCHEME_FIELDS,
@@ -31,6 +32,7 @@ RELPOS_BERT_AUTO_MAP = {
     "AutoConfig": "configuration_relpos_bert.RelPosBertConfig",
     "AutoModel": "modeling_relpos_bert.RelPosBertModel",
     "AutoModelForMaskedLM": "modeling_relpos_bert.RelPosBertForMaskedLM",
+    "AutoModelForCausalLM": "modeling_relpos_bert.RelPosBertLMHeadModel",
     "AutoModelForSequenceClassification": "modeling_relpos_bert.RelPosBertForSequenceClassification",
     "AutoModelForTokenClassification": "modeling_relpos_bert.RelPosBertForTokenClassification",
     "AutoModelForQuestionAnswering": "modeling_relpos_bert.RelPosBertForQuestionAnswering",
@@ -75,6 +77,11 @@ class RelPosBertConfig(PreTrainedConfig):
             real tokens only, and one row packed by `DataCollatorWithFlattening` (restarting `position_ids`)
             attends within each text: each text's outputs are those of the padded batch, and padding positions
             come out as zeros. False keeps the padded computation everywhere (what an exported graph computes).
+            A decoder never unpads.
+        is_decoder (`bool`, defaults to `False`): a left-to-right decoder ([`RelPosBertLMHeadModel`]): causal
+            self-attention with each scheme's causal form, a KV cache, `generate()`. Full layers only.
+        add_cross_attention (`bool`, defaults to `False`): with `is_decoder`, each layer also attends to an
+            encoder's outputs (`crossattention`, HF BERT's names): the decoder of an `EncoderDecoderModel`.
 
     Example:
 
@@ -114,6 +121,8 @@ class RelPosBertConfig(PreTrainedConfig):
         sliding_window=64,
         local_relative_position_parameters=None,
         unpad_inputs=True,
+        is_decoder=False,
+        add_cross_attention=False,
         **kwargs,
     ):
         self.vocab_size = vocab_size
@@ -142,6 +151,8 @@ class RelPosBertConfig(PreTrainedConfig):
         self.sliding_window = sliding_window
         self.local_relative_position_parameters = local_relative_position_parameters
         self.unpad_inputs = unpad_inputs
+        self.is_decoder = is_decoder
+        self.add_cross_attention = add_cross_attention
         # the scheme's hyper-parameters: the given dict, else 0.1 flat fields, else the class defaults
         flat = {name: kwargs.pop(name) for name in FLAT_SCHEME_FIELDS if name in kwargs}
         scheme_class(relative_position)  # ValueError naming the field and the choices
@@ -193,7 +204,21 @@ class RelPosBertConfig(PreTrainedConfig):
             raise ValueError(
                 f"pad_token_id={self.pad_token_id!r} is not valid; choose None or an integer in [0, {self.vocab_size - 1}]"
             )
-        for field in ("tie_word_embeddings", "segment_match_embedding", "unpad_inputs"):
+        is_decoder = getattr(self, "is_decoder", False)
+        if getattr(self, "add_cross_attention", False) and not is_decoder:
+            raise ValueError("add_cross_attention=True needs is_decoder=True (cross-attention is a decoder's)")
+        if is_decoder and "sliding_attention" in (self.layer_types or ()):
+            raise ValueError(
+                f"is_decoder=True with layer_types={self.layer_types!r} is not valid: local (sliding_attention) "
+                "layers are for encoders; choose layer_types=None (all full_attention) for a decoder"
+            )
+        for field in (
+            "tie_word_embeddings",
+            "segment_match_embedding",
+            "unpad_inputs",
+            "is_decoder",
+            "add_cross_attention",
+        ):
             if not isinstance(getattr(self, field), bool):
                 raise ValueError(f"{field}={getattr(self, field)!r} is not valid; choose one of: True, False")
         validate_absolute_position(self.absolute_position)
@@ -220,4 +245,36 @@ class RelPosBertConfig(PreTrainedConfig):
         )
 
 
-__all__ = ["RelPosBertConfig"]
+class RelPosBertEncoderDecoderConfig(EncoderDecoderConfig):
+    r"""Configuration of a [`RelPosBertEncoderDecoderModel`]: transformers' `EncoderDecoderConfig` whose two
+    sub-configs are always [`RelPosBertConfig`] (the decoder with `is_decoder=True, add_cross_attention=True`).
+
+    Why a class of its own: `EncoderDecoderConfig` builds its sub-configs by looking their `model_type` up in
+    transformers' static config mapping (`SubConfigSpec.get_config_class`), never through `auto_map`; where
+    hf_relpos is not installed "relpos_bert" is not in that mapping, so a saved BERT2BERT could not load with
+    `trust_remote_code=True`. This class names its sub-config class directly and travels as remote code with
+    every save (model_type `relpos_bert_encoder_decoder`)."""
+
+    model_type = "relpos_bert_encoder_decoder"
+    sub_configs_defaults = {
+        "encoder": SubConfigSpec(config_class=RelPosBertConfig),
+        "decoder": SubConfigSpec(
+            config_class=RelPosBertConfig, init_kwargs={"is_decoder": True, "add_cross_attention": True}
+        ),
+    }
+
+    # what cards and tables read from a relpos config, answered by the halves (read-only, never saved)
+    @property
+    def relative_position(self):
+        return self.encoder.relative_position
+
+    @property
+    def decoder_relative_position(self):
+        return self.decoder.relative_position
+
+    @property
+    def absolute_position(self):
+        return self.encoder.absolute_position
+
+
+__all__ = ["RelPosBertConfig", "RelPosBertEncoderDecoderConfig"]

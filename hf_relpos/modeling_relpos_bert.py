@@ -23,10 +23,13 @@ from torch import nn
 from torch.nn import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from transformers import initialization as init
 from transformers.activations import ACT2FN
+from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+from transformers.generation import GenerationMixin
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import (
     BaseModelOutput,
     BaseModelOutputWithPoolingAndCrossAttentions,
+    CausalLMOutputWithCrossAttentions,
     MaskedLMOutput,
     MultipleChoiceModelOutput,
     QuestionAnsweringModelOutput,
@@ -34,6 +37,7 @@ from transformers.modeling_outputs import (
     TokenClassifierOutput,
 )
 from transformers.modeling_utils import PreTrainedModel
+from transformers.models.encoder_decoder.modeling_encoder_decoder import EncoderDecoderModel
 from transformers.utils import is_tracing, logging
 from transformers.utils.generic import can_return_tuple
 
@@ -42,12 +46,26 @@ try:  # transformers >= 5.23
 except ImportError:  # older 5.x: the same hooks lived in check_model_inputs
     from transformers.utils.generic import check_model_inputs as capture_outputs
 
-from .attention_engine import ALL_ATTENTION_FUNCTIONS, build_attention_mask
-from .configuration_relpos_bert import RelPosBertConfig
+from .attention_engine import ALL_ATTENTION_FUNCTIONS, NO_RELATIVE_POSITION, build_attention_mask
+from .configuration_relpos_bert import RelPosBertConfig, RelPosBertEncoderDecoderConfig
 from .position_kernels import PositionMemo, sinusoid_table
 from .relative_positions import RelativePositionScheme, build_stack_schemes
 
 logger = logging.get_logger(__name__)
+
+# transformers 5.24 renamed the cache argument and output field `past_key_values` -> `cache`
+_CACHE_FIELD = (
+    "cache" if "cache" in BaseModelOutputWithPoolingAndCrossAttentions.__dataclass_fields__ else "past_key_values"
+)
+
+
+def _pop_cache(kwargs, cache=None):
+    """The cache argument under either name (``cache`` on 5.24+, ``past_key_values`` before)."""
+    legacy = kwargs.pop("past_key_values", None)
+    new = kwargs.pop("cache", None)
+    if cache is None:
+        cache = new if new is not None else legacy
+    return cache
 
 
 def segment_match(input_ids, token_type_ids, attention_mask=None):
@@ -81,7 +99,15 @@ class RelPosBertEmbeddings(nn.Module):
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, input_ids=None, token_type_ids=None, position_ids=None, inputs_embeds=None, attention_mask=None):
+    def forward(
+        self,
+        input_ids=None,
+        token_type_ids=None,
+        position_ids=None,
+        inputs_embeds=None,
+        attention_mask=None,
+        past_length=0,
+    ):
         if inputs_embeds is None:
             inputs_embeds = self.word_embeddings(input_ids)
         batch_size, seq_length = inputs_embeds.shape[:2]
@@ -99,12 +125,12 @@ class RelPosBertEmbeddings(nn.Module):
 
         if self.absolute_position != "none":
             given = position_ids is not None
-            if not given:
-                position_ids = torch.arange(seq_length, device=device)[None, :]
+            if not given:  # a decoder's new tokens follow the ``past_length`` cached ones
+                position_ids = torch.arange(past_length, past_length + seq_length, device=device)[None, :]
             if self.absolute_position == "learned":
-                if seq_length > self.max_position_embeddings:
+                if past_length + seq_length > self.max_position_embeddings:
                     raise ValueError(
-                        f"input length {seq_length} exceeds max_position_embeddings={self.max_position_embeddings} "
+                        f"input length {past_length + seq_length} exceeds max_position_embeddings={self.max_position_embeddings} "
                         "(absolute_position='learned' has one embedding per position); truncate the input, or use "
                         "absolute_position='none' or 'sinusoidal' with a relative scheme for longer inputs"
                     )
@@ -132,7 +158,10 @@ class RelPosBertSelfAttention(nn.Module):
 
     ``scheme``: this layer's scheme; registered here as ``relative_position`` when ``owns_scheme`` (one
     per layer), else owned by the encoder (shared) and only used. Returns ``(context (B, L, hidden),
-    probabilities (B, H, L, L) or None)``."""
+    probabilities (B, H, L, L) or None)``. In a decoder (``config.is_decoder``) the causal mask comes from
+    the model and ``cache`` (a ``DynamicCache``, or an ``EncoderDecoderCache``'s self-attention half) holds
+    the past keys and values: the new queries are the last of the cached + new positions, which is what
+    every scheme's hooks assume."""
 
     def __init__(self, config, scheme: RelativePositionScheme, owns_scheme: bool, layer_idx=None):
         super().__init__()
@@ -154,12 +183,15 @@ class RelPosBertSelfAttention(nn.Module):
         if owns_scheme:
             self.relative_position = scheme
 
-    def forward(self, hidden_states, attention_mask=None, scheme=None, memo=None, **kwargs):
+    def forward(self, hidden_states, attention_mask=None, scheme=None, memo=None, cache=None, **kwargs):
         input_shape = hidden_states.shape[:-1]
         hidden_shape = (*input_shape, -1, self.attention_head_size)
         query = self.query(hidden_states).view(hidden_shape).transpose(1, 2)
         key = self.key(hidden_states).view(hidden_shape).transpose(1, 2)
         value = self.value(hidden_states).view(hidden_shape).transpose(1, 2)
+        if cache is not None:
+            layer_cache = cache.self_attention_cache if isinstance(cache, EncoderDecoderCache) else cache
+            key, value = layer_cache.update(key, value, self.layer_idx)
 
         attention_interface = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation or "sdpa")
 
@@ -189,6 +221,58 @@ class RelPosBertSelfAttention(nn.Module):
         return context, probs
 
 
+class RelPosBertCrossAttention(nn.Module):
+    """A decoder layer's attention to the encoder's outputs (``query`` from the decoder, ``key``/``value`` from
+    ``encoder_hidden_states``), no position scheme: HF BERT's ``crossattention.self``. Initialised fresh when
+    a decoder is warm-started from an encoder checkpoint. With an ``EncoderDecoderCache`` the encoder's keys
+    and values are projected once, on the first decoding step."""
+
+    def __init__(self, config, layer_idx=None):
+        super().__init__()
+        self.config = config
+        self.num_attention_heads = config.num_attention_heads
+        self.attention_head_size = config.hidden_size // config.num_attention_heads
+        self.all_head_size = self.num_attention_heads * self.attention_head_size
+        self.scaling = self.attention_head_size**-0.5
+        self.is_causal = False
+        self.layer_idx = layer_idx
+        self.query = nn.Linear(config.hidden_size, self.all_head_size)
+        self.key = nn.Linear(config.hidden_size, self.all_head_size)
+        self.value = nn.Linear(config.hidden_size, self.all_head_size)
+        self.dropout_prob = config.attention_probs_dropout_prob
+
+    def forward(self, hidden_states, encoder_hidden_states, attention_mask=None, cache=None, **kwargs):
+        input_shape = hidden_states.shape[:-1]
+        query = self.query(hidden_states).view(*input_shape, -1, self.attention_head_size).transpose(1, 2)
+        cross_cache = cache.cross_attention_cache if isinstance(cache, EncoderDecoderCache) else None
+        if cross_cache is not None and cache.is_updated.get(self.layer_idx, False):
+            key = cross_cache.layers[self.layer_idx].keys
+            value = cross_cache.layers[self.layer_idx].values
+        else:
+            kv_shape = (*encoder_hidden_states.shape[:-1], -1, self.attention_head_size)
+            key = self.key(encoder_hidden_states).view(kv_shape).transpose(1, 2)
+            value = self.value(encoder_hidden_states).view(kv_shape).transpose(1, 2)
+            if cross_cache is not None:
+                key, value = cross_cache.update(key, value, self.layer_idx)
+                cache.is_updated[self.layer_idx] = True
+        attention_interface = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation or "sdpa")
+        context, probs = attention_interface(
+            self,
+            query,
+            key,
+            value,
+            attention_mask,
+            scaling=self.scaling,
+            dropout=self.dropout_prob if self.training else 0.0,
+            scheme=NO_RELATIVE_POSITION,
+            memo=None,
+            projections=(self.query, self.key),
+            output_attentions=kwargs.get("output_attentions", False),
+            sliding_window=None,
+        )
+        return context.reshape(*input_shape, -1).contiguous(), probs
+
+
 class RelPosBertSelfOutput(nn.Module):
     def __init__(self, config):
         super().__init__()
@@ -209,6 +293,19 @@ class RelPosBertAttention(nn.Module):
 
     def forward(self, hidden_states, attention_mask=None, scheme=None, memo=None, **kwargs):
         context, probs = self.self(hidden_states, attention_mask, scheme=scheme, memo=memo, **kwargs)
+        return self.output(context, hidden_states), probs
+
+
+class RelPosBertCrossAttentionBlock(nn.Module):
+    """``crossattention``: attention to the encoder + BERT's residual output block (HF BERT's names)."""
+
+    def __init__(self, config, layer_idx=None):
+        super().__init__()
+        self.self = RelPosBertCrossAttention(config, layer_idx=layer_idx)
+        self.output = RelPosBertSelfOutput(config)
+
+    def forward(self, hidden_states, encoder_hidden_states, attention_mask=None, cache=None, **kwargs):
+        context, probs = self.self(hidden_states, encoder_hidden_states, attention_mask, cache=cache, **kwargs)
         return self.output(context, hidden_states), probs
 
 
@@ -240,11 +337,34 @@ class RelPosBertLayer(GradientCheckpointingLayer):
     def __init__(self, config, scheme, owns_scheme, layer_idx=None):
         super().__init__()
         self.attention = RelPosBertAttention(config, scheme, owns_scheme, layer_idx=layer_idx)
+        if getattr(config, "add_cross_attention", False):
+            self.crossattention = RelPosBertCrossAttentionBlock(config, layer_idx=layer_idx)
         self.intermediate = RelPosBertIntermediate(config)
         self.output = RelPosBertOutput(config)
 
-    def forward(self, hidden_states, attention_mask=None, scheme=None, memo=None, **kwargs):
-        attention_output, _ = self.attention(hidden_states, attention_mask, scheme=scheme, memo=memo, **kwargs)
+    def forward(
+        self,
+        hidden_states,
+        attention_mask=None,
+        scheme=None,
+        memo=None,
+        encoder_hidden_states=None,
+        encoder_attention_mask=None,
+        cache=None,
+        **kwargs,
+    ):
+        attention_output, _ = self.attention(
+            hidden_states, attention_mask, scheme=scheme, memo=memo, cache=cache, **kwargs
+        )
+        if encoder_hidden_states is not None:
+            if not hasattr(self, "crossattention"):
+                raise ValueError(
+                    "encoder_hidden_states were given, but this relpos_bert has no cross-attention layers; build it "
+                    "with is_decoder=True, add_cross_attention=True"
+                )
+            attention_output, _ = self.crossattention(
+                attention_output, encoder_hidden_states, encoder_attention_mask, cache=cache, **kwargs
+            )
         return self.output(self.intermediate(attention_output), attention_output)
 
 
@@ -262,7 +382,7 @@ class RelPosBertEncoder(nn.Module):
                 config.num_attention_heads,
                 config.hidden_size // config.num_attention_heads,
                 config.hidden_size,
-                causal=False,
+                causal=bool(getattr(config, "is_decoder", False)),
                 max_position_embeddings=config.max_position_embeddings,
                 absolute_position=config.absolute_position,
             )
@@ -351,6 +471,7 @@ class RelPosBertPreTrainedModel(PreTrainedModel):
     _can_record_outputs = {
         "hidden_states": RelPosBertLayer,
         "attentions": RelPosBertSelfAttention,
+        "cross_attentions": RelPosBertCrossAttention,
     }
 
     def _init_weights(self, module):
@@ -388,6 +509,10 @@ class RelPosBertModel(RelPosBertPreTrainedModel):
         token_type_ids=None,
         position_ids=None,
         inputs_embeds=None,
+        encoder_hidden_states=None,
+        encoder_attention_mask=None,
+        cache=None,
+        use_cache=None,
         **kwargs,
     ):
         r"""
@@ -395,9 +520,33 @@ class RelPosBertModel(RelPosBertPreTrainedModel):
         position_ids (B or 1, L): absolute positions, used by ``absolute_position`` "learned"/"sinusoidal" only
         (relative schemes see the distances j − i of the input as given). Also accepts ``output_attentions``,
         ``output_hidden_states`` and ``return_dict``.
+
+        A decoder (``config.is_decoder``) also takes ``encoder_hidden_states`` (B, S, hidden) with
+        ``encoder_attention_mask`` (B, S) (``config.add_cross_attention``), ``cache`` (``past_key_values`` before
+        5.24; a ``DynamicCache``, or an ``EncoderDecoderCache`` with cross-attention) and ``use_cache``;
+        ``attention_mask`` then covers the cached + new tokens, or the new ones only.
         """
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
+        if getattr(self.config, "is_decoder", False):
+            return self._decode(
+                input_ids,
+                attention_mask,
+                token_type_ids,
+                position_ids,
+                inputs_embeds,
+                encoder_hidden_states,
+                encoder_attention_mask,
+                _pop_cache(kwargs, cache),
+                use_cache,
+                kwargs,
+            )
+        _pop_cache(kwargs)
+        if encoder_hidden_states is not None:
+            raise ValueError(
+                "encoder_hidden_states were given to a relpos_bert encoder; build the model with is_decoder=True, "
+                "add_cross_attention=True to attend to them"
+            )
         embedding_output = self.embeddings(
             input_ids=input_ids,
             token_type_ids=token_type_ids,
@@ -426,6 +575,84 @@ class RelPosBertModel(RelPosBertPreTrainedModel):
         pooled_output = self.pooler(sequence_output) if self.pooler is not None else None
         return BaseModelOutputWithPoolingAndCrossAttentions(
             last_hidden_state=sequence_output, pooler_output=pooled_output
+        )
+
+    def _decode(
+        self,
+        input_ids,
+        attention_mask,
+        token_type_ids,
+        position_ids,
+        inputs_embeds,
+        encoder_hidden_states,
+        encoder_attention_mask,
+        cache,
+        use_cache,
+        kwargs,
+    ):
+        """The decoder's forward: causal self-attention (each scheme's causal form), cross-attention to
+        ``encoder_hidden_states``, a KV cache; never unpadded (the cache keeps the padded layout)."""
+        checkpointing = (
+            self.training
+            and torch.is_grad_enabled()
+            and any(layer.gradient_checkpointing for layer in self.encoder.layer)
+        )
+        if use_cache is None:
+            use_cache = getattr(self.config, "use_cache", True)
+        if checkpointing:  # the layers are replayed: no cache
+            use_cache = False
+        cross = encoder_hidden_states is not None
+        if use_cache and cache is None:
+            cache = (
+                EncoderDecoderCache(DynamicCache(config=self.config), DynamicCache(config=self.config))
+                if cross
+                else DynamicCache(config=self.config)
+            )
+        elif use_cache and cross and not isinstance(cache, EncoderDecoderCache):
+            cache = EncoderDecoderCache(cache, DynamicCache(config=self.config))
+        if not use_cache:
+            cache = None
+        self_cache = cache.self_attention_cache if isinstance(cache, EncoderDecoderCache) else cache
+        past_length = self_cache.get_seq_length(0) if self_cache is not None else 0
+        if isinstance(past_length, torch.Tensor):
+            past_length = int(past_length)
+
+        embedding_output = self.embeddings(
+            input_ids=input_ids,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            past_length=past_length,
+        )
+        batch, seq_length = embedding_output.shape[:2]
+        k_len = past_length + seq_length
+        if attention_mask is not None and attention_mask.dim() == 2 and attention_mask.shape[-1] == seq_length < k_len:
+            # a mask over the new tokens only: the cached ones were real tokens
+            attention_mask = torch.cat([attention_mask.new_ones(batch, past_length), attention_mask], dim=-1)
+        dtype, device = embedding_output.dtype, embedding_output.device
+        mask = build_attention_mask(attention_mask, seq_length, k_len, causal=True, dtype=dtype, device=device)
+        cross_mask = None
+        if cross:
+            cross_mask = build_attention_mask(
+                encoder_attention_mask,
+                seq_length,
+                encoder_hidden_states.shape[1],
+                causal=False,
+                dtype=dtype,
+                device=device,
+            )
+        sequence_output = self.encoder(
+            embedding_output,
+            mask,
+            encoder_hidden_states=encoder_hidden_states,
+            encoder_attention_mask=cross_mask,
+            cache=cache,
+            **kwargs,
+        ).last_hidden_state
+        pooled_output = self.pooler(sequence_output) if self.pooler is not None else None
+        return BaseModelOutputWithPoolingAndCrossAttentions(
+            last_hidden_state=sequence_output, pooler_output=pooled_output, **{_CACHE_FIELD: cache}
         )
 
     def _unpadding(self, attention_mask, position_ids, batch, seq_length, kwargs):
@@ -524,6 +751,90 @@ class RelPosBertForMaskedLM(RelPosBertPreTrainedModel):
             loss = CrossEntropyLoss()(prediction_scores.view(-1, self.config.vocab_size), labels.view(-1))
         return MaskedLMOutput(
             loss=loss, logits=prediction_scores, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+class RelPosBertLMHeadModel(RelPosBertPreTrainedModel, GenerationMixin):
+    """relpos_bert as a left-to-right decoder (``config.is_decoder=True``): causal self-attention with each
+    scheme's causal form, a KV cache, ``generate()``; with ``config.add_cross_attention=True`` it attends to an
+    encoder's outputs (``encoder_hidden_states``), as the decoder of ``EncoderDecoderModel`` (BERT2BERT, Rothe
+    et al., TACL 2020). Parameter names are HF ``BertLMHeadModel``'s, so its weights load by name; a decoder
+    warm-started from an encoder checkpoint gets fresh ``crossattention`` layers (and a fresh LM-head
+    transform when the checkpoint has none). The decoder never unpads its inputs, and local
+    (``sliding_attention``) layers are for encoders only."""
+
+    _tied_weights_keys = {
+        "cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight",
+        "cls.predictions.decoder.bias": "cls.predictions.bias",
+    }
+
+    def __init__(self, config):
+        super().__init__(config)
+        if not getattr(config, "is_decoder", False):
+            logger.warning("RelPosBertLMHeadModel is a decoder: build it with is_decoder=True")
+        self.bert = RelPosBertModel(config, add_pooling_layer=False)
+        self.cls = RelPosBertOnlyMLMHead(config)
+        self.post_init()
+
+    def get_output_embeddings(self):
+        return self.cls.predictions.decoder
+
+    def set_output_embeddings(self, new_embeddings):
+        self.cls.predictions.decoder = new_embeddings
+        self.cls.predictions.bias = new_embeddings.bias
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        position_ids=None,
+        inputs_embeds=None,
+        encoder_hidden_states=None,
+        encoder_attention_mask=None,
+        labels=None,
+        cache=None,
+        use_cache=None,
+        logits_to_keep=0,
+        **kwargs,
+    ):
+        r"""labels (B, L): the input ids themselves (shifted inside: position i predicts token i + 1), -100 where
+        no loss is taken. ``cache`` (``past_key_values`` before 5.24), ``use_cache``, ``encoder_hidden_states`` and
+        ``encoder_attention_mask`` as in [`RelPosBertModel`]."""
+        cache = _pop_cache(kwargs, cache)
+        if labels is not None:
+            use_cache = False
+        outputs = self.bert(
+            input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            encoder_hidden_states=encoder_hidden_states,
+            encoder_attention_mask=encoder_attention_mask,
+            cache=cache,
+            use_cache=use_cache,
+            return_dict=True,
+            **kwargs,
+        )
+        hidden_states = outputs.last_hidden_state
+        if isinstance(logits_to_keep, int) and logits_to_keep > 0:
+            hidden_states = hidden_states[:, -logits_to_keep:]
+        elif isinstance(logits_to_keep, torch.Tensor):
+            hidden_states = hidden_states[:, logits_to_keep]
+        logits = self.cls(hidden_states)
+        loss = None
+        if labels is not None:
+            shifted = logits[:, :-1].reshape(-1, self.config.vocab_size)
+            loss = CrossEntropyLoss()(shifted.float(), labels[:, 1:].reshape(-1))
+        return CausalLMOutputWithCrossAttentions(
+            loss=loss,
+            logits=logits,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            cross_attentions=outputs.cross_attentions,
+            **{_CACHE_FIELD: getattr(outputs, _CACHE_FIELD, None)},
         )
 
 
@@ -738,12 +1049,72 @@ class RelPosBertForQuestionAnswering(RelPosBertPreTrainedModel):
         )
 
 
+class RelPosBertEncoderDecoderModel(EncoderDecoderModel):
+    """BERT2BERT with relative positions (Rothe, Narayan and Severyn, TACL 2020): transformers'
+    `EncoderDecoderModel` with a [`RelPosBertModel`] encoder and a [`RelPosBertLMHeadModel`] decoder, warm-started
+    from relpos_bert checkpoints by `from_encoder_decoder_pretrained(encoder, decoder)` (the decoder's
+    `crossattention` layers start fresh).
+
+    A class of its own rather than the plain `EncoderDecoderModel` because a saved model must load where hf_relpos
+    is not installed: `EncoderDecoderConfig` resolves its sub-configs through transformers' static mapping only
+    (see [`RelPosBertEncoderDecoderConfig`]), and `EncoderDecoderModel.__init__` builds missing halves with
+    `AutoModel.from_config` (which needs the registration). This class builds both halves directly and is
+    registered for `AutoModelForSeq2SeqLM`, so a save carries its code and `trust_remote_code=True` loads it
+    anywhere. (With hf_relpos installed, the plain `EncoderDecoderModel.from_encoder_decoder_pretrained` works
+    too; its saves load only where hf_relpos is.)"""
+
+    config_class = RelPosBertEncoderDecoderConfig
+
+    def __init__(self, config=None, encoder=None, decoder=None):
+        if config is None and encoder is not None and decoder is not None:
+            config = RelPosBertEncoderDecoderConfig.from_encoder_decoder_configs(encoder.config, decoder.config)
+        if config is not None and not isinstance(config, RelPosBertEncoderDecoderConfig):
+            # remote code: transformers may import the config's file twice (AutoConfig, then this file's relative
+            # import), so the class it built differs from the one named here; EncoderDecoderModel checks the type
+            if type(config).__name__ == RelPosBertEncoderDecoderConfig.__name__:
+                config = RelPosBertEncoderDecoderConfig.from_dict(config.to_dict())
+        if config is not None:
+            if encoder is None:
+                encoder = RelPosBertModel(config.encoder)
+            if decoder is None:
+                decoder = RelPosBertLMHeadModel(config.decoder)
+        super().__init__(config=config, encoder=encoder, decoder=decoder)
+
+    @classmethod
+    def from_encoder_decoder_pretrained(
+        cls, encoder_pretrained_model_name_or_path=None, decoder_pretrained_model_name_or_path=None, *args, **kwargs
+    ):
+        """Both halves from relpos_bert checkpoints (the same folder twice for BERT2BERT), as
+        `EncoderDecoderModel.from_encoder_decoder_pretrained` takes them (`encoder_*` / `decoder_*` keyword
+        arguments go to each half; the others, e.g. `decoder_start_token_id`, to the composite config)."""
+        composite = ("decoder_start_token_id",)  # a field of the composite config despite its prefix
+        shared = {
+            k: kwargs.pop(k) for k in list(kwargs) if k in composite or not k.startswith(("encoder_", "decoder_"))
+        }
+        plain = EncoderDecoderModel.from_encoder_decoder_pretrained(
+            encoder_pretrained_model_name_or_path, decoder_pretrained_model_name_or_path, *args, **kwargs
+        )
+        for half, name in ((plain.encoder, "encoder"), (plain.decoder, "decoder")):
+            if not isinstance(half.config, RelPosBertConfig):
+                raise ValueError(
+                    f"{name} checkpoint is a {type(half.config).__name__} (model_type {half.config.model_type!r}); "
+                    "RelPosBertEncoderDecoderModel takes relpos_bert checkpoints (`hf-relpos convert` makes one "
+                    "from a BERT)"
+                )
+        config = RelPosBertEncoderDecoderConfig.from_encoder_decoder_configs(
+            plain.encoder.config, plain.decoder.config, **shared
+        )
+        return cls(config=config, encoder=plain.encoder, decoder=plain.decoder)
+
+
 __all__ = [
     "RelPosBertForMaskedLM",
     "RelPosBertForMultipleChoice",
     "RelPosBertForQuestionAnswering",
     "RelPosBertForSequenceClassification",
     "RelPosBertForTokenClassification",
+    "RelPosBertEncoderDecoderModel",
+    "RelPosBertLMHeadModel",
     "RelPosBertLayer",
     "RelPosBertModel",
     "RelPosBertPreTrainedModel",

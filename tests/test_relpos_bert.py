@@ -228,6 +228,7 @@ def test_scheme_save_load_and_backends(case, saved_schemes):
         "AutoConfig",
         "AutoModel",
         "AutoModelForMaskedLM",
+        "AutoModelForCausalLM",
         "AutoModelForSequenceClassification",
         "AutoModelForTokenClassification",
         "AutoModelForQuestionAnswering",

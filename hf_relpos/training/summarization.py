@@ -1,4 +1,5 @@
-"""Summarization (document → summary) with relpos_t5, Seq2SeqTrainer and predict_with_generate;
+"""Summarization (document → summary) with relpos_t5, or BERT2BERT warm-started from a relpos_bert encoder
+checkpoint (:func:`warm_start_bert2bert`), Seq2SeqTrainer and predict_with_generate;
 ROUGE-1/2/L/Lsum F-measures from rouge_score (what `evaluate`'s rouge module wraps), next to the lead
 baseline (the document's first ``lead_words`` words as the summary: ``eval_baseline_rouge*``), and
 ``eval_other_source_loss`` (does the model read its source at all? see :func:`other_source_loss`)."""
@@ -9,6 +10,8 @@ import numpy as np
 from rouge_score import rouge_scorer, scoring
 from transformers import DataCollatorForSeq2Seq
 
+from ..configuration_relpos_bert import RelPosBertConfig
+from ..modeling_relpos_bert import RelPosBertEncoderDecoderModel
 from .data import check_text_columns, require_columns, tokenize
 from .modeling import build_config, load_model, load_tokenizer
 from .task import TaskSetup
@@ -52,6 +55,37 @@ def other_source_loss(trainer, evals) -> dict:
     return {"eval_other_source_loss": output.metrics["eval_other_source_loss"]}
 
 
+def warm_start_bert2bert(model_args, config, tokenizer):
+    """BERT2BERT (Rothe, Narayan and Severyn, TACL 2020) from the relpos_bert encoder checkpoint that
+    ``model_name_or_path`` names: encoder and decoder both start from its weights (the decoder causal, with each
+    scheme's causal form, and fresh cross-attention), as a :class:`RelPosBertEncoderDecoderModel`. The
+    summary starts after ``[CLS]`` (the decoder start) and ends with ``[SEP]`` (end of sequence)."""
+    start = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+    end = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+    if start is None or end is None or tokenizer.pad_token_id is None:
+        raise ValueError(
+            f"model_name_or_path={model_args.model_name_or_path!r}: a BERT2BERT warm start needs a tokenizer with "
+            "[CLS] (or bos), [SEP] (or eos) and [PAD] tokens"
+        )
+    path = model_args.model_name_or_path
+    model = RelPosBertEncoderDecoderModel.from_encoder_decoder_pretrained(
+        path,
+        path,
+        encoder_config=config.__class__.from_dict(config.to_dict()),
+        decoder_config=config.__class__.from_dict(
+            {**config.to_dict(), "is_decoder": True, "add_cross_attention": True}
+        ),
+        decoder_start_token_id=start,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    for name, value in (("decoder_start_token_id", start), ("bos_token_id", start), ("eos_token_id", end)):
+        setattr(model.generation_config, name, value)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.config.eos_token_id = end
+    model.train()
+    return model
+
+
 def setup(task, model_args, data_args, training_args, raw) -> TaskSetup:
     text_column = task.column(data_args, "text_column")
     summary_column = task.column(data_args, "summary_column")
@@ -74,14 +108,21 @@ def setup(task, model_args, data_args, training_args, raw) -> TaskSetup:
     texts = list(raw["train"][text_column]) + list(raw["train"][summary_column])
     tokenizer = load_tokenizer(model_args, texts, task.seq2seq)
     config = build_config(model_args, tokenizer, task.seq2seq, max_length=task.max_length(data_args))
-    model = load_model(task.auto_class, model_args, config)
+    bert2bert = isinstance(config, RelPosBertConfig)  # an encoder checkpoint: warm-start both halves from it
+    model = (
+        warm_start_bert2bert(model_args, config, tokenizer)
+        if bert2bert
+        else load_model(task.auto_class, model_args, config)
+    )
 
     def preprocess(batch):
         inputs = [data_args.source_prefix + doc for doc in batch[text_column]]
         enc = tokenizer(inputs, max_length=data_args.max_source_length, truncation=True)
-        enc["labels"] = tokenizer(
-            text_target=batch[summary_column], max_length=data_args.max_target_length, truncation=True
-        )["input_ids"]
+        labels = tokenizer(text_target=batch[summary_column], max_length=data_args.max_target_length, truncation=True)
+        enc["labels"] = labels["input_ids"]
+        if bert2bert:  # the decoder starts from [CLS] (decoder_start_token_id): the labels are "summary [SEP]"
+            enc["labels"] = [ids[1:] for ids in enc["labels"]]
+            enc.pop("token_type_ids", None)  # the encoder's are all 0; other_source_loss rotates the inputs only
         return enc
 
     with training_args.main_process_first(desc="tokenizing"):
