@@ -56,8 +56,10 @@ done
 step "torch.compile (fullgraph: no graph break) of the demo model, same logits as eager"
 "$BIN/python" -c "
 import torch
+import hf_relpos  # the installed package registers its classes with the Auto classes
 from transformers import AutoModelForSequenceClassification
 model = AutoModelForSequenceClassification.from_pretrained('run').eval()
+assert type(model).__module__.startswith('hf_relpos.'), type(model).__module__
 ids = torch.randint(5, model.config.vocab_size, (2, 24), generator=torch.Generator().manual_seed(0))
 mask = torch.ones_like(ids); mask[1, 17:] = 0
 with torch.no_grad():

@@ -116,7 +116,7 @@ def _example(shape, vocab, seed):
 
 def _export(module, args, path, input_names, output_names, dynamic_shapes, opset):
     program = torch.onnx.export(
-        module,
+        module.eval(),  # the graph wrapper itself, not only the model it holds (no training-mode warning)
         args,
         dynamo=True,
         dynamic_shapes=dynamic_shapes,
