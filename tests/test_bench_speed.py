@@ -229,3 +229,41 @@ def test_long_part_patterns_modernbert_and_unpadded(tmp_path, capsys):
     unpadded = {r["model"]: r for r in rows if r["part"] == "long_unpadded"}
     assert set(unpadded) == {"t5", "rotary"} and all(r["max_abs_diff"] < 1e-5 for r in unpadded.values())
     assert "1:2 / all-global" in printed and out.with_suffix(".png").stat().st_size > 0
+
+
+def test_long_part_anchor_has_the_models_depth(monkeypatch, tmp_path):
+    from hf_relpos.bench import speed_long
+
+    depths = []
+    real = speed_long.build_encoder
+
+    def spy(name, args, *rest, **kwargs):
+        depths.append(args.layers)
+        return real(name, args, *rest, **kwargs)
+
+    monkeypatch.setattr(speed_long, "build_encoder", spy)
+    speed.main(
+        [
+            *TINY,
+            "--parts",
+            "long",
+            "--long-lengths",
+            "32",
+            "--long-schemes",
+            "t5",
+            "--long-patterns",
+            "local",
+            "--long-layers",
+            "3",
+            "--long-window",
+            "4",
+            "--long-modes",
+            "inference",
+            "--long-no-modernbert",
+            "--long-memory-lengths",
+            "1",
+            "--out",
+            str(tmp_path / "long.json"),
+        ]
+    )
+    assert depths and set(depths) == {3}  # TINY says --layers 2: the anchor follows --long-layers

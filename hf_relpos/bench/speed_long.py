@@ -17,6 +17,7 @@ the padded run is forced), with the largest per-text difference.
 
 from __future__ import annotations
 
+import argparse
 import statistics
 
 import torch
@@ -108,6 +109,7 @@ def _fwd_bwd(model, ids):
 
 
 def part_long(args, device):
+    args = argparse.Namespace(**{**vars(args), "layers": args.long_layers})  # the HF anchor at the same depth
     rows = []
     models = [(s, p) for s in args.long_schemes for p in args.long_patterns]
     if not args.long_no_modernbert:
