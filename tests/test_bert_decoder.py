@@ -261,3 +261,11 @@ def test_summarization_minilm_recipe_tiny(tmp_path):
     assert model.generation_config.decoder_start_token_id == tokenizer.cls_token_id
     card = (out / "README.md").read_text()
     assert "baseline" in card and "`t5`" in card
+    # a saved BERT2BERT trains on (no second warm start; labels still start after [CLS])
+    again = train(
+        RECIPES / "summarization_minilm.yaml",
+        [*FAST, "--max_steps", "2", "--model_name_or_path", str(out), "--max_train_samples", "16"]
+        + ["--max_eval_samples", "4", "--max_source_length", "32", "--max_target_length", "8"]
+        + ["--num_beams", "2", "--output_dir", str(tmp_path / "again")],
+    )
+    assert "eval_rouge1" in again["eval"]

@@ -10,7 +10,7 @@ import numpy as np
 from rouge_score import rouge_scorer, scoring
 from transformers import DataCollatorForSeq2Seq
 
-from ..configuration_relpos_bert import RelPosBertConfig
+from ..configuration_relpos_bert import RelPosBertConfig, RelPosBertEncoderDecoderConfig
 from ..modeling_relpos_bert import RelPosBertEncoderDecoderModel
 from .data import check_text_columns, require_columns, tokenize
 from .modeling import build_config, load_model, load_tokenizer
@@ -108,12 +108,12 @@ def setup(task, model_args, data_args, training_args, raw) -> TaskSetup:
     texts = list(raw["train"][text_column]) + list(raw["train"][summary_column])
     tokenizer = load_tokenizer(model_args, texts, task.seq2seq)
     config = build_config(model_args, tokenizer, task.seq2seq, max_length=task.max_length(data_args))
-    bert2bert = isinstance(config, RelPosBertConfig)  # an encoder checkpoint: warm-start both halves from it
-    model = (
-        warm_start_bert2bert(model_args, config, tokenizer)
-        if bert2bert
-        else load_model(task.auto_class, model_args, config)
-    )
+    # a relpos_bert (encoder) checkpoint: warm-start both halves from it; a saved BERT2BERT: go on training it
+    bert2bert = isinstance(config, (RelPosBertConfig, RelPosBertEncoderDecoderConfig))
+    if isinstance(config, RelPosBertConfig):
+        model = warm_start_bert2bert(model_args, config, tokenizer)
+    else:
+        model = load_model(task.auto_class, model_args, config)
 
     def preprocess(batch):
         inputs = [data_args.source_prefix + doc for doc in batch[text_column]]
