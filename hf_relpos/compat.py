@@ -212,3 +212,12 @@ def run_totals_callback_class():
 
     assert HfRelposRunTotals.__name__ == RUN_TOTALS_CALLBACK
     return HfRelposRunTotals
+
+
+def pop_cache(kwargs, cache=None):
+    """The models' cache argument under either name: ``cache`` (transformers 5.24+) or ``past_key_values``."""
+    legacy = kwargs.pop("past_key_values", None)
+    new = kwargs.pop("cache", None)
+    if cache is None:
+        cache = new if new is not None else legacy
+    return cache

@@ -47,6 +47,7 @@ except ImportError:  # older 5.x: the same hooks lived in check_model_inputs
     from transformers.utils.generic import check_model_inputs as capture_outputs
 
 from .attention_engine import ALL_ATTENTION_FUNCTIONS, NO_RELATIVE_POSITION, build_attention_mask
+from .compat import pop_cache as _pop_cache
 from .configuration_relpos_bert import RelPosBertConfig, RelPosBertEncoderDecoderConfig
 from .position_kernels import PositionMemo, sinusoid_table
 from .relative_positions import RelativePositionScheme, build_stack_schemes
@@ -57,15 +58,6 @@ logger = logging.get_logger(__name__)
 _CACHE_FIELD = (
     "cache" if "cache" in BaseModelOutputWithPoolingAndCrossAttentions.__dataclass_fields__ else "past_key_values"
 )
-
-
-def _pop_cache(kwargs, cache=None):
-    """The cache argument under either name (``cache`` on 5.24+, ``past_key_values`` before)."""
-    legacy = kwargs.pop("past_key_values", None)
-    new = kwargs.pop("cache", None)
-    if cache is None:
-        cache = new if new is not None else legacy
-    return cache
 
 
 def segment_match(input_ids, token_type_ids, attention_mask=None):

@@ -39,6 +39,7 @@ except ImportError:  # older 5.x: the same hooks lived in check_model_inputs
     from transformers.utils.generic import check_model_inputs as capture_outputs
 
 from .attention_engine import ALL_ATTENTION_FUNCTIONS, NO_RELATIVE_POSITION, build_attention_mask
+from .compat import pop_cache as _pop_cache
 from .configuration_relpos_t5 import RelPosT5Config
 from .position_kernels import PositionMemo, sinusoid_table
 from .relative_positions import RelativePositionScheme, build_stack_schemes
@@ -48,15 +49,6 @@ _CACHE_FIELD = "cache" if "cache" in Seq2SeqLMOutput.__dataclass_fields__ else "
 _STACK_CACHE_FIELD = (
     "cache" if "cache" in BaseModelOutputWithPastAndCrossAttentions.__dataclass_fields__ else "past_key_values"
 )
-
-
-def _pop_cache(kwargs, cache=None):
-    """The cache argument under either name (``cache`` on 5.24+, ``past_key_values`` before)."""
-    legacy = kwargs.pop("past_key_values", None)
-    new = kwargs.pop("cache", None)
-    if cache is None:
-        cache = new if new is not None else legacy
-    return cache
 
 
 def _tag(module, role):
