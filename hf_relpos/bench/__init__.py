@@ -8,6 +8,8 @@ computed from the source tree.
 - ``attention``: one attention layer per scheme against plain sdpa (:mod:`.attention`);
 - ``convert-finetune``: a real pretrained BERT converted, its drift, fine-tuning and long inputs
   (:mod:`.convert_finetune`);
+- ``long``: does a checkpoint read long inputs: passkey / needle retrieval, masked accuracy by length,
+  whole-page QA (:mod:`.long_inputs`);
 - ``predict``: ``hf-relpos predict`` against transformers' text-classification pipeline (:mod:`.predict`).
 """
 
@@ -36,6 +38,12 @@ def _convert_finetune(argv):
     return main(argv)
 
 
+def _long(argv):
+    from .long_inputs import main
+
+    return main(argv)
+
+
 def _predict(argv):
     from .predict import main
 
@@ -48,4 +56,5 @@ SUITES = {
     "attention": _attention,
     "convert-finetune": _convert_finetune,
     "predict": _predict,
+    "long": _long,
 }

@@ -220,6 +220,20 @@ class DataTrainingArguments:
     distillation_weight: float = field(
         default=10.0, metadata={"help": "mlm: weight of the hidden-state loss of teacher_model_name_or_path."}
     )
+    embedding_loss_weight: float = field(
+        default=10.0,
+        metadata={
+            "help": "embedding_distillation: weight of 1 − cosine between the student's and the teacher's pooled "
+            "embeddings, beside the squared error of the hidden states."
+        },
+    )
+    sentence_max_length: int = field(
+        default=8192,
+        metadata={
+            "help": "embedding_distillation: the max_seq_length written to the saved sentence-transformers files "
+            "(the longest input SentenceTransformer.encode reads)."
+        },
+    )
     streaming: bool = field(
         default=False,
         metadata={
@@ -566,9 +580,10 @@ def validate(model_args: ModelArguments, data_args: DataTrainingArguments, outpu
         )
     if data_args.document_attention and data_args.task != "mlm":
         raise ValueError(f"document_attention=True applies to task 'mlm', not {data_args.task!r}: remove it")
-    if data_args.teacher_model_name_or_path and data_args.task != "mlm":
+    if data_args.teacher_model_name_or_path and data_args.task not in ("mlm", "embedding_distillation"):
         raise ValueError(
-            f"teacher_model_name_or_path={data_args.teacher_model_name_or_path!r} applies to task 'mlm', "
+            f"teacher_model_name_or_path={data_args.teacher_model_name_or_path!r} applies to tasks 'mlm' and "
+            "'embedding_distillation', "
             f"not {data_args.task!r}: remove it"
         )
     if not data_args.distillation_weight > 0:
@@ -616,7 +631,8 @@ def validate(model_args: ModelArguments, data_args: DataTrainingArguments, outpu
     if not model_args.model_name_or_path:
         check_fresh_position_limit(model_args, task.max_length(data_args))
     config_file = Path(model_args.model_name_or_path or "") / "config.json"
-    if model_args.model_name_or_path and config_file.is_file():  # a local checkpoint: its limit is known now
+    # a local checkpoint: its limit is known now (embedding_distillation drops an absolute source's table)
+    if model_args.model_name_or_path and config_file.is_file() and data_args.task != "embedding_distillation":
         try:
             config = json.loads(config_file.read_text())
         except json.JSONDecodeError as err:

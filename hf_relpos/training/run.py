@@ -250,6 +250,8 @@ def run(model_args, data_args, training_args) -> dict:
         }
         finalize_tokenizer_files(tmp, trained_length=card_fields["max_seq_length"], config=trainer.model.config)
         add_pipelines(tmp, setup.pipeline_parameters)  # question-answering / summarization pipelines as remote code
+        if setup.extra_files is not None:
+            setup.extra_files(tmp)
         (tmp / "metrics.json").write_text(json.dumps({**result, **card_fields}, indent=2, default=str))
         card = build_model_card(
             task.name,

@@ -14,6 +14,7 @@ class TaskSetup:
     main_metric: str  # the headline metric, e.g. "accuracy", "f1", "rougeL"
     text_column: str | None = None  # the column a card's example input comes from
     pipeline_parameters: dict | None = None  # settings the checkpoint's pipeline and `predict` default to
+    extra_files: Callable[[object], None] | None = None  # writes task files into the final folder (a Path)
 
 
 @dataclass(frozen=True)

@@ -7,13 +7,14 @@ training_args, raw) -> TaskSetup``), a synthetic data builder and a card templat
 from __future__ import annotations
 
 from transformers import (
+    AutoModel,
     AutoModelForMaskedLM,
     AutoModelForQuestionAnswering,
     AutoModelForSeq2SeqLM,
     AutoModelForSequenceClassification,
 )
 
-from . import classification, pretraining, qa, summarization
+from . import classification, embedding_distillation, pretraining, qa, summarization
 from .data import synthetic_classification, synthetic_qa, synthetic_summarization
 from .task import Task
 
@@ -94,6 +95,16 @@ register_task(
         synthetic=_sized(pretraining.synthetic_pretraining),
         default_columns={"text_column": "text"},
         seq2seq=True,
+    )
+)
+register_task(
+    Task(  # context extension of a sentence-embedding model: the teacher's states and embeddings, short and long
+        "embedding_distillation",
+        "feature-extraction",
+        AutoModel,
+        embedding_distillation.setup,
+        synthetic=_sized(pretraining.synthetic_pretraining),
+        default_columns={"text_column": "text"},
     )
 )
 

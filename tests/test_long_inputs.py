@@ -1,0 +1,334 @@
+"""The long-input evaluation (`hf-relpos bench long`, hf_relpos.bench.long_tasks / long_inputs) and the context
+extension that keeps a sentence-embedding model's function (task `embedding_distillation`)."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import BertConfig, BertModel
+
+from hf_relpos import RelPosBertConfig, RelPosBertModel
+from hf_relpos.bench.long_inputs import Reader, main, qa_pages, retrieval_top1
+from hf_relpos.bench.long_tasks import NAMES, PASSKEY_FILLER, build_task
+from hf_relpos.training.embedding_distillation import collate_blocks, segments, training_blocks
+from hf_relpos.training.modeling import train_wordpiece_tokenizer
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+HAYSTACK = (
+    "The json module encodes Python objects as text. Each call returns a string. Lists become arrays and "
+    "dictionaries become objects. The decoder reads the text back. Errors name the line and the column. "
+) * 3
+
+
+def _texts():
+    names = " ".join(f"{n}'s pass key is 12345. Remember it." for n in NAMES)
+    return [PASSKEY_FILLER * 4, names, HAYSTACK, "what is the best thing to do in Paris? " * 3]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return train_wordpiece_tokenizer(_texts(), vocab_size=600)
+
+
+def _sentence_files(folder: Path, mode: str = "mean_tokens", normalize: bool = True) -> None:
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+    ]
+    if normalize:
+        modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"})
+        (folder / "2_Normalize").mkdir()
+    (folder / "modules.json").write_text(json.dumps(modules))
+    (folder / "1_Pooling").mkdir()
+    modes = {f"pooling_mode_{m}": m == mode for m in ("cls_token", "mean_tokens", "max_tokens", "mean_sqrt_len_tokens")}
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"word_embedding_dimension": 32, **modes}))
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory, tokenizer):
+    """A tiny absolute BERT with sentence-transformers files (mean pooling, normalised): the original model."""
+    folder = tmp_path_factory.mktemp("teacher")
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    _sentence_files(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def relative(tmp_path_factory, tokenizer):
+    """A tiny purely relative relpos_bert (t5, local and global layers): reads any length."""
+    folder = tmp_path_factory.mktemp("relative")
+    torch.manual_seed(1)
+    config = RelPosBertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        relative_position="t5",
+        absolute_position="none",
+        layer_types=["full_attention", "sliding_attention"],
+        sliding_window=16,
+    )
+    RelPosBertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+# -- the tasks --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["passkey", "needle"])
+def test_tasks_are_deterministic_and_exactly_as_long_as_asked(tokenizer, name):
+    one = build_task(name, tokenizer, 96, seed=3, haystack=HAYSTACK, n=20)
+    again = build_task(name, tokenizer, 96, seed=3, haystack=HAYSTACK, n=20)
+    other = build_task(name, tokenizer, 96, seed=4, haystack=HAYSTACK, n=20)
+    assert one == again and one.documents != other.documents
+    assert all(94 <= len(tokenizer(d)["input_ids"]) <= 96 for d in one.documents)
+    assert sum(len(tokenizer(d)["input_ids"]) == 96 for d in one.documents) >= 15
+    assert len(set(one.needles)) == 20 and len(set(one.queries)) == 20
+
+
+def test_each_document_holds_its_needle_once_at_its_depth(tokenizer):
+    task = build_task("passkey", tokenizer, 400, seed=0, n=20)
+    assert sorted(task.depths) == pytest.approx([(i + 0.5) / 20 for i in range(20)])
+    for query, needle, document, depth in zip(task.queries, task.needles, task.documents, task.depths):
+        assert document.count(needle) == 1
+        name = re.match(r"what is (\w+)'s pass key\?", query).group(1)
+        assert needle.startswith(f"{name}'s pass key is ")
+        where = document.index(needle) / (len(document) - len(needle))
+        assert abs(where - depth) < 0.08  # the sentence boundary nearest the depth
+        others = [n for n in task.needles if n != needle]
+        assert not any(n in document for n in others)
+
+
+def test_bad_task_values_are_named(tokenizer):
+    with pytest.raises(ValueError, match="task='sudoku'"):
+        build_task("sudoku", tokenizer, 128)
+    with pytest.raises(ValueError, match="needle task needs a haystack"):
+        build_task("needle", tokenizer, 128)
+    with pytest.raises(ValueError, match="length=8 is shorter than the needle"):
+        build_task("passkey", tokenizer, 8, n=2)
+
+
+# -- reading: truncation and pooling -------------------------------------------------------------
+
+
+def test_an_absolute_model_reads_its_table_only_a_relative_one_reads_all(teacher, relative, tokenizer):
+    absolute, rel = Reader(teacher), Reader(relative)
+    assert absolute.limit == 64 and rel.limit is None
+    text = build_task("passkey", tokenizer, 200, n=1).documents[0]
+    head = tokenizer.decode(tokenizer(text, truncation=True, max_length=64)["input_ids"], skip_special_tokens=True)
+    assert torch.allclose(absolute.embed([text], 200), absolute.embed([head], 64), atol=1e-5)
+    assert not torch.allclose(rel.embed([text], 200), rel.embed([head], 64), atol=1e-3)
+
+
+@pytest.mark.parametrize("mode", ["cls_token", "mean_tokens", "max_tokens"])
+def test_pooling_is_read_from_the_checkpoint(tmp_path, relative, mode):
+    folder = tmp_path / "m"
+    folder.mkdir()
+    for f in relative.iterdir():
+        (folder / f.name).write_bytes(f.read_bytes())
+    _sentence_files(folder, mode=mode, normalize=False)
+    reader = Reader(folder)
+    texts = ["the sky is blue", "here we go there and back again"]
+    got = reader.embed(texts, 64)
+    for text, vector in zip(texts, got):
+        hidden = reader.model(**reader.tokenizer([text], return_tensors="pt")).last_hidden_state[0]
+        want = {"cls_token": hidden[0], "mean_tokens": hidden.mean(0), "max_tokens": hidden.max(0).values}[mode]
+        assert torch.allclose(vector, want, atol=1e-5)
+
+
+def test_retrieval_scores_a_model_that_reads_the_needle(teacher, tokenizer):
+    """The query's own text is the perfect document: top-1 is 1 at any length the model reads, chance past it."""
+    reader = Reader(teacher)
+    task = build_task("passkey", tokenizer, 48, n=10)
+    task.queries = list(task.needles)
+    score, hits = retrieval_top1(reader, task)
+    assert score > 0.5 and len(hits) == 10
+
+
+def test_bench_long_writes_tables_json_and_skips_what_does_not_apply(tmp_path, teacher, relative, capsys):
+    out = tmp_path / "long.json"
+    code = main(
+        [
+            f"original={teacher}",
+            str(relative),
+            "--parts",
+            "passkey",
+            "--lengths",
+            "64",
+            "128",
+            "--documents",
+            "6",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert set(report["results"]["passkey"]) == {"original", relative.name}
+    assert set(report["results"]["passkey"]["original"]) == {"64", "128"}
+    printed = capsys.readouterr().out
+    assert "| original |" in printed and "reads 64 tokens" in printed
+
+
+def test_bench_long_bad_input_is_one_line(tmp_path, teacher, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path / "nothing"), "--parts", "passkey"])
+    assert exit_info.value.code == 2 and "is not a checkpoint folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(teacher), "--parts", "needle"])
+    assert exit_info.value.code == 2 and "need --data-dir" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not (DATA / "qa").is_dir(), reason="../shared/data is absent")
+def test_whole_pages_keep_every_answer():
+    rows = qa_pages(DATA)
+    assert len(rows) == 376
+    for row in rows:
+        for start, text in zip(row["answers"]["answer_start"], row["answers"]["text"]):
+            assert row["context"][start : start + len(text)] == text
+    assert len({r["context"] for r in rows}) == 27
+
+
+# -- the extension objective ---------------------------------------------------------------------
+
+
+def test_training_blocks_alternate_short_and_long_texts():
+    blocks = training_blocks(list(range(100, 20000)), window=64, longest=300, cls=1, sep=2, seed=0)
+    assert len(blocks) > 10
+    for i, block in enumerate(blocks):
+        spans = segments(torch.tensor(block["position_ids"]))
+        lengths = [b - a for a, b in spans]
+        assert all(block["input_ids"][a] == 1 and block["input_ids"][b - 1] == 2 for a, b in spans)
+        if i % 2:
+            assert len(lengths) == 1 and 128 <= lengths[0] <= 300
+        else:
+            assert all(8 <= n <= 64 for n in lengths) and sum(lengths) <= 2048
+    row = collate_blocks([blocks[0], blocks[1]])
+    assert (
+        row["input_ids"].shape
+        == row["position_ids"].shape
+        == (1, len(blocks[0]["input_ids"]) + len(blocks[1]["input_ids"]))
+    )
+
+
+def test_long_targets_are_the_teachers_states_of_each_piece(teacher):
+    from hf_relpos.training.embedding_distillation import EmbeddingDistillationTrainer
+
+    model = BertModel.from_pretrained(teacher).eval()
+    trainer = EmbeddingDistillationTrainer.__new__(EmbeddingDistillationTrainer)
+    trainer.teacher, trainer.window = model, 16
+    trainer._rng = __import__("random").Random(0)
+    short = [1, 40, 41, 42, 2]
+    long = [1, *range(50, 90), 2]  # 42 tokens: read in pieces of ≤ 16 (14 between [CLS] and [SEP])
+    row = torch.tensor(short + long)
+    spans = segments(torch.tensor(list(range(5)) + list(range(42))))
+    first = __import__("random").Random(0).randrange(1, 15)
+    got = trainer.targets(row, spans)
+    with torch.no_grad():
+        assert torch.allclose(got[:5], model(input_ids=torch.tensor([short])).last_hidden_state[0], atol=1e-5)
+        cuts = [0, *range(first, 40, 14), 40]
+        body = long[1:-1]
+        for k, (lo, hi) in enumerate(zip(cuts, cuts[1:])):
+            states = model(input_ids=torch.tensor([[1, *body[lo:hi], 2]])).last_hidden_state[0]
+            assert torch.allclose(got[5 + 1 + lo : 5 + 1 + hi], states[1:-1], atol=1e-5)
+            if k == 0:
+                assert torch.allclose(got[5], states[0], atol=1e-5)
+        assert torch.allclose(got[-1], states[-1], atol=1e-5)
+
+
+def _extend(tmp_path, teacher, steps, extra=()):
+    from hf_relpos.training import train
+
+    return train(
+        {"task": "embedding_distillation"},
+        [
+            "--model_name_or_path",
+            str(teacher),
+            "--teacher_model_name_or_path",
+            str(teacher),
+            "--relative_position",
+            "t5",
+            "--model_overrides",
+            '{"layer_types": ["full_attention", "sliding_attention"], "sliding_window": 64}',
+            "--max_seq_length",
+            "160",
+            "--eval_lengths",
+            "64",
+            "160",
+            "--synthetic_train_size",
+            "400",
+            "--synthetic_eval_size",
+            "60",
+            "--max_steps",
+            str(steps),
+            "--per_device_train_batch_size",
+            "1",
+            "--learning_rate",
+            "0.001",
+            "--relative_position_learning_rate",
+            "0.01",
+            "--logging_steps",
+            "1",
+            "--save_strategy",
+            "no",
+            "--eval_strategy",
+            "no",
+            "--disable_tqdm",
+            "true",
+            "--use_cpu",
+            "true",
+            "--report_to",
+            "none",
+            "--seed",
+            "0",
+            "--output_dir",
+            str(tmp_path / f"run{steps}"),
+            *extra,
+        ],
+    )
+
+
+def test_extension_learns_the_teachers_embeddings_and_saves_its_pooling(tmp_path, teacher):
+    """A tiny absolute BERT converted (table dropped, t5, a local layer) and distilled: the cosine to the
+    teacher's embeddings of held-out texts rises, the logs carry both terms, and the folder carries the
+    teacher's sentence-transformers files (read back as its pooling)."""
+    from hf_relpos.prediction import pooling_of
+
+    before, after = _extend(tmp_path, teacher, 1), _extend(tmp_path, teacher, 40)
+    assert 1 - after["eval"]["eval_cosine"] < 0.8 * (1 - before["eval"]["eval_cosine"])
+    assert after["eval"]["eval_states"] < before["eval"]["eval_states"]
+    assert {"eval_passkey_len64", "eval_passkey_len160"} <= set(after["eval"])
+    out = tmp_path / "run40"
+    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    assert all("states" in h and "cosine_distance" in h for h in history if "loss" in h)
+    config = json.loads((out / "config.json").read_text())
+    assert config["absolute_position"] == "none" and config["layer_types"] == ["full_attention", "sliding_attention"]
+    assert pooling_of(out) == {"mode": "mean", "normalize": True, "source": "1_Pooling/config.json"}
+    assert json.loads((out / "sentence_bert_config.json").read_text())["max_seq_length"] == 8192
+
+
+def test_extension_refuses_what_it_cannot_do(tmp_path, teacher):
+    with pytest.raises(ValueError, match="needs teacher_model_name_or_path"):
+        from hf_relpos.training import train
+
+        train(
+            {"task": "embedding_distillation"},
+            ["--model_name_or_path", str(teacher), "--output_dir", str(tmp_path / "a")],
+        )
+    with pytest.raises(ValueError, match=r"max_seq_length=32 is shorter than the teacher's window \(64 tokens\)"):
+        _extend(tmp_path, teacher, 1, ["--max_seq_length", "32"])
