@@ -10,7 +10,7 @@
     hf-relpos convert SRC OUT --scheme NAME [--keep-absolute | --drop-absolute] [--max-position-embeddings N] [--exact]
     hf-relpos predict CHECKPOINT --input FILE --output FILE [--task T] [--batch-size N] [--device D] [--overwrite] ...
     hf-relpos export CHECKPOINT OUT [--format onnx] [--opset N] [--no-check]   (needs the [onnx] extra)
-    hf-relpos bench {speed,extrapolation,attention,convert-finetune} [options]   (``hf-relpos bench speed --help``)
+    hf-relpos bench {speed,extrapolation,attention,convert-finetune,predict,long} [options]   (``hf-relpos bench long --help``)
 
 The command line only parses and prints: the work is in hf_relpos.training (train, compare),
 hf_relpos.hub (push), hf_relpos.convert, hf_relpos.prediction and hf_relpos.bench.
@@ -99,7 +99,9 @@ def main(argv=None):
     _add_export_parser(sub)
     _add_predict_parser(sub)
     p_bench = sub.add_parser(
-        "bench", help="benchmarks: speed/memory against HF anchors, or length extrapolation", add_help=False
+        "bench",
+        help="benchmarks: speed/memory against HF anchors, length extrapolation, reading long inputs (long)",
+        add_help=False,
     )
     p_bench.add_argument(
         "suite", nargs="?", choices=BENCH_SUITES, help="which benchmark (its own --help lists options)"

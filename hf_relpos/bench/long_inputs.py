@@ -53,30 +53,40 @@ class Reader:
     def read_length(self, length: int) -> int:
         return length if self.limit is None else min(length, self.limit)
 
-    @torch.inference_mode()
     def embed(self, texts: list[str], max_length: int, batch_tokens: int = 16384) -> torch.Tensor:
         """[len(texts), hidden] pooled embeddings, inputs truncated at ``read_length(max_length)``."""
-        enc = self.tokenizer(texts, truncation=True, max_length=self.read_length(max_length))
-        order = sorted(range(len(texts)), key=lambda i: -len(enc["input_ids"][i]))
-        out = [None] * len(texts)
-        i = 0
-        while i < len(order):
-            longest = len(enc["input_ids"][order[i]])
-            batch = order[i : i + max(1, batch_tokens // longest)]
-            inputs = self.tokenizer.pad({k: [enc[k][j] for j in batch] for k in enc}, return_tensors="pt")
-            hidden = self.model(**inputs).last_hidden_state.float()
-            vectors = _pool(hidden, inputs["attention_mask"], self.pooling)
-            for row, j in enumerate(batch):
-                out[j] = vectors[row]
-            i += len(batch)
-        return torch.stack(out)
+        return embed(self.model, self.tokenizer, self.pooling, texts, self.read_length(max_length), batch_tokens)
 
 
-def retrieval_top1(reader: Reader, task) -> tuple[float, list[bool]]:
-    """Top-1 accuracy of ``task`` (query i's answer is document i) by cosine similarity."""
+@torch.inference_mode()
+def embed(model, tokenizer, pooling: dict, texts: list[str], max_length: int, batch_tokens: int = 16384):
+    """[len(texts), hidden] embeddings pooled as ``pooling`` says (:func:`hf_relpos.prediction.pooling_of`), the
+    texts truncated at ``max_length`` tokens and batched longest first, about ``batch_tokens`` per forward."""
+    was_training = model.training
+    model.eval()
+    enc = tokenizer(texts, truncation=True, max_length=max_length)
+    order = sorted(range(len(texts)), key=lambda i: -len(enc["input_ids"][i]))
+    out = [None] * len(texts)
+    i = 0
+    while i < len(order):
+        longest = len(enc["input_ids"][order[i]])
+        batch = order[i : i + max(1, batch_tokens // longest)]
+        inputs = tokenizer.pad({k: [enc[k][j] for j in batch] for k in enc}, return_tensors="pt").to(model.device)
+        hidden = model(**inputs).last_hidden_state.float()
+        vectors = _pool(hidden, inputs["attention_mask"], pooling)
+        for row, j in enumerate(batch):
+            out[j] = vectors[row]
+        i += len(batch)
+    model.train(was_training)
+    return torch.stack(out)
+
+
+def retrieval_top1(reader, task) -> tuple[float, list[bool]]:
+    """Top-1 accuracy of ``task`` (query i's answer is document i) by cosine similarity; ``reader``: anything
+    with ``embed(texts, max_length)`` (a :class:`Reader`)."""
     queries = torch.nn.functional.normalize(reader.embed(task.queries, 512), dim=-1)
     documents = torch.nn.functional.normalize(reader.embed(task.documents, task.length), dim=-1)
-    hits = (queries @ documents.T).argmax(-1) == torch.arange(len(task.queries))
+    hits = (queries @ documents.T).argmax(-1).cpu() == torch.arange(len(task.queries))
     return hits.float().mean().item(), hits.tolist()
 
 

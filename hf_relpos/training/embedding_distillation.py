@@ -159,7 +159,7 @@ class EmbeddingDistillationTrainer(RelPosTrainer):
         super().log(logs, *args, **kwargs)
 
 
-def load_student(model_args, data_args):
+def load_student(model_args):
     """The relpos_bert student: the checkpoint itself, or an absolute BERT converted with the absolute table
     dropped and its mean row added to the token-type embeddings (the inputs keep their mean)."""
     from ..convert import convert_bert_to_relpos
@@ -189,31 +189,13 @@ def load_student(model_args, data_args):
 
 def passkey_scores(model, tokenizer, pooling: dict, lengths, seed: int = 0) -> dict:
     """Passkey top-1 (:mod:`hf_relpos.bench.long_tasks`) of ``model`` at each length."""
+    from types import SimpleNamespace
+
+    from ..bench.long_inputs import embed, retrieval_top1
     from ..bench.long_tasks import build_task
 
-    was_training = model.training
-    model.eval()
-    scores = {}
-    with torch.no_grad():
-        embed = lambda texts: torch.nn.functional.normalize(  # noqa: E731
-            torch.cat(
-                [
-                    _pool(
-                        model(**tokenizer([t], return_tensors="pt").to(model.device)).last_hidden_state.float(),
-                        torch.ones(1, len(tokenizer(t)["input_ids"]), device=model.device),
-                        pooling,
-                    )
-                    for t in texts
-                ]
-            ),
-            dim=-1,
-        )
-        for n in lengths:
-            task = build_task("passkey", tokenizer, n, seed=seed)
-            hits = (embed(task.queries) @ embed(task.documents).T).argmax(-1).cpu() == torch.arange(len(task.queries))
-            scores[n] = hits.float().mean().item()
-    model.train(was_training)
-    return scores
+    reader = SimpleNamespace(embed=lambda texts, n: embed(model, tokenizer, pooling, texts, n))
+    return {n: retrieval_top1(reader, build_task("passkey", tokenizer, n, seed=seed))[0] for n in lengths}
 
 
 def setup(task, model_args, data_args, training_args, raw) -> TaskSetup:
@@ -229,7 +211,7 @@ def setup(task, model_args, data_args, training_args, raw) -> TaskSetup:
     for split in ("train", "validation"):
         require_columns(raw[split], {"text_column": column}, split)
     tokenizer = load_tokenizer(model_args, None, False)
-    student = load_student(model_args, data_args)
+    student = load_student(model_args)
     teacher = _needs_remote_code(
         "teacher_model_name_or_path",
         teacher_path,
