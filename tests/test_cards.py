@@ -2,6 +2,8 @@
 `datasets` metadata holds Hub dataset ids only, and every Python snippet of every card runs warning-free where
 hf_relpos is not installed, against a tiny checkpoint of the card's kind."""
 
+import json
+
 import pytest
 import yaml
 from snippets import assert_clean, python_snippets, run_snippets
@@ -159,6 +161,23 @@ def _t5(folder, tokenizer):
     return _save(RelPosT5ForConditionalGeneration(config), folder, tokenizer)
 
 
+def _sentence(folder, tokenizer):
+    """A relpos_bert model with sentence-transformers files (mean pooling, normalised), as extend_minilm writes."""
+    config = _bert(RelPosBertModel, folder, tokenizer)
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+    ]
+    (folder / "modules.json").write_text(json.dumps(modules))
+    for sub in ("1_Pooling", "2_Normalize"):
+        (folder / sub).mkdir()
+    pooling = {"word_embedding_dimension": config.hidden_size, "pooling_mode_mean_tokens": True}
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps(pooling))
+    (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 64}))
+    return config
+
+
 def _save(model, folder, tokenizer):
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -181,6 +200,7 @@ def cards(tmp_path_factory):
         "classification": lambda f: _bert(RelPosBertForSequenceClassification, f, wordpiece, num_labels=2),
         "qa": lambda f: _bert(RelPosBertForQuestionAnswering, f, wordpiece),
         "mlm": lambda f: _bert(RelPosBertForMaskedLM, f, wordpiece),
+        "embedding_distillation": lambda f: _sentence(f, wordpiece),
         "summarization": lambda f: _t5(f, sentencepiece),
         "span_corruption": lambda f: _t5(f, spans),
     }.items():

@@ -198,6 +198,7 @@ def qa_scores(checkpoint, rows: list[dict], *, max_seq_length: int, doc_stride: 
 def parse_args(argv):
     parser = argparse.ArgumentParser(
         prog="hf-relpos bench long",
+        allow_abbrev=False,
         description="Does a model read long inputs? Passkey and needle retrieval (LongEmbed's synthetic tasks), "
         "masked-token accuracy by length and whole-page QA, each checkpoint side by side.",
     )
