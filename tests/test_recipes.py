@@ -379,14 +379,15 @@ def test_task_registry_drives_the_runner():
 
     from hf_relpos.training import TASKS, Task, get_task
 
-    assert list(TASKS) == ["classification", "qa", "summarization", "mlm", "span_corruption"]
+    assert list(TASKS) == ["classification", "qa", "summarization", "mlm", "span_corruption", "embedding_distillation"]
     task = get_task("classification")
     assert isinstance(task, Task) and task.pipeline_tag == "text-classification"
     assert task.auto_class is AutoModelForSequenceClassification
     assert TASKS["summarization"].default_columns == {"text_column": "document", "summary_column": "summary"}
     with pytest.raises(
         ValueError,
-        match="task='translation' is not valid; choose one of: classification, qa, summarization, mlm, span_corruption",
+        match="task='translation' is not valid; choose one of: classification, qa, summarization, mlm, span_corruption, "
+        "embedding_distillation",
     ):
         get_task("translation")
 
