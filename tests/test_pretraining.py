@@ -545,7 +545,10 @@ def test_teacher_is_checked_against_the_student(tmp_path):
                 str(tmp_path / "b"),
             ],
         )
-    with pytest.raises(ValueError, match="teacher_model_name_or_path=.* applies to tasks 'mlm' and 'embedding_distillation', not 'span_corruption'"):
+    with pytest.raises(
+        ValueError,
+        match="teacher_model_name_or_path=.* applies to tasks 'mlm' and 'embedding_distillation', not 'span_corruption'",
+    ):
         train(
             {"task": "span_corruption"},
             [*FAST, "--teacher_model_name_or_path", student, "--output_dir", str(tmp_path / "c")],
