@@ -582,6 +582,38 @@ def _pool(hidden, mask, pooling):
     return torch.nn.functional.normalize(out, dim=-1) if pooling["normalize"] else out
 
 
+@torch.inference_mode()
+def embed(model, tokenizer, pooling: dict, texts: list[str], max_length: int, batch_tokens: int = 16384):
+    """[len(texts), hidden] embeddings pooled as ``pooling`` says (:func:`hf_relpos.prediction.pooling_of`), the
+    texts truncated at ``max_length`` tokens and batched longest first, about ``batch_tokens`` per forward."""
+    was_training = model.training
+    model.eval()
+    enc = tokenizer(texts, truncation=True, max_length=max_length)
+    order = sorted(range(len(texts)), key=lambda i: -len(enc["input_ids"][i]))
+    out = [None] * len(texts)
+    i = 0
+    while i < len(order):
+        longest = len(enc["input_ids"][order[i]])
+        batch = order[i : i + max(1, batch_tokens // longest)]
+        inputs = tokenizer.pad({k: [enc[k][j] for j in batch] for k in enc}, return_tensors="pt").to(model.device)
+        hidden = model(**inputs).last_hidden_state.float()
+        vectors = _pool(hidden, inputs["attention_mask"], pooling)
+        for row, j in enumerate(batch):
+            out[j] = vectors[row]
+        i += len(batch)
+    model.train(was_training)
+    return torch.stack(out)
+
+
+def retrieval_top1(reader, task) -> tuple[float, list[bool]]:
+    """Top-1 accuracy of ``task`` (query i's answer is document i) by cosine similarity; ``reader``: anything
+    with ``embed(texts, max_length)`` (a :class:`Reader`)."""
+    queries = torch.nn.functional.normalize(reader.embed(task.queries, 512), dim=-1)
+    documents = torch.nn.functional.normalize(reader.embed(task.documents, task.length), dim=-1)
+    hits = (queries @ documents.T).argmax(-1).cpu() == torch.arange(len(task.queries))
+    return hits.float().mean().item(), hits.tolist()
+
+
 def _run_embeddings(model, tokenizer, items, options, bar):
     enc = tokenizer(
         [it["text"] for it in items], truncation=True, max_length=options["max_seq_length"] or _model_limit(tokenizer)

@@ -1,4 +1,4 @@
-"""The long-input evaluation (`hf-relpos bench long`, hf_relpos.bench.long_tasks / long_inputs) and the context
+"""The long-input evaluation (`hf-relpos bench long`, hf_relpos.long_tasks, hf_relpos.bench.long_inputs) and the context
 extension that keeps a sentence-embedding model's function (task `embedding_distillation`)."""
 
 import json
@@ -11,7 +11,7 @@ from transformers import BertConfig, BertModel
 
 from hf_relpos import RelPosBertConfig, RelPosBertModel
 from hf_relpos.bench.long_inputs import Reader, main, qa_pages, retrieval_top1
-from hf_relpos.bench.long_tasks import NAMES, PASSKEY_FILLER, build_task
+from hf_relpos.long_tasks import NAMES, PASSKEY_FILLER, build_task
 from hf_relpos.training.embedding_distillation import collate_blocks, segments, training_blocks
 from hf_relpos.training.modeling import train_wordpiece_tokenizer
 

@@ -1,7 +1,7 @@
 """``hf-relpos bench long CKPT [CKPT ...]``: does a model read long inputs? One table per measure, each
 checkpoint a row, each length a column; JSON report and a plot.
 
-- ``passkey`` / ``needle``: LongEmbed's synthetic retrieval (:mod:`.long_tasks`), top-1 by cosine of the
+- ``passkey`` / ``needle``: LongEmbed's synthetic retrieval (:mod:`hf_relpos.long_tasks`), top-1 by cosine of the
   checkpoint's own pooling (its sentence-transformers files, else mean);
 - ``mlm``: masked-token accuracy by length on the long documents (checkpoints with an MLM head);
 - ``qa``: extractive QA on whole pages (every context of one qa_pydoc page joined in order) read at once,
@@ -19,10 +19,10 @@ from pathlib import Path
 
 import torch
 
-from ..prediction import _pool, pooling_of
+from ..long_tasks import TASKS, build_task
+from ..prediction import embed, pooling_of, retrieval_top1
 from ..training.modeling import learned_position_limit
 from .common import add_io_options, line_plot, write_json
-from .long_tasks import TASKS, build_task
 
 LENGTHS = (256, 512, 1024, 2048, 4096, 8192)
 PARTS = (*TASKS, "mlm", "qa")
@@ -56,38 +56,6 @@ class Reader:
     def embed(self, texts: list[str], max_length: int, batch_tokens: int = 16384) -> torch.Tensor:
         """[len(texts), hidden] pooled embeddings, inputs truncated at ``read_length(max_length)``."""
         return embed(self.model, self.tokenizer, self.pooling, texts, self.read_length(max_length), batch_tokens)
-
-
-@torch.inference_mode()
-def embed(model, tokenizer, pooling: dict, texts: list[str], max_length: int, batch_tokens: int = 16384):
-    """[len(texts), hidden] embeddings pooled as ``pooling`` says (:func:`hf_relpos.prediction.pooling_of`), the
-    texts truncated at ``max_length`` tokens and batched longest first, about ``batch_tokens`` per forward."""
-    was_training = model.training
-    model.eval()
-    enc = tokenizer(texts, truncation=True, max_length=max_length)
-    order = sorted(range(len(texts)), key=lambda i: -len(enc["input_ids"][i]))
-    out = [None] * len(texts)
-    i = 0
-    while i < len(order):
-        longest = len(enc["input_ids"][order[i]])
-        batch = order[i : i + max(1, batch_tokens // longest)]
-        inputs = tokenizer.pad({k: [enc[k][j] for j in batch] for k in enc}, return_tensors="pt").to(model.device)
-        hidden = model(**inputs).last_hidden_state.float()
-        vectors = _pool(hidden, inputs["attention_mask"], pooling)
-        for row, j in enumerate(batch):
-            out[j] = vectors[row]
-        i += len(batch)
-    model.train(was_training)
-    return torch.stack(out)
-
-
-def retrieval_top1(reader, task) -> tuple[float, list[bool]]:
-    """Top-1 accuracy of ``task`` (query i's answer is document i) by cosine similarity; ``reader``: anything
-    with ``embed(texts, max_length)`` (a :class:`Reader`)."""
-    queries = torch.nn.functional.normalize(reader.embed(task.queries, 512), dim=-1)
-    documents = torch.nn.functional.normalize(reader.embed(task.documents, task.length), dim=-1)
-    hits = (queries @ documents.T).argmax(-1).cpu() == torch.arange(len(task.queries))
-    return hits.float().mean().item(), hits.tolist()
 
 
 # --------------------------------------------------------------------------------------------------

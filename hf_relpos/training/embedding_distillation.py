@@ -11,7 +11,7 @@ input). A frozen teacher (``teacher_model_name_or_path``, e.g. the original mode
 Loss per training block: the squared error of the states over the teacher's mean square, plus
 ``embedding_loss_weight`` × (1 − cosine) of the pooled embeddings (the teacher's own pooling, from its
 sentence-transformers files). Nothing trains an MLM head the checkpoint never had. The evaluation reports
-the cosine to the teacher on held-out texts and the passkey retrieval of :mod:`hf_relpos.bench.long_tasks` at
+the cosine to the teacher on held-out texts and the passkey retrieval of :mod:`hf_relpos.long_tasks` at
 ``eval_lengths``. The saved folder carries the teacher's sentence-transformers files, so
 ``SentenceTransformer(folder, trust_remote_code=True)`` loads it with its pooling.
 """
@@ -188,11 +188,11 @@ def load_student(model_args):
 
 
 def passkey_scores(model, tokenizer, pooling: dict, lengths, seed: int = 0) -> dict:
-    """Passkey top-1 (:mod:`hf_relpos.bench.long_tasks`) of ``model`` at each length."""
+    """Passkey top-1 (:mod:`hf_relpos.long_tasks`) of ``model`` at each length."""
     from types import SimpleNamespace
 
-    from ..bench.long_inputs import embed, retrieval_top1
-    from ..bench.long_tasks import build_task
+    from ..long_tasks import build_task
+    from ..prediction import embed, retrieval_top1
 
     reader = SimpleNamespace(embed=lambda texts, n: embed(model, tokenizer, pooling, texts, n))
     return {n: retrieval_top1(reader, build_task("passkey", tokenizer, n, seed=seed))[0] for n in lengths}
