@@ -801,13 +801,13 @@ def _bert_config(plan: _Plan, P_source: int, P: int):
         )
     if source.legacy == "relative_key":  # 4.x clipped at P − 1 and had no value-side table
         fields.update(max_relative_position=P_source - 1, relative_value=False)
+    fields.update(plan.options.config_overrides)  # e.g. dropouts: the caller's choice over the source's
     return RelPosBertConfig(
         **fields,
         max_position_embeddings=P,
         relative_position=plan.scheme,
         absolute_position="learned" if plan.keep_absolute else "none",
         tie_word_embeddings=bool(cfg.get("tie_word_embeddings", True)),
-        **plan.options.config_overrides,
     )
 
 

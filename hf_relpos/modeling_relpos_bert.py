@@ -120,7 +120,8 @@ class RelPosBertEmbeddings(nn.Module):
             if not given:  # a decoder's new tokens follow the ``past_length`` cached ones
                 position_ids = torch.arange(past_length, past_length + seq_length, device=device)[None, :]
             if self.absolute_position == "learned":
-                if past_length + seq_length > self.max_position_embeddings:
+                # packed rows restart position_ids per text: given ids are checked by value below
+                if not given and past_length + seq_length > self.max_position_embeddings:
                     raise ValueError(
                         f"input length {past_length + seq_length} exceeds max_position_embeddings={self.max_position_embeddings} "
                         "(absolute_position='learned' has one embedding per position); truncate the input, or use "

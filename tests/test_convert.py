@@ -269,6 +269,25 @@ def test_longer_inputs_extended_table_and_drop_absolute():
     assert torch.isfinite(outputs(relative, very_long, very_long_mask)).all()
 
 
+def test_overrides_replace_the_sources_fields_and_packed_rows_run_past_the_table():
+    hf = hf_tiny(BertModel, hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1)  # 40 positions
+    model = convert_bert_to_relpos(hf, "t5", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    assert model.config.hidden_dropout_prob == 0.0 == model.config.attention_probs_dropout_prob
+    # texts packed in one row restart their position_ids: a row longer than the table runs, each text alone
+    torch.manual_seed(0)
+    ids = torch.randint(5, 100, (1, 60))
+    with torch.no_grad():
+        packed = model(input_ids=ids, position_ids=torch.tensor([list(range(30)) * 2])).last_hidden_state
+        for a in (0, 30):
+            assert torch.allclose(
+                packed[:, a : a + 30], model(input_ids=ids[:, a : a + 30]).last_hidden_state, atol=1e-5
+            )
+    with pytest.raises(ValueError, match=r"position_ids must lie in \[0, max_position_embeddings=40\), got \[0, 59\]"):
+        model(input_ids=ids, position_ids=torch.arange(60)[None])
+    with pytest.raises(ValueError, match="input length 60 exceeds max_position_embeddings=40"):
+        model(input_ids=ids)
+
+
 # --- folders: remote code, T5, atomic writes ---------------------------------------------------------------------
 
 

@@ -229,6 +229,51 @@ def test_training_blocks_alternate_short_and_long_texts():
     )
 
 
+def test_passage_groups_differ_only_by_their_passage():
+    """With passages=K a long block holds K copies of one text, each with another passage inserted whole at
+    its own depth, then the K passages alone; ``pairs`` link each copy to its passage, renumbered by collate."""
+    stream = list(range(100, 40000))
+    blocks = training_blocks(stream, window=64, longest=300, cls=1, sep=2, seed=0, passages=4)
+    depths = set()
+    for block in blocks.select(range(1, 9, 2)):
+        spans = segments(torch.tensor(block["position_ids"]))
+        texts = [block["input_ids"][a + 1 : b - 1] for a, b in spans]
+        rests = []
+        assert len(texts) == 8 and block["pairs"] == [[k, 4 + k] for k in range(4)]
+        assert len({len(t) for t in texts[:4]}) == 1 and 126 <= len(texts[0]) <= 298
+        for k in range(4):
+            doc, passage = texts[k], texts[4 + k]
+            assert 6 <= len(passage) <= 62
+            at = next(i for i in range(len(doc)) if doc[i : i + len(passage)] == passage)
+            depths.add(at)
+            rest = doc[:at] + doc[at + len(passage) :]
+            rests.append(rest)
+            assert rest == sorted(rest) and all(t not in rest for t in passage)  # the text around it, in order
+            assert sum(doc[i : i + len(passage)] == passage for i in range(len(doc))) == 1
+        longest = max(rests, key=len)
+        assert all(rest == longest[: len(rest)] for rest in rests)  # one text, cut to fit each passage
+    assert len(depths) > 8  # depths vary
+    row = collate_blocks([blocks[0], blocks[1], blocks[3]])
+    first = sum(p == 0 for p in blocks[0]["position_ids"])
+    assert row["pairs"].tolist() == [[first + k, first + 4 + k] for k in range(4)] + [
+        [first + 8 + k, first + 12 + k] for k in range(4)
+    ]
+    assert collate_blocks([blocks[0]])["pairs"].shape == (0, 2)
+
+
+def test_contrastive_term_is_infonce_over_the_batchs_long_texts():
+    from hf_relpos.training.embedding_distillation import EmbeddingDistillationTrainer
+
+    torch.manual_seed(0)
+    texts, passages = torch.randn(4, 8), torch.randn(4, 8)
+    naive = 0.0
+    for i in range(4):
+        sims = torch.stack([torch.cosine_similarity(passages[i], texts[j], dim=0) for j in range(4)]) / 0.05
+        naive += -(sims[i] - torch.logsumexp(sims, 0)) / 4
+    assert torch.allclose(EmbeddingDistillationTrainer.contrastive(texts, passages), naive, atol=1e-5)
+    assert EmbeddingDistillationTrainer.contrastive(passages * 3, passages) < 1e-3  # each text is its passage
+
+
 def test_long_targets_are_the_teachers_states_of_each_piece(teacher):
     from hf_relpos.training.embedding_distillation import EmbeddingDistillationTrainer
 

@@ -227,6 +227,14 @@ class DataTrainingArguments:
             "embeddings, beside the squared error of the hidden states."
         },
     )
+    contrastive_loss_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "embedding_distillation: weight of a contrastive term on long texts: each holds a passage "
+            "inserted at a random depth and must embed closer to that passage (the teacher's embedding) than "
+            "copies of itself holding other passages (0 = off)."
+        },
+    )
     sentence_max_length: int = field(
         default=8192,
         metadata={
