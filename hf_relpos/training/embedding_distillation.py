@@ -15,9 +15,8 @@ teacher (``teacher_model_name_or_path``, e.g. the original model) sets the targe
 Loss per training block: the squared error of the states over the teacher's mean square, plus
 ``embedding_loss_weight`` × (1 − cosine) of the pooled embeddings (the teacher's own pooling, from its
 sentence-transformers files), plus ``contrastive_loss_weight`` × the passage term. Nothing trains an MLM
-head the checkpoint never had. The evaluation reports
-the cosine to the teacher on held-out texts and the passkey retrieval of :mod:`hf_relpos.long_tasks` at
-``eval_lengths``. The saved folder carries the teacher's sentence-transformers files, so
+head the checkpoint never had. The evaluation reports the cosine to the teacher on held-out texts and the
+passkey retrieval of :mod:`hf_relpos.long_tasks` at ``eval_lengths``. The saved folder carries the teacher's sentence-transformers files, so
 ``SentenceTransformer(folder, trust_remote_code=True)`` loads it with its pooling.
 """
 
@@ -266,7 +265,7 @@ def passkey_scores(model, tokenizer, pooling: dict, lengths, seed: int = 0) -> d
 
 def setup(task, model_args, data_args, training_args, raw) -> TaskSetup:
     from .data import require_columns
-    from .pretraining import _texts
+    from .pretraining import _texts, load_teacher
 
     teacher_path = data_args.teacher_model_name_or_path
     if not teacher_path:
@@ -279,19 +278,7 @@ def setup(task, model_args, data_args, training_args, raw) -> TaskSetup:
         require_columns(raw[split], {"text_column": column}, split)
     tokenizer = load_tokenizer(model_args, None, False)
     student = load_student(model_args, max(data_args.sentence_max_length, data_args.max_seq_length))
-    teacher = _needs_remote_code(
-        "teacher_model_name_or_path",
-        teacher_path,
-        lambda: AutoModel.from_pretrained(teacher_path, trust_remote_code=model_args.trust_remote_code),
-    ).eval()
-    teacher.requires_grad_(False)
-    for name in ("hidden_size", "vocab_size"):
-        mine, theirs = getattr(student.config, name), getattr(teacher.config, name)
-        if mine != theirs:
-            raise ValueError(
-                f"teacher_model_name_or_path={teacher_path!r} has {name}={theirs}, the student {mine}: "
-                "the teacher must share the student's tokenizer and hidden size"
-            )
+    teacher = load_teacher(data_args, model_args, student.config, None)
     window = min(learned_position_limit(teacher.config) or 512, 512)
     if data_args.max_seq_length < window:
         raise ValueError(

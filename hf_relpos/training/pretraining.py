@@ -366,9 +366,10 @@ def _plot(lengths_metrics: dict, path: Path, title: str) -> bool:
     return True
 
 
-def load_teacher(data_args, model_args, config, max_seq_length: int):
+def load_teacher(data_args, model_args, config, max_seq_length: int | None):
     """The frozen teacher of ``teacher_model_name_or_path`` (its base model, eval mode), checked against the
-    student's ``config``: same hidden size and vocabulary, and learned positions for ``max_seq_length``."""
+    student's ``config``: same hidden size and vocabulary, and learned positions for ``max_seq_length`` (None:
+    the teacher reads pieces of its own length, as in ``embedding_distillation``)."""
     from transformers import AutoConfig, AutoModel
 
     path = data_args.teacher_model_name_or_path
@@ -385,7 +386,7 @@ def load_teacher(data_args, model_args, config, max_seq_length: int):
                 "the teacher must share the student's tokenizer and hidden size"
             )
     table = learned_position_limit(teacher_config)
-    if table is not None and max_seq_length > table:
+    if table is not None and max_seq_length is not None and max_seq_length > table:
         raise ValueError(
             f"teacher_model_name_or_path={path!r} has learned absolute positions for {table} tokens; "
             f"max_seq_length={max_seq_length} is longer: train at ≤ {table} tokens (evaluate longer with eval_lengths)"
